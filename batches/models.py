@@ -1,0 +1,311 @@
+"""Batches and their rows. Row state changes live here as QuerySet methods so that every entry
+point (engine, services, admin) moves rows the same way."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+
+def default_model_name() -> str:
+    return settings.GEMINI_DEFAULT_MODEL
+
+
+class Priority(models.IntegerChoices):
+    # Lower sorts first: claims take high before normal before low.
+    HIGH = 0, "high"
+    NORMAL = 1, "normal"
+    LOW = 2, "low"
+
+
+class BatchQuerySet(models.QuerySet):
+    def visible_to(self, user) -> BatchQuerySet:
+        """Batches a user may see: their own; staff see all."""
+        if user.is_staff:
+            return self
+        return self.filter(owner=user)
+
+    def active(self) -> BatchQuerySet:
+        return self.filter(status__in=Batch.ACTIVE_STATUSES)
+
+
+class Batch(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        PAUSED = "paused"
+        COMPLETED = "completed"
+        COMPLETED_WITH_ERRORS = "completed_with_errors"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    ACTIVE_STATUSES = (Status.PENDING, Status.RUNNING, Status.PAUSED)
+    FINAL_STATUSES = (
+        Status.COMPLETED,
+        Status.COMPLETED_WITH_ERRORS,
+        Status.FAILED,
+        Status.CANCELLED,
+    )
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                              related_name="batches")
+    name = models.CharField(max_length=200, blank=True)
+    source_filename = models.CharField(max_length=255, blank=True)
+    columns = models.JSONField(default=list)
+    prompt_template = models.TextField()
+    model_name = models.CharField(max_length=100, default=default_model_name)
+    system_instruction = models.TextField(blank=True)
+    temperature = models.FloatField(null=True, blank=True)
+    max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    response_schema = models.JSONField(null=True, blank=True)
+    concurrency = models.PositiveIntegerField(default=16)
+    max_retries = models.PositiveIntegerField(default=3)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
+    conversation_column = models.CharField(max_length=200, blank=True)
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True)
+
+    status = models.CharField(max_length=24, choices=Status.choices, default=Status.PENDING)
+    cancel_requested = models.BooleanField(default=False)
+    paused = models.BooleanField(default=False)
+
+    # Written when the batch finishes (and by refresh_counts); live figures come from progress().
+    total_rows = models.PositiveIntegerField(default=0)
+    succeeded_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    cancelled_count = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_error = models.TextField(blank=True)
+    # Set while the model API is unreachable and the batch waits for it (circuit breaker open).
+    api_waiting_since = models.DateTimeField(null=True, blank=True)
+
+    objects = BatchQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "batches"
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="batch_owner_created"),
+            # Claims scan active batches by priority then age.
+            models.Index(fields=["status", "priority", "created_at"], name="batch_claim_order"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or f"Batch {self.pk}"
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.source_filename or f"Batch {self.pk}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE_STATUSES
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINAL_STATUSES
+
+    @property
+    def priority_name(self) -> str:
+        return Priority(self.priority).label
+
+    def status_counts(self) -> dict[str, int]:
+        """Rows per status, counted live (an index-only scan on (batch, status, index))."""
+        counts = {s: 0 for s in BatchResult.Status.values}
+        rows = (
+            BatchResult.objects.filter(batch=self)
+            .order_by()
+            .values_list("status")
+            .annotate(n=Count("id"))
+        )
+        for status, n in rows:
+            counts[status] = n
+        return counts
+
+    def progress(self) -> Progress:
+        return Progress.for_batch(self)
+
+    def refresh_counts(self) -> None:
+        """Copy the live row counts and token totals onto the batch."""
+        counts = self.status_counts()
+        tokens = BatchResult.objects.filter(batch=self).aggregate(
+            p=Sum("prompt_tokens"), o=Sum("output_tokens")
+        )
+        Batch.objects.filter(pk=self.pk).update(
+            total_rows=sum(counts.values()),
+            succeeded_count=counts["succeeded"],
+            failed_count=counts["failed"],
+            cancelled_count=counts["cancelled"],
+            prompt_tokens=tokens["p"] or 0,
+            output_tokens=tokens["o"] or 0,
+        )
+        self.refresh_from_db()
+
+    def finalise_if_done(self) -> bool:
+        """Write the final status once no row is pending or running. Returns True if this call did."""
+        open_rows = BatchResult.objects.filter(
+            batch=self, status__in=[BatchResult.Status.PENDING, BatchResult.Status.RUNNING]
+        )
+        with transaction.atomic():
+            if open_rows.exists():
+                return False
+            self.refresh_from_db(fields=["cancel_requested", "status"])
+            if self.is_finished:
+                return False
+            counts = self.status_counts()
+            if self.cancel_requested:
+                final = Batch.Status.CANCELLED
+            elif counts["failed"] or counts["cancelled"]:
+                final = Batch.Status.COMPLETED_WITH_ERRORS
+            else:
+                final = Batch.Status.COMPLETED
+            # The status guard makes this write happen exactly once even if two workers race here.
+            won = Batch.objects.filter(pk=self.pk).exclude(
+                status__in=Batch.FINAL_STATUSES
+            ).update(status=final, finished_at=timezone.now(), paused=False,
+                     api_waiting_since=None)
+        if won:
+            self.refresh_counts()
+        return bool(won)
+
+
+class BatchResultQuerySet(models.QuerySet):
+    def retry(self) -> int:
+        """Send failed or cancelled rows back to pending with a fresh retry budget."""
+        return self.filter(
+            status__in=[BatchResult.Status.FAILED, BatchResult.Status.CANCELLED]
+        ).update(
+            status=BatchResult.Status.PENDING,
+            attempts=0,
+            error="",
+            not_before=None,
+            lease_expires_at=None,
+            claim_token=None,
+            finished_at=None,
+        )
+
+    def cancel_pending(self) -> int:
+        return self.filter(status=BatchResult.Status.PENDING).update(
+            status=BatchResult.Status.CANCELLED,
+            error="Cancelled before it ran.",
+            finished_at=timezone.now(),
+        )
+
+    def release_expired_leases(self, now=None) -> int:
+        """Running rows whose worker stopped renewing its lease go back to pending."""
+        now = now or timezone.now()
+        return self.filter(
+            status=BatchResult.Status.RUNNING, lease_expires_at__lt=now
+        ).update(
+            status=BatchResult.Status.PENDING,
+            lease_expires_at=None,
+            claim_token=None,
+        )
+
+
+class BatchResult(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="results")
+    index = models.PositiveIntegerField()
+    input = models.JSONField(default=dict)
+    prompt = models.TextField()
+    conversation_key = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    output = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    finish_reason = models.CharField(max_length=40, blank=True)
+    model_version = models.CharField(max_length=100, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    not_before = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = BatchResultQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["batch", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "index"], name="result_unique_batch_index"),
+        ]
+        indexes = [
+            # Claiming the next pending rows of a batch, counting per status, listing by status.
+            models.Index(fields=["batch", "status", "index"], name="result_batch_status_index"),
+            # Rescue finds expired leases without scanning finished rows.
+            models.Index(fields=["lease_expires_at"], name="result_running_lease",
+                         condition=Q(status="running")),
+            # Rows per minute over the last minute.
+            models.Index(fields=["batch", "finished_at"], name="result_batch_finished"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.batch_id}#{self.index}"
+
+
+class Progress:
+    """Live figures for a batch: counts, percent, rate, ETA, tokens."""
+
+    RATE_WINDOW = timedelta(seconds=60)
+
+    def __init__(self, batch: Batch, counts: dict[str, int], recent: int, tokens: dict):
+        self.batch = batch
+        self.counts = counts
+        self.total = sum(counts.values())
+        self.done = counts["succeeded"] + counts["failed"] + counts["cancelled"]
+        self.percent = round(100 * self.done / self.total, 1) if self.total else 100.0
+        self.rows_per_minute = self._rate(batch, recent)
+        remaining = counts["pending"] + counts["running"]
+        if batch.is_finished or remaining == 0:
+            self.eta_seconds = 0 if remaining == 0 else None
+        elif self.rows_per_minute:
+            self.eta_seconds = int(remaining / self.rows_per_minute * 60)
+        else:
+            self.eta_seconds = None
+        self.prompt_tokens = tokens["p"] or 0
+        self.output_tokens = tokens["o"] or 0
+
+    @classmethod
+    def for_batch(cls, batch: Batch) -> Progress:
+        counts = batch.status_counts()
+        since = timezone.now() - cls.RATE_WINDOW
+        finished = BatchResult.objects.filter(batch=batch, finished_at__gte=since,
+                                              status=BatchResult.Status.SUCCEEDED)
+        recent = finished.count()
+        # The engine adds each write's tokens to the batch, so no SUM over the rows is needed.
+        tokens = {"p": batch.prompt_tokens, "o": batch.output_tokens}
+        return cls(batch, counts, recent, tokens)
+
+    def _rate(self, batch: Batch, recent: int) -> float:
+        """Rows per minute over the last minute, or over the batch's life if shorter."""
+        if not batch.started_at:
+            return 0.0
+        end = batch.finished_at or timezone.now()
+        elapsed = (end - batch.started_at).total_seconds()
+        if batch.is_finished:
+            return round(self.done / elapsed * 60, 1) if elapsed > 0 else float(self.done)
+        window = min(elapsed, self.RATE_WINDOW.total_seconds())
+        return round(recent / window * 60, 1) if window > 1 else 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.output_tokens

@@ -1,0 +1,66 @@
+"""`{{column}}` prompt templates: parse once, validate against the header, render per row.
+
+User text never goes through Django's template engine: the only syntax is `{{ name }}`, where
+name is any column name (spaces and punctuation allowed) with surrounding whitespace ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+PLACEHOLDER = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.DOTALL)
+
+
+class TemplateError(ValueError):
+    """The template is unusable; str(err) says why."""
+
+
+@dataclass(frozen=True)
+class Template:
+    source: str
+    # Alternating literal text and placeholder names: literals at even positions.
+    parts: tuple[str, ...]
+
+    @property
+    def placeholders(self) -> list[str]:
+        """Placeholder names in order of first appearance."""
+        return list(dict.fromkeys(self.parts[1::2]))
+
+    def validate(self, columns: Iterable[str]) -> None:
+        """Raise TemplateError naming every placeholder that is not a column."""
+        known = set(columns)
+        unknown = [name for name in self.placeholders if name not in known]
+        if unknown:
+            names = ", ".join(f"{{{{{n}}}}}" for n in unknown)
+            listed = ", ".join(columns) if known else "(none)"
+            noun = "is not a column" if len(unknown) == 1 else "are not columns"
+            raise TemplateError(f"{names} {noun} of the file. The columns are: {listed}.")
+
+    def render(self, row: Mapping[str, object]) -> str:
+        out = []
+        for i, part in enumerate(self.parts):
+            out.append(part if i % 2 == 0 else format_value(row.get(part)))
+        return "".join(out)
+
+
+def format_value(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list, bool)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def parse(source: str) -> Template:
+    if not source or not source.strip():
+        raise TemplateError("The prompt is empty.")
+    pieces = PLACEHOLDER.split(source)
+    for name in pieces[1::2]:
+        if not name:
+            raise TemplateError("The prompt has an empty placeholder {{}}; put a column name inside.")
+    return Template(source=source, parts=tuple(pieces))

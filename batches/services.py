@@ -1,0 +1,329 @@
+"""Write actions shared by the pages, the API, the admin and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from itertools import islice
+from typing import IO, Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from batches import ingest, prompts, tasks
+from batches.models import Batch, BatchResult, Priority
+
+CREATE_CHUNK = 2000
+MAX_CONCURRENCY = 500
+MAX_RETRIES = 20
+
+
+class ServiceError(Exception):
+    """An action that cannot be done; str(err) is the message for the user."""
+
+    def __init__(self, message: str, *, field: str | None = None, line: int | None = None,
+                 column: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.line = line
+        self.column = column
+
+
+class InvalidInput(ServiceError):
+    """The file, the prompt or a setting is wrong (HTTP 400)."""
+
+
+class ActionNotAllowed(ServiceError):
+    """The action does not apply to the batch's current state (HTTP 409)."""
+
+
+class LimitReached(ServiceError):
+    """The user already has the maximum number of active batches (HTTP 429)."""
+
+
+def parse_priority(value: Any) -> int:
+    if isinstance(value, int) and value in Priority.values:
+        return value
+    names = {label: v for v, label in Priority.choices}
+    if isinstance(value, str) and value.lower() in names:
+        return names[value.lower()]
+    raise InvalidInput("Priority must be one of high, normal, low.", field="priority")
+
+
+def _check_settings(*, concurrency: int, max_retries: int, temperature: float | None,
+                    max_output_tokens: int | None) -> None:
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise InvalidInput(f"Concurrency must be between 1 and {MAX_CONCURRENCY}.",
+                           field="concurrency")
+    if not 0 <= max_retries <= MAX_RETRIES:
+        raise InvalidInput(f"Max retries must be between 0 and {MAX_RETRIES}.",
+                           field="max_retries")
+    if temperature is not None and not 0 <= temperature <= 2:
+        raise InvalidInput("Temperature must be between 0 and 2.", field="temperature")
+    if max_output_tokens is not None and max_output_tokens < 1:
+        raise InvalidInput("Max output tokens must be at least 1.", field="max_output_tokens")
+
+
+def batch_create(
+    *,
+    owner,
+    prompt: str,
+    file: IO[bytes] | None = None,
+    filename: str = "",
+    rows: list[dict] | None = None,
+    name: str = "",
+    model: str | None = None,
+    system_instruction: str = "",
+    temperature: float | None = None,
+    max_output_tokens: int | None = None,
+    concurrency: int = 16,
+    max_retries: int = 3,
+    priority: int | str = Priority.NORMAL,
+    conversation_column: str = "",
+    sheet: str | None = None,
+    rpm_limit: int | None = None,
+    tpm_limit: int | None = None,
+    response_schema: dict | None = None,
+) -> Batch:
+    """Validate the input and create the batch with all its rows in one transaction, or nothing."""
+    try:
+        template = prompts.parse(prompt)
+    except prompts.TemplateError as err:
+        raise InvalidInput(str(err), field="prompt") from err
+    _check_settings(concurrency=concurrency, max_retries=max_retries, temperature=temperature,
+                    max_output_tokens=max_output_tokens)
+    priority = parse_priority(priority)
+    if (file is None) == (rows is None):
+        raise InvalidInput("Send either a file or rows.", field="file")
+
+    source = "file" if file is not None else "rows"
+    try:
+        if file is not None:
+            table = ingest.open_table(file, filename=filename, sheet=sheet)
+        else:
+            table = ingest.table_from_rows(rows)
+    except ingest.IngestError as err:
+        raise _ingest_error(err, source) from err
+    try:
+        template.validate(table.columns)
+    except prompts.TemplateError as err:
+        raise InvalidInput(str(err), field="prompt") from err
+    if conversation_column and conversation_column not in table.columns:
+        raise InvalidInput(
+            f"The conversation column {conversation_column!r} is not a column of the file. "
+            f"The columns are: {', '.join(table.columns)}.",
+            field="conversation_column",
+        )
+
+    with transaction.atomic():
+        _check_active_limit(owner)
+        batch = Batch.objects.create(
+            owner=owner,
+            name=name or _default_name(filename),
+            source_filename=filename or "",
+            columns=table.columns,
+            prompt_template=prompt,
+            model_name=model or settings.GEMINI_DEFAULT_MODEL,
+            system_instruction=system_instruction or "",
+            temperature=temperature,
+            max_output_tokens=max_output_tokens,
+            concurrency=concurrency,
+            max_retries=max_retries,
+            priority=priority,
+            conversation_column=conversation_column or "",
+            rpm_limit=rpm_limit if rpm_limit is not None else settings.GEMINI_RPM,
+            tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
+            response_schema=response_schema,
+            last_error="\n".join(table.warnings),
+        )
+        try:
+            total = _create_rows(batch, table.rows, template, conversation_column)
+        except ingest.IngestError as err:
+            raise _ingest_error(err, source) from err
+        if total == 0:
+            raise InvalidInput("The file has a header but no rows.", field=source)
+        Batch.objects.filter(pk=batch.pk).update(total_rows=total)
+        batch.total_rows = total
+        transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
+    batch.warnings = list(table.warnings)
+    return batch
+
+
+def _default_name(filename: str) -> str:
+    stem = filename.rsplit("/", 1)[-1].rsplit(".", 1)[0] if filename else ""
+    return (stem or f"Batch {timezone.now():%Y-%m-%d %H:%M}")[:200]
+
+
+def _ingest_error(err: ingest.IngestError, source: str) -> InvalidInput:
+    field = source if err.field == "file" else err.field
+    return InvalidInput(str(err), field=field, line=err.line, column=err.column)
+
+
+def _check_active_limit(owner) -> None:
+    cap = settings.BATCH_MAX_ACTIVE_PER_USER
+    if not cap:
+        return
+    # Locking the owner's row serialises concurrent creations by one user on PostgreSQL;
+    # SQLite's IMMEDIATE transactions are serial already.
+    get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+    active = Batch.objects.filter(owner=owner).active().count()
+    if active >= cap:
+        raise LimitReached(
+            f"You already have {active} active batches (the limit is {cap}). "
+            "Wait for one to finish or cancel one.",
+        )
+
+
+def _create_rows(batch: Batch, rows: Iterable[dict], template: prompts.Template,
+                 conversation_column: str) -> int:
+    total = 0
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, CREATE_CHUNK)):
+        BatchResult.objects.bulk_create(
+            BatchResult(
+                batch=batch,
+                index=total + i,
+                input=row,
+                prompt=template.render(row),
+                conversation_key=(
+                    prompts.format_value(row.get(conversation_column))[:255]
+                    if conversation_column else ""
+                ),
+            )
+            for i, row in enumerate(chunk)
+        )
+        total += len(chunk)
+    return total
+
+
+def _reopen(batch: Batch) -> None:
+    """Make a batch with pending rows runnable again and start workers on it after commit."""
+    Batch.objects.filter(pk=batch.pk).update(
+        status=Batch.Status.RUNNING if batch.started_at else Batch.Status.PENDING,
+        paused=False,
+        cancel_requested=False,
+        finished_at=None,
+        api_waiting_since=None,
+    )
+    transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
+    batch.refresh_from_db()
+
+
+def batch_cancel(*, batch: Batch) -> int:
+    """Stop claiming, cancel the rows not yet started; in-flight rows finish. Returns rows cancelled."""
+    if batch.is_finished:
+        raise ActionNotAllowed(f"The batch is already {batch.get_status_display().lower()}.")
+    with transaction.atomic():
+        Batch.objects.filter(pk=batch.pk).update(cancel_requested=True, paused=False)
+        cancelled = batch.results.cancel_pending()
+    batch.finalise_if_done()
+    batch.refresh_from_db()
+    return cancelled
+
+
+def batch_pause(*, batch: Batch) -> int:
+    """Stop claiming new rows; in-flight rows finish. Returns the rows left waiting."""
+    if batch.status not in (Batch.Status.PENDING, Batch.Status.RUNNING) or batch.cancel_requested:
+        raise ActionNotAllowed(
+            f"Only a pending or running batch can be paused; this one is "
+            f"{batch.get_status_display().lower()}."
+        )
+    Batch.objects.filter(pk=batch.pk).update(paused=True, status=Batch.Status.PAUSED)
+    batch.refresh_from_db()
+    return batch.results.filter(status=BatchResult.Status.PENDING).count()
+
+
+def batch_resume(*, batch: Batch) -> int:
+    """Run a paused, cancelled, failed or interrupted batch again. Returns rows put back to pending."""
+    if batch.status in (Batch.Status.COMPLETED, Batch.Status.COMPLETED_WITH_ERRORS):
+        raise ActionNotAllowed(
+            f"The batch is {batch.get_status_display().lower()}; "
+            "use retry failed to run its failed rows again."
+        )
+    with transaction.atomic():
+        requeued = batch.results.filter(status=BatchResult.Status.CANCELLED).retry()
+        requeued += batch.results.release_expired_leases()
+        stranded = batch.status in (Batch.Status.PENDING, Batch.Status.RUNNING)
+        if stranded and not batch.paused and not requeued:
+            if not batch.results.filter(status=BatchResult.Status.PENDING).exists():
+                raise ActionNotAllowed("The batch is already running.")
+        _reopen(batch)
+    return requeued
+
+
+def batch_retry_failed(*, batch: Batch) -> int:
+    """Send every failed row back to pending with a fresh retry budget. Returns the rows."""
+    with transaction.atomic():
+        retried = batch.results.filter(status=BatchResult.Status.FAILED).retry()
+        if not retried:
+            raise ActionNotAllowed("The batch has no failed rows to retry.")
+        if batch.paused:
+            batch.refresh_from_db()
+        else:
+            _reopen(batch)
+    return retried
+
+
+def batch_retry_row(*, batch: Batch, index: int) -> BatchResult:
+    """Run one failed or cancelled row again."""
+    try:
+        row = batch.results.get(index=index)
+    except BatchResult.DoesNotExist as err:
+        raise InvalidInput(f"The batch has no row {index}.", field="index") from err
+    if row.status not in (BatchResult.Status.FAILED, BatchResult.Status.CANCELLED):
+        raise ActionNotAllowed(
+            f"Row {row.index} is {row.status}; only failed or cancelled rows can be retried."
+        )
+    results_retry(results=batch.results.filter(pk=row.pk))
+    row.refresh_from_db()
+    return row
+
+
+def results_retry(*, results) -> int:
+    """Retry the failed or cancelled rows among `results` (any batches); skip the others.
+
+    Returns the rows retried."""
+    with transaction.atomic():
+        batch_ids = set(
+            results.filter(status__in=[BatchResult.Status.FAILED, BatchResult.Status.CANCELLED])
+            .values_list("batch_id", flat=True).distinct()
+        )
+        retried = results.retry()
+        for batch in Batch.objects.filter(pk__in=batch_ids):
+            if not batch.paused:
+                _reopen(batch)
+    return retried
+
+
+def batch_update(*, batch: Batch, name: str | None = None, priority: int | str | None = None,
+                 concurrency: int | None = None, max_retries: int | None = None) -> Batch:
+    """Rename, or change how the batch runs; workers pick the change up at their next claim."""
+    changes: dict[str, Any] = {}
+    if name is not None:
+        changes["name"] = name.strip()[:200]
+    if priority is not None:
+        changes["priority"] = parse_priority(priority)
+    if concurrency is not None or max_retries is not None:
+        _check_settings(
+            concurrency=concurrency if concurrency is not None else batch.concurrency,
+            max_retries=max_retries if max_retries is not None else batch.max_retries,
+            temperature=None, max_output_tokens=None,
+        )
+    if concurrency is not None:
+        changes["concurrency"] = concurrency
+    if max_retries is not None:
+        changes["max_retries"] = max_retries
+    if changes:
+        Batch.objects.filter(pk=batch.pk).update(**changes)
+        batch.refresh_from_db()
+    return batch
+
+
+def batch_delete(*, batch: Batch) -> None:
+    """Stop the batch and delete it with its results.
+
+    Workers holding rows of it find nothing to write to and move on."""
+    Batch.objects.filter(pk=batch.pk).update(cancel_requested=True)
+    batch.delete()

@@ -1,0 +1,37 @@
+import io
+
+import pytest
+from django.contrib.auth import get_user_model
+
+
+@pytest.fixture
+def user(db):
+    return get_user_model().objects.create_user("alice", password="pw-alice-123")
+
+
+@pytest.fixture
+def other_user(db):
+    return get_user_model().objects.create_user("bob", password="pw-bob-123")
+
+
+@pytest.fixture
+def staff_user(db):
+    return get_user_model().objects.create_user("carol", password="pw-carol-123", is_staff=True)
+
+
+def csv_file(text: str, name: str = "rows.csv") -> io.BytesIO:
+    f = io.BytesIO(text.encode("utf-8"))
+    f.name = name
+    return f
+
+
+@pytest.fixture
+def make_batch(user):
+    """Create a batch through the real service, from a list of row dicts."""
+    from batches.services import batch_create
+
+    def make(rows=None, prompt="Say: {{text}}", owner=None, **kwargs):
+        rows = rows if rows is not None else [{"text": f"row {i}"} for i in range(3)]
+        return batch_create(owner=owner or user, prompt=prompt, rows=rows, **kwargs)
+
+    return make
