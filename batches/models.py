@@ -88,6 +88,8 @@ class Batch(models.Model):
     last_error = models.TextField(blank=True)
     # Set while the model API is unreachable and the batch waits for it (circuit breaker open).
     api_waiting_since = models.DateTimeField(null=True, blank=True)
+    # Renewed by every slice working on the batch; rescue re-enqueues batches whose beat stopped.
+    slice_heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     objects = BatchQuerySet.as_manager()
 
@@ -260,6 +262,21 @@ class BatchResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.batch_id}#{self.index}"
+
+
+class RateBucket(models.Model):
+    """Shared state for one rate-limit or circuit-breaker key (e.g. a model's requests per minute),
+    used by every worker process through the database when Redis is not configured."""
+
+    key = models.CharField(max_length=200, unique=True)
+    tokens = models.FloatField(default=0)
+    updated_at = models.FloatField(default=0)  # unix time of the last refill
+    blocked_until = models.FloatField(default=0)  # unix time; nothing is spent before it
+    failures = models.PositiveIntegerField(default=0)  # consecutive transient failures
+    opened_at = models.FloatField(null=True, blank=True)  # when the circuit opened, unix time
+
+    def __str__(self) -> str:
+        return self.key
 
 
 class Progress:
