@@ -41,4 +41,16 @@ lint: install
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) db.sqlite3* test_db.sqlite3* staticfiles test-artifacts
+	rm -rf $(VENV) db.sqlite3* demo.sqlite3* test_db.sqlite3* staticfiles test-artifacts
+
+# The whole pipeline without an API key: a local demo model answers instead of Gemini,
+# on its own database (demo.sqlite3) so demo batches never mix with real ones.
+DEMO_ENV := DEMO_MODE=true DATABASE_URL=sqlite:///$(CURDIR)/demo.sqlite3 \
+	GEMINI_BASE_URL=http://127.0.0.1:8765 GEMINI_API_KEY=demo-key
+demo: install
+	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput
+	$(DEMO_ENV) $(BIN)/python manage.py demo_setup
+	@trap 'kill 0' INT TERM EXIT; \
+	$(DEMO_ENV) $(BIN)/python manage.py fake_gemini --port 8765 --latency-ms 400 --error-rate 0.05 & \
+	$(DEMO_ENV) $(BIN)/python manage.py qcluster & \
+	$(DEMO_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)

@@ -1,6 +1,7 @@
 """Batchsite settings: everything comes from the environment, with defaults that work on a laptop."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -105,8 +106,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    # A file, not :memory:, so that worker processes started by tests share the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
+
+# Test databases are named per test process so that parallel test runs never share one; on
+# SQLite a file rather than :memory:, so worker processes started by the tests can open it.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"batchsite_test_{os.getpid()}.sqlite3")
+    }
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_batchsite_{os.getpid()}"}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -166,6 +174,10 @@ GEMINI_MODELS = [
 ]
 GEMINI_RPM = envint("GEMINI_RPM", None)
 GEMINI_TPM = envint("GEMINI_TPM", None)
+# Circuit breaker per model: this many transient failures in a row open it for the cool-down
+# (doubling up to 60 s while probes fail).
+BREAKER_THRESHOLD = envint("BREAKER_THRESHOLD", 5)
+BREAKER_COOLDOWN_S = envfloat("BREAKER_COOLDOWN_S", 10.0)
 DEMO_MODE = envbool("DEMO_MODE", False)
 
 # Limits.
@@ -175,13 +187,20 @@ BATCH_CREATE_RATE = os.environ.get("BATCH_CREATE_RATE", "60/hour")
 BATCH_MAX_ACTIVE_PER_USER = envint("BATCH_MAX_ACTIVE_PER_USER", 10)
 BATCH_LEASE_SECONDS = envint("BATCH_LEASE_SECONDS", 120)
 BATCH_SLICE_SECONDS = envint("BATCH_SLICE_SECONDS", 60)
+# Rows one slice keeps in flight at most (each batch's own concurrency caps it further).
+BATCH_SLICE_MAX_INFLIGHT = envint("BATCH_SLICE_MAX_INFLIGHT", 256)
+# Retry backoff: full jitter over base * 2^attempts seconds, capped.
+BATCH_RETRY_BASE_S = envfloat("BATCH_RETRY_BASE_S", 1.0)
+BATCH_RETRY_MAX_S = envfloat("BATCH_RETRY_MAX_S", 60.0)
 # Uploads above this stream to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = (BATCH_MAX_UPLOAD_MB or 50) * 1024 * 1024
 
 # django-q2: tasks are short slices (BATCH_SLICE_SECONDS) so timeout < retry holds with room.
+# Every qcluster on every host shares the queue named here; don't set Q_CLUSTER_NAME, which
+# django-q2 reads to route tasks to a separate queue.
 Q_CLUSTER = {
-    "name": os.environ.get("Q_CLUSTER_NAME", "batchsite"),
+    "name": "batchsite",
     "workers": envint("Q_WORKERS", 2),
     "recycle": 500,
     "timeout": BATCH_SLICE_SECONDS * 3,
@@ -219,6 +238,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "BatchStatusEnum": "batches.models.Batch.Status",
+        "ResultStatusEnum": "batches.models.BatchResult.Status",
+    },
 }
 
 LOGGING = {
