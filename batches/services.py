@@ -136,7 +136,6 @@ def batch_create(
             rpm_limit=rpm_limit if rpm_limit is not None else settings.GEMINI_RPM,
             tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
             response_schema=response_schema,
-            last_error="\n".join(table.warnings),
         )
         try:
             total = _create_rows(batch, table.rows, template, conversation_column)
@@ -144,8 +143,10 @@ def batch_create(
             raise _ingest_error(err, source) from err
         if total == 0:
             raise InvalidInput("The file has a header but no rows.", field=source)
-        Batch.objects.filter(pk=batch.pk).update(total_rows=total)
+        # Encoding warnings can appear while rows are read, so they are stored afterwards.
         batch.total_rows = total
+        batch.last_error = "\n".join(table.warnings)
+        Batch.objects.filter(pk=batch.pk).update(total_rows=total, last_error=batch.last_error)
         transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
     batch.warnings = list(table.warnings)
     return batch

@@ -1,0 +1,640 @@
+"""Uploaded file -> header + lazily streamed rows, with precise errors.
+
+Formats: CSV (delimiter and encoding sniffed), XLSX (see ingest_xlsx) and JSONL. The header
+is read eagerly, so header problems raise from open_table; row problems raise from the
+`rows` iterator, which the caller consumes inside a transaction that rolls back.
+
+Rules worth knowing:
+- Fully empty lines/rows are skipped; short rows are padded with ""; extra trailing fields
+  are dropped when empty and are an error when they hold data.
+- Line numbers are physical lines (1-based, header on line 1), also after quoted newlines.
+- JSONL columns are the keys of the first object (rows stream, so later lines cannot add
+  columns): a later key that the first object lacks is an error naming the line and key.
+  JSON values keep their types (nested objects and lists stay as they are).
+- Warnings about the encoding found mid-stream are appended to table.warnings while the
+  rows are iterated.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain, islice
+from typing import IO, Any
+
+MAX_COLUMNS = 10_000
+MB = 1024 * 1024
+MAX_FIELD_CHARS = 10 * MB
+DEFAULT_MAX_ROWS = 200_000
+DEFAULT_MAX_UPLOAD_MB = 50
+HEAD_BYTES = 64 * 1024
+CHUNK_BYTES = 256 * 1024
+DELIMITERS = ",;\t|"
+
+CSV_EXTENSIONS = {"csv", "tsv", "txt", "tab"}
+XLSX_EXTENSIONS = {"xlsx", "xlsm"}
+JSONL_EXTENSIONS = {"jsonl", "ndjson"}
+
+csv.field_size_limit(MAX_FIELD_CHARS)
+
+
+class IngestError(Exception):
+    """Bad input. str(err) is a complete human message naming the problem."""
+
+    def __init__(self, message: str, *, line: int | None = None, column: str | None = None,
+                 field: str = "file"):
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
+        self.field = field
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: Iterator[dict[str, Any]]
+    format: str
+    delimiter: str | None = None
+    encoding: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def open_table(file: IO[bytes], *, filename: str, sheet: str | None = None,
+               max_rows: int | None = None, max_bytes: int | None = None) -> Table:
+    """Read the header of a CSV, XLSX or JSONL upload; rows stream lazily from table.rows.
+
+    A seekable file is read from its start (so preview and create can share one upload).
+    """
+    max_rows, max_bytes = _limits(max_rows, max_bytes)
+    seekable = _rewind(file)
+    size = _known_size(file, seekable)
+    if size is not None and size > max_bytes:
+        raise IngestError(f"The file is {human_size(size)}; the limit is {human_size(max_bytes)}.")
+    source = _Source(file, max_bytes)
+    head = source.read_head()
+    if not head:
+        raise IngestError("The file is empty.")
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    ext = name.rsplit(".", 1)[1].lower() if "." in name else ""
+    if _is_zip(head, ext):
+        from batches import ingest_xlsx  # openpyxl is slow to import; only XLSX needs it
+
+        if seekable:
+            file.seek(0)
+        else:
+            file = _spool(head, source)
+        return ingest_xlsx.open_xlsx(file, sheet=sheet, max_rows=max_rows, max_bytes=max_bytes)
+
+    _reject_binary(head, ext)
+    codec, bom, encoding = _sniff_encoding(head)
+    whole = len(head) < HEAD_BYTES
+    sample = head[len(bom):].decode(codec, errors="replace")
+    if not whole:
+        sample = sample[:max(sample.rfind("\n"), sample.rfind("\r")) + 1] or sample
+    kind = _sniff_kind(sample, ext)
+    table = Table(columns=[], rows=iter(()), format=kind, encoding=encoding)
+    if encoding in ("cp1252", "latin-1"):
+        table.warnings.append(_ENCODING_WARNINGS[encoding])
+    decoder = _Decoder(_FALLBACKS.get(codec, [codec]), table)
+    eof: list[bool] = []
+    lines = _lines(decoder.texts(source.chunks(head[len(bom):])), eof)
+    if kind == "jsonl":
+        _start_jsonl(table, lines, max_rows)
+    else:
+        table.delimiter = "\t" if ext in ("tsv", "tab") else _sniff_delimiter(sample)
+        _start_csv(table, lines, eof, max_rows)
+    return table
+
+
+def table_from_rows(rows: list[dict], *, max_rows: int | None = None) -> Table:
+    """A table from the JSON API's {"rows": [...]}: columns are the union of keys, in order."""
+    max_rows, _ = _limits(max_rows, 0)
+    if not isinstance(rows, list) or not rows:
+        raise IngestError("There are no rows: send a list with at least one object.", field="rows")
+    if len(rows) > max_rows:
+        raise IngestError(f"There are more than {max_rows:,} rows (the limit is {max_rows:,}).",
+                          field="rows")
+    columns: dict[str, None] = {}
+    clean = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not row:
+            what = "an empty object" if isinstance(row, dict) else _json_kind(row)
+            raise IngestError(f"rows[{i}] is {what}; each row must be an object with at least "
+                              "one key.", field="rows")
+        out = {}
+        for key, value in row.items():
+            name = key.strip() if isinstance(key, str) else ""
+            if not name:
+                raise IngestError(f"rows[{i}] has a key with no name ({key!r}).", field="rows")
+            if name in out:
+                raise IngestError(f'rows[{i}] has the key "{name}" twice.', field="rows",
+                                  column=name)
+            out[name] = value
+            columns.setdefault(name)
+        clean.append(out)
+    if len(columns) > MAX_COLUMNS:
+        raise IngestError(f"The rows have {len(columns):,} different keys; the limit is "
+                          f"{MAX_COLUMNS:,}.", field="rows")
+    names = list(columns)
+    padded = ({name: row.get(name, "") for name in names} for row in clean)
+    return Table(columns=names, rows=padded, format="json")
+
+
+def preview(file: IO[bytes], *, filename: str, sheet: str | None = None,
+            limit: int = 3) -> tuple[Table, list[dict]]:
+    """The header and the first `limit` rows, reading only as much of the file as that needs."""
+    table = open_table(file, filename=filename, sheet=sheet)
+    rows = list(islice(table.rows, limit))
+    close = getattr(table.rows, "close", None)
+    if close is not None:
+        close()
+    return table, rows
+
+
+# Shared with ingest_xlsx.
+
+def check_header(names: list[str], *, line: int, unit: str = "line") -> list[str]:
+    """Strip the names, drop trailing blank ones, and reject blank, duplicate or too many."""
+    names = [name.strip() for name in names]
+    while names and not names[-1]:
+        names.pop()
+    where = f" ({unit} {line})" if line > 1 else ""
+    if len(names) > MAX_COLUMNS:
+        raise IngestError(f"The header has {len(names):,} columns; the limit is "
+                          f"{MAX_COLUMNS:,}.", line=line)
+    for i, name in enumerate(names, 1):
+        if not name:
+            position = f"{i} ({column_letter(i)})" if unit == "row" else f"{i}"
+            raise IngestError(f"Column {position} has no name in the header{where}.", line=line)
+    seen: dict[str, list[int]] = {}
+    for i, name in enumerate(names, 1):
+        seen.setdefault(name, []).append(i)
+    dups = {name: at for name, at in seen.items() if len(at) > 1}
+    if dups:
+        listed = "; ".join(f'"{name}" (columns {", ".join(map(str, at))})'
+                           for name, at in dups.items())
+        raise IngestError(f"The header has duplicate column names{where}: {listed}. Each column "
+                          "needs a unique name.", line=line, column=next(iter(dups)))
+    return names
+
+
+def too_many_rows(max_rows: int, line: int) -> IngestError:
+    return IngestError(f"The file has more than {max_rows:,} rows (the limit is {max_rows:,}).",
+                       line=line)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def human_size(n: int) -> str:
+    if n >= MB:
+        return f"{n / MB:.1f}".removesuffix(".0") + " MB"
+    if n >= 1024:
+        return f"{n / 1024:.1f}".removesuffix(".0") + " KB"
+    return f"{n:,} bytes"
+
+
+def column_letter(i: int) -> str:
+    letters = ""
+    while i:
+        i, rest = divmod(i - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
+
+
+# Reading bytes.
+
+def _limits(max_rows: int | None, max_bytes: int | None) -> tuple[int, int]:
+    if max_rows is None:
+        max_rows = _setting("BATCH_MAX_ROWS", DEFAULT_MAX_ROWS)
+    if max_bytes is None:
+        max_bytes = _setting("BATCH_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB) * MB
+    return max_rows, max_bytes
+
+
+def _setting(name: str, default: int) -> int:
+    try:
+        from django.conf import settings
+
+        return getattr(settings, name, None) or default
+    except Exception:  # Django missing or not configured: the module works standalone
+        return default
+
+
+def _rewind(file: IO[bytes]) -> bool:
+    try:
+        if file.seekable():
+            file.seek(0)
+            return True
+    except (AttributeError, OSError, ValueError):
+        pass
+    return False
+
+
+def _known_size(file: IO[bytes], seekable: bool) -> int | None:
+    size = getattr(file, "size", None)
+    if isinstance(size, int):
+        return size
+    if seekable:
+        end = file.seek(0, 2)
+        file.seek(0)
+        return end
+    return None
+
+
+class _Source:
+    """Reads the upload in chunks, counting bytes so that an oversized stream stops early."""
+
+    def __init__(self, file: IO[bytes], max_bytes: int):
+        self.file = file
+        self.max_bytes = max_bytes
+        self.total = 0
+
+    def read(self, n: int) -> bytes:
+        data = self.file.read(n)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError("open_table needs a file opened in binary mode")
+        self.total += len(data)
+        if self.total > self.max_bytes:
+            raise IngestError(f"The file is larger than {human_size(self.max_bytes)} "
+                              "(the limit).")
+        return bytes(data)
+
+    def read_head(self) -> bytes:
+        parts: list[bytes] = []
+        got = 0
+        while got < HEAD_BYTES and (data := self.read(HEAD_BYTES - got)):
+            parts.append(data)
+            got += len(data)
+        return b"".join(parts)
+
+    def chunks(self, first: bytes) -> Iterator[bytes]:
+        if first:
+            yield first
+        while data := self.read(CHUNK_BYTES):
+            yield data
+
+
+def _spool(head: bytes, source: _Source) -> IO[bytes]:
+    """Copy an unseekable XLSX upload (zipfile needs to seek), still counting bytes."""
+    spool = tempfile.SpooledTemporaryFile(max_size=8 * MB)
+    spool.write(head)
+    while data := source.read(CHUNK_BYTES):
+        spool.write(data)
+    spool.seek(0)
+    return spool
+
+
+# Recognising the format.
+
+_MAGIC = [
+    (b"\x89PNG", "it is a PNG image"),
+    (b"\xff\xd8\xff", "it is a JPEG image"),
+    (b"GIF8", "it is a GIF image"),
+    (b"%PDF", "it is a PDF document"),
+    (b"\x1f\x8b", "it is a gzip archive"),
+    (b"Rar!", "it is a RAR archive"),
+    (b"7z\xbc\xaf", "it is a 7-Zip archive"),
+]
+_OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_MARKUP = re.compile(r"\s*<(!doctype|html|\?xml|table)", re.IGNORECASE)
+_BINARY_CONTROLS = bytes(range(9)) + bytes(range(14, 32))
+
+
+def _is_zip(head: bytes, ext: str) -> bool:
+    return head.startswith(b"PK\x03\x04") or (ext in XLSX_EXTENSIONS and head.startswith(b"PK"))
+
+
+def _reject_binary(head: bytes, ext: str) -> None:
+    if head.startswith(_OLE):
+        raise IngestError("This is a legacy Excel .xls file (or a password-protected workbook). "
+                          "Save it as .xlsx or CSV, without a password, and upload that.")
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            raise IngestError(f"This does not look like a CSV, XLSX or JSONL file ({what}).")
+    if ext in XLSX_EXTENSIONS:
+        raise IngestError(f"The file's name ends in .{ext} but it is not an Excel workbook. "
+                          "If it is CSV, rename it to .csv.")
+    first = head[:1024]
+    if _bom(first)[0] is None:
+        controls = sum(first.count(c) for c in _BINARY_CONTROLS)
+        if b"\x00" in first or controls > len(first) // 10:
+            raise IngestError("This does not look like a CSV, XLSX or JSONL file "
+                              "(it starts with binary data).")
+
+
+def _sniff_kind(sample: str, ext: str) -> str:
+    if ext in CSV_EXTENSIONS:
+        return "csv"
+    if ext in JSONL_EXTENSIONS:
+        return "jsonl"
+    start = sample.lstrip()[:1]
+    if start == "{":
+        return "jsonl"
+    if start == "[" and ext == "json":
+        raise IngestError("This is a JSON array. Upload JSON Lines (.jsonl: one object per line), "
+                          'or send the array to the API as {"rows": [...]}.')
+    if _MARKUP.match(sample):
+        raise IngestError("This does not look like a CSV, XLSX or JSONL file (it is an HTML or "
+                          "XML document).")
+    return "csv"
+
+
+def _sniff_delimiter(sample: str) -> str:
+    lines = [line for line in sample.splitlines()[:100] if line.strip()]
+    counts = {d: lines[0].count(d) for d in DELIMITERS} if lines else {}
+    present = [d for d in DELIMITERS if counts.get(d)]
+    if len(present) < 2:
+        return present[0] if present else ","
+    # Several candidates in the header: let the sniffer judge consistency across lines, but
+    # only among delimiters the header contains, and on 8 KB: its quote regex is quadratic.
+    try:
+        return csv.Sniffer().sniff("\n".join(lines)[:8192], "".join(present)).delimiter
+    except csv.Error:
+        return max(present, key=counts.__getitem__)
+
+
+# Decoding.
+
+_BOMS = [
+    (codecs.BOM_UTF32_LE, "utf-32-le", "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32-be", "utf-32"),
+    (codecs.BOM_UTF8, "utf-8", "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16-le", "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16-be", "utf-16"),
+]
+_FALLBACKS = {"utf-8": ["utf-8", "cp1252", "latin-1"], "cp1252": ["cp1252", "latin-1"]}
+_LABELS = {"utf-8": "UTF-8", "cp1252": "cp1252 (Windows-1252)", "latin-1": "latin-1 (ISO-8859-1)",
+           "utf-16-le": "UTF-16", "utf-16-be": "UTF-16", "utf-32-le": "UTF-32",
+           "utf-32-be": "UTF-32"}
+_ENCODING_WARNINGS = {
+    "cp1252": "The file is not valid UTF-8; it was read as cp1252 (Windows-1252). "
+              "Check accented characters.",
+    "latin-1": "The file is not valid UTF-8 or Windows-1252; it was read as latin-1 "
+               "(ISO-8859-1). Check accented characters.",
+}
+
+
+def _bom(head: bytes) -> tuple[str | None, bytes, str | None]:
+    for bom, codec, name in _BOMS:
+        if head.startswith(bom):
+            return codec, bom, name
+    return None, b"", None
+
+
+def _sniff_encoding(head: bytes) -> tuple[str, bytes, str]:
+    """(codec to decode with, BOM to skip, encoding to report)."""
+    codec, bom, name = _bom(head)
+    if codec:
+        return codec, bom, name
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < HEAD_BYTES)
+        return "utf-8", b"", "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        head.decode("cp1252")
+        return "cp1252", b"", "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1", b"", "latin-1"
+
+
+class _Decoder:
+    """Incremental decoding that falls back (utf-8 -> cp1252 -> latin-1) at the first bad byte."""
+
+    def __init__(self, chain: list[str], table: Table):
+        self.chain = chain
+        self.table = table
+        self.decoder = codecs.getincrementaldecoder(chain[0])()
+        self.breaks = 0  # line breaks decoded so far, to name the line of a bad byte
+        self.ended_with_cr = False
+
+    def texts(self, chunks: Iterable[bytes]) -> Iterator[str]:
+        for chunk in chunks:
+            if text := self._decode(chunk, False):
+                yield text
+        if text := self._decode(b"", True):
+            yield text
+
+    def _decode(self, data: bytes, final: bool) -> str:
+        text = self._decode_from(data, final, self.breaks)
+        if "\x00" in text:  # csv accepts NUL, but PostgreSQL cannot store it in text or JSON
+            line = self.breaks + _breaks(text[:text.index("\x00")]) + 1
+            raise IngestError(f"Line {line} contains a NUL character (byte 0), which is not "
+                              "text. Is this a binary file?", line=line)
+        breaks = _breaks(text)
+        if self.ended_with_cr and text.startswith("\n"):
+            breaks -= 1
+        self.breaks += breaks
+        self.ended_with_cr = text.endswith("\r")
+        return text
+
+    def _decode_from(self, data: bytes, final: bool, breaks: int) -> str:
+        try:
+            return self.decoder.decode(data, final)
+        except UnicodeDecodeError as exc:
+            # exc.object holds every byte not yet decoded (including bytes buffered earlier).
+            codec = self.chain[0]
+            good = exc.object[:exc.start].decode(codec)
+            breaks += _breaks(good)
+            line = breaks + 1
+            label = _LABELS[codec]
+            if len(self.chain) == 1:
+                raise IngestError(f"The file is not valid {label}: line {line} has bytes that "
+                                  "cannot be decoded.", line=line) from None
+            self.chain = self.chain[1:]
+            self.decoder = codecs.getincrementaldecoder(self.chain[0])()
+            self.table.encoding = self.chain[0]
+            self.table.warnings.append(
+                f"The file is not valid {label} from line {line}; from there it was read as "
+                f"{_LABELS[self.chain[0]]}. Check accented characters.")
+            return good + self._decode_from(exc.object[exc.start:], final, breaks)
+
+
+def _breaks(text: str) -> int:
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
+
+
+_BREAK = re.compile(r"(\r\n|\r|\n)")
+
+
+def _lines(texts: Iterable[str], eof: list[bool]) -> Iterator[str]:
+    """Physical lines with their endings, like a text file opened with newline=""."""
+    # Lists per chunk chained in C: a per-line Python generator doubled the time per line.
+    return chain.from_iterable(_line_batches(texts, eof))
+
+
+def _line_batches(texts: Iterable[str], eof: list[bool]) -> Iterator[list[str]]:
+    carry: list[str] = []
+    held_cr = False
+    for text in texts:
+        if held_cr:
+            text, held_cr = "\r" + text, False
+        if text.endswith("\r"):  # may be the first half of a \r\n split across chunks
+            text, held_cr = text[:-1], True
+        parts = _BREAK.split(text)
+        if len(parts) == 1:
+            carry.append(text)
+            continue
+        if carry:
+            parts[0] = "".join(carry) + parts[0]
+            carry = []
+        yield list(map(str.__add__, parts[0:-1:2], parts[1::2]))
+        if parts[-1]:
+            carry.append(parts[-1])
+    if held_cr:
+        carry.append("\r")
+    if tail := "".join(carry):
+        yield [tail]
+    eof.append(True)  # runs only when the reader asks for a line past the last one
+
+
+# CSV.
+
+def _start_csv(table: Table, lines: Iterator[str], eof: list[bool], max_rows: int) -> None:
+    reader = csv.reader(lines, delimiter=table.delimiter, quotechar='"', doublequote=True,
+                        skipinitialspace=False, strict=False)
+    records = _records(reader, eof)
+    try:
+        line, header = next(records)
+    except StopIteration:
+        raise IngestError("The file has no header row: it contains only blank lines.") from None
+    table.columns = check_header(header, line=line)
+    if not table.columns:
+        raise IngestError("The file has no header row: it contains only blank lines.")
+    table.rows = _csv_rows(records, table.columns, max_rows)
+
+
+def _records(reader: Any, eof: list[bool]) -> Iterator[tuple[int, list[str]]]:
+    """(first physical line, fields) of each record that is not blank."""
+    line = 0
+    try:
+        for fields in reader:
+            if not fields:  # an empty line, always exactly one line long
+                line += 1
+                continue
+            start, line = line + 1, reader.line_num
+            # A record only runs into the end of the file when a quoted field never closes.
+            if eof:
+                raise IngestError(f'Line {start} opens a quoted field (") that is never closed, '
+                                  "so the rest of the file would be one cell. Check for a stray "
+                                  "quote.", line=start)
+            if any(fields) and (len(fields) > 1 or fields[0].strip()):
+                yield start, fields
+    except csv.Error as exc:
+        raise _csv_error(exc, line + 1) from None
+
+
+def _csv_error(exc: csv.Error, line: int) -> IngestError:
+    if "field larger than field limit" in str(exc):
+        return IngestError(f"Line {line} has a cell longer than {human_size(MAX_FIELD_CHARS)} "
+                           '(the limit). If it should not be, check for a stray quote (") there.',
+                           line=line)
+    return IngestError(f"Line {line} cannot be read as CSV: {exc}.", line=line)
+
+
+def _csv_rows(records: Iterator[tuple[int, list[str]]], columns: list[str],
+              max_rows: int) -> Iterator[dict[str, str]]:
+    width = len(columns)
+    count = 0
+    for line, fields in records:
+        if len(fields) < width:
+            fields += [""] * (width - len(fields))
+        elif len(fields) > width:
+            if any(value.strip() for value in fields[width:]):
+                raise IngestError(f"Line {line} has {len(fields):,} fields but the header has "
+                                  f"{plural(width, 'column')}.", line=line)
+            del fields[width:]
+        count += 1
+        if count > max_rows:
+            raise too_many_rows(max_rows, line)
+        yield dict(zip(columns, fields, strict=True))
+
+
+# JSONL.
+
+def _start_jsonl(table: Table, lines: Iterator[str], max_rows: int) -> None:
+    numbered = ((n, line) for n, line in enumerate(lines, 1) if line.strip())
+    try:
+        line, text = next(numbered)
+    except StopIteration:
+        raise IngestError("The file contains only blank lines.") from None
+    first = _json_object(text, line)
+    for key in first:
+        if not key.strip():
+            raise IngestError(f'Line {line} has a key with no name ("{key}").', line=line)
+    table.columns = check_header(list(first), line=line)
+    if not table.columns:
+        raise IngestError(f"Line {line} is an empty object; the keys of the first object "
+                          "become the columns.", line=line)
+    table.rows = _jsonl_rows(first, line, numbered, table.columns, max_rows)
+
+
+def _jsonl_rows(first: dict, first_line: int, numbered: Iterator[tuple[int, str]],
+                columns: list[str], max_rows: int) -> Iterator[dict[str, Any]]:
+    known = set(columns)
+    count = 0
+    for line, obj in _chain_first(first, first_line, numbered):
+        row = dict.fromkeys(columns, "")
+        for key, value in obj.items():
+            name = key if key in known else key.strip()
+            if name not in known:
+                raise IngestError(
+                    f'Line {line} has the key "{key}", which the first line does not have. '
+                    "The columns come from the first object: add the key there (even as null).",
+                    line=line, column=key)
+            row[name] = value
+        count += 1
+        if count > max_rows:
+            raise too_many_rows(max_rows, line)
+        yield row
+
+
+def _chain_first(first: dict, first_line: int,
+                 numbered: Iterator[tuple[int, str]]) -> Iterator[tuple[int, dict]]:
+    yield first_line, first
+    for line, text in numbered:
+        yield line, _json_object(text, line)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _json_object(text: str, line: int) -> dict:
+    try:
+        obj = json.loads(text, parse_constant=_no_constants)
+    except json.JSONDecodeError as exc:
+        raise IngestError(f"Line {line} is not valid JSON: {exc.msg} (at character "
+                          f"{exc.colno:,}).", line=line) from None
+    except (ValueError, RecursionError) as exc:
+        reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise IngestError(f"Line {line} is not valid JSON: {reason}.", line=line) from None
+    if not isinstance(obj, dict):
+        raise IngestError(f"Line {line} is {_json_kind(obj)}, not an object. Each line must be "
+                          'one JSON object, like {"name": "Ada"}.', line=line)
+    return obj
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "a JSON array"
+    if isinstance(value, str):
+        return "a JSON string"
+    if isinstance(value, bool):
+        return "a JSON boolean"
+    if isinstance(value, (int, float)):
+        return "a JSON number"
+    if value is None:
+        return "null"
+    return f"a {type(value).__name__}"
