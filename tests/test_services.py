@@ -245,3 +245,13 @@ def test_users_see_only_their_batches_and_staff_see_all(make_batch, user, other_
     theirs = make_batch(owner=other_user)
     assert list(Batch.objects.visible_to(user)) == [mine]
     assert set(Batch.objects.visible_to(staff_user)) == {mine, theirs}
+
+
+def test_an_encoding_fallback_is_kept_as_a_warning_on_the_batch(user):
+    import io
+
+    f = io.BytesIO("name,text\nJosé,Olé\n".encode("cp1252"))
+    batch = batch_create(owner=user, prompt="{{text}}", file=f, filename="legacy.csv")
+    batch.refresh_from_db()
+    assert "cp1252" in batch.last_error or "Windows-1252" in batch.last_error
+    assert batch.results.get(index=0).input == {"name": "José", "text": "Olé"}
