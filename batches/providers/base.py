@@ -1,0 +1,72 @@
+"""The provider interface the engine runs rows through, and its two kinds of failure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Request:
+    model: str
+    prompt: str
+    # Earlier (prompt, answer) turns of a conversation, oldest first.
+    history: tuple[tuple[str, str], ...] = ()
+    system_instruction: str = ""
+    temperature: float | None = None
+    max_output_tokens: int | None = None
+    # A JSON schema; asks for application/json output.
+    response_schema: dict | None = None
+
+
+@dataclass(frozen=True)
+class Response:
+    text: str
+    finish_reason: str
+    prompt_tokens: int | None
+    output_tokens: int | None
+    model_version: str
+
+
+class ProviderError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class RetryableError(ProviderError):
+    """Worth trying again later: rate limits, overload, timeouts, connection errors."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status: int | None = None,
+        quota_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds, as the server asked
+        self.status = status
+        self.quota_id = quota_id
+
+    @property
+    def is_daily_quota(self) -> bool:
+        """A per-day quota is spent: retrying within minutes is pointless."""
+        return bool(self.quota_id) and "PerDay" in self.quota_id
+
+
+class PermanentError(ProviderError):
+    """The same request will fail again: bad request, refused, blocked or empty answer."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ConfigurationError(ProviderError):
+    """A batch-level problem, such as a missing API key: the whole batch fails with it."""
+
+
+class Provider(Protocol):
+    async def generate(self, request: Request) -> Response: ...

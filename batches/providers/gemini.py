@@ -1,0 +1,268 @@
+"""Gemini through google-genai's async client, with its errors mapped to ours."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import re
+import threading
+import time
+from typing import Any
+
+import httpx2
+from google import genai
+from google.genai import errors, types
+
+from batches.providers.base import (
+    ConfigurationError,
+    PermanentError,
+    Request,
+    Response,
+    RetryableError,
+)
+
+try:  # google-genai uses httpx2 by default but takes httpx when that is what is installed
+    import httpx
+except ImportError:  # pragma: no cover - depends on the environment
+    httpx = None
+try:  # and switches its async calls to aiohttp whenever aiohttp is installed
+    import aiohttp
+except ImportError:  # pragma: no cover - depends on the environment
+    aiohttp = None
+
+_TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
+    (httpx2.TransportError,)
+    + ((httpx.TransportError,) if httpx else ())
+    + ((aiohttp.ClientError,) if aiohttp else ())
+)
+_BAD_URL_ERRORS: tuple[type[Exception], ...] = (
+    httpx2.UnsupportedProtocol, httpx2.InvalidURL
+) + ((httpx.UnsupportedProtocol, httpx.InvalidURL) if httpx else ())
+_RETRYABLE_STATUSES = {408, 429, 500, 502, 503, 504}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)s\s*$")
+DEFAULT_TIMEOUT_S = 120.0
+
+
+class GeminiProvider:
+    """One google-genai client for the process; safe to use from several event loops."""
+
+    def __init__(self, *, api_key: str, base_url: str | None = None,
+                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        if not api_key:
+            raise ConfigurationError("GEMINI_API_KEY is not set")
+        self._api_key = api_key
+        self.base_url = base_url or None
+        self.timeout_s = timeout_s
+        http_options = types.HttpOptions(
+            base_url=self.base_url,
+            timeout=max(1, round(timeout_s * 1000)),  # milliseconds
+            # One attempt: the engine owns retries, with the server's delay and its own backoff.
+            retry_options=types.HttpRetryOptions(attempts=1),
+            # httpx's defaults cap a pool at 100 connections (so concurrency 150 ran only 100
+            # requests at a time) and keep 20 idle (so at concurrency 100, 3.7x as many
+            # connections were opened). The engine's own concurrency is the bound.
+            async_client_args={"limits": httpx2.Limits(
+                max_connections=None, max_keepalive_connections=512)},
+        )
+        # google-genai 3.4 keeps one httpx connection pool per event loop (and drops those of
+        # closed loops), so this client survives repeated asyncio.run() calls in one process.
+        self._client = genai.Client(api_key=api_key, http_options=http_options)
+
+    async def generate(self, request: Request) -> Response:
+        config = _config(request)
+        try:
+            # The SDK's timeout bounds each read; this bounds the whole call.
+            async with asyncio.timeout(self.timeout_s):
+                reply = await self._client.aio.models.generate_content(
+                    model=request.model, contents=_contents(request), config=config
+                )
+        # `from None` throughout: the SDK's exceptions carry the request, API key header included.
+        except errors.APIError as exc:
+            raise self._api_error(exc) from None
+        except _BAD_URL_ERRORS as exc:
+            raise ConfigurationError(
+                self._scrub(f"GEMINI_BASE_URL is not usable ({self.base_url!r}): {exc}")
+            ) from None
+        except _TRANSPORT_ERRORS as exc:
+            kind = "timed out" if "Timeout" in type(exc).__name__ else "connection failed"
+            detail = str(exc) or type(exc).__name__
+            raise RetryableError(self._scrub(f"Gemini request {kind}: {detail}")) from None
+        except TimeoutError:
+            raise RetryableError(
+                f"Gemini request timed out after {self.timeout_s:g} s"
+            ) from None
+        return _response(reply, request.model)
+
+    async def aclose(self) -> None:
+        """Close the running loop's connections; call it last thing before the loop ends.
+
+        Without it they are only released when the SDK notices the loop closed (on the next
+        request from another loop) and the garbage collector runs. The provider stays usable.
+        """
+        # google-genai 3.4 internals, read defensively: its per-loop pools have no public close.
+        outer = getattr(self._client._api_client, "_async_httpx_client", None)
+        pools = getattr(outer, "_loop_clients", None)
+        lock = getattr(outer, "_loop_clients_lock", None)
+        if pools is None or lock is None:
+            return
+        with lock:
+            pool = pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.aclose()
+
+    def _api_error(self, exc: errors.APIError) -> Exception:
+        code = int(exc.code or 0)
+        message = str(exc.message or "")[:500]  # a proxy's error page can be long HTML
+        text = self._scrub(f"Gemini API error {code} {exc.status or ''}: {message}")
+        details = _error_details(exc.details)
+        # A refused key fails every row alike: report it once, for the whole batch.
+        if code in (401, 403) or any(d.get("reason") == "API_KEY_INVALID" for d in details):
+            return ConfigurationError(text)
+        if code in _RETRYABLE_STATUSES or (code >= 500 and code != 501):
+            quota_id = _quota_id(details)
+            if quota_id:
+                text += f" (quota: {quota_id})"
+            retry_after = _retry_delay(details)
+            if retry_after is None:
+                retry_after = _retry_after_header(getattr(exc, "response", None))
+            return RetryableError(text, retry_after=retry_after, status=code, quota_id=quota_id)
+        return PermanentError(text, status=code or None)
+
+    def _scrub(self, text: str) -> str:
+        # A key of a few characters is a placeholder for the fake, and would mangle every word.
+        if len(self._api_key) < 8:
+            return text
+        return text.replace(self._api_key, "[redacted]")
+
+
+def _contents(request: Request) -> list[types.Content]:
+    contents = []
+    for prompt, answer in request.history:
+        contents.append(types.Content(role="user", parts=[types.Part(text=prompt)]))
+        contents.append(types.Content(role="model", parts=[types.Part(text=answer)]))
+    contents.append(types.Content(role="user", parts=[types.Part(text=request.prompt)]))
+    return contents
+
+
+def _config(request: Request) -> types.GenerateContentConfig | None:
+    options: dict[str, Any] = {}
+    if request.system_instruction:
+        options["system_instruction"] = request.system_instruction
+    if request.temperature is not None:
+        options["temperature"] = request.temperature
+    if request.max_output_tokens is not None:
+        options["max_output_tokens"] = request.max_output_tokens
+    if request.response_schema is not None:
+        options["response_mime_type"] = "application/json"
+        options["response_schema"] = request.response_schema
+    return types.GenerateContentConfig(**options) if options else None
+
+
+def _name(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def _response(reply: types.GenerateContentResponse, model: str) -> Response:
+    feedback = reply.prompt_feedback
+    if feedback is not None and feedback.block_reason:
+        reason = _name(feedback.block_reason)
+        raise PermanentError(f"The prompt was blocked (block reason: {reason})")
+    candidate = reply.candidates[0] if reply.candidates else None
+    finish = _name(candidate.finish_reason) if candidate and candidate.finish_reason else "NONE"
+    parts = (candidate.content.parts if candidate and candidate.content else None) or []
+    text = "".join(part.text for part in parts if part.text and not part.thought)
+    if not text:
+        # SAFETY, RECITATION, PROHIBITED_CONTENT, BLOCKLIST, SPII... or simply nothing.
+        raise PermanentError(f"The model returned no text (finish reason: {finish})")
+    usage = reply.usage_metadata
+    output_tokens = None
+    if usage is not None and (usage.candidates_token_count, usage.thoughts_token_count) != (
+        None, None
+    ):
+        # Thinking tokens are billed and rate-limited as output too.
+        output_tokens = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
+    return Response(
+        text=text,
+        finish_reason=finish,
+        prompt_tokens=usage.prompt_token_count if usage is not None else None,
+        output_tokens=output_tokens,
+        model_version=reply.model_version or model,
+    )
+
+
+def _error_details(body: Any) -> list[dict]:
+    error = body.get("error", body) if isinstance(body, dict) else {}
+    details = error.get("details") if isinstance(error, dict) else None
+    return [d for d in details if isinstance(d, dict)] if isinstance(details, list) else []
+
+
+def _quota_id(details: list[dict]) -> str | None:
+    for detail in details:
+        if detail.get("@type", "").endswith("google.rpc.QuotaFailure"):
+            for violation in detail.get("violations") or []:
+                if isinstance(violation, dict) and violation.get("quotaId"):
+                    return str(violation["quotaId"])
+    return None
+
+
+def _retry_delay(details: list[dict]) -> float | None:
+    """RetryInfo.retryDelay is a protobuf Duration in JSON: "38s", "1.5s"."""
+    for detail in details:
+        if detail.get("@type", "").endswith("google.rpc.RetryInfo"):
+            match = _DURATION.match(str(detail.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    return None
+
+
+def _retry_after_header(response: Any) -> float | None:
+    value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _setting(name: str, default: Any) -> Any:
+    from django.conf import settings
+
+    if settings.configured and hasattr(settings, name):
+        return getattr(settings, name)
+    return os.environ.get(name, default)
+
+
+_cache_lock = threading.Lock()
+_cached: tuple[tuple, GeminiProvider] | None = None
+
+
+def get_provider() -> GeminiProvider:
+    """The process's provider, rebuilt when the GEMINI_* settings change."""
+    global _cached
+    api_key = _setting("GEMINI_API_KEY", "") or ""
+    if not api_key:
+        raise ConfigurationError("GEMINI_API_KEY is not set")
+    base_url = _setting("GEMINI_BASE_URL", "") or None
+    try:
+        timeout_s = float(_setting("GEMINI_TIMEOUT_S", DEFAULT_TIMEOUT_S) or DEFAULT_TIMEOUT_S)
+    except ValueError:
+        raise ConfigurationError("GEMINI_TIMEOUT_S is not a number") from None
+    key = (api_key, base_url, timeout_s)
+    with _cache_lock:
+        if _cached is None or _cached[0] != key:
+            _cached = (key, GeminiProvider(api_key=api_key, base_url=base_url,
+                                           timeout_s=timeout_s))
+        return _cached[1]
+
+
+def reset_provider() -> None:
+    global _cached
+    with _cache_lock:
+        _cached = None
