@@ -1,0 +1,128 @@
+import logging
+import sys
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from batches import cli, services
+
+# Service field names as the options that set them.
+OPTION_NAMES = {
+    "prompt": "--prompt",
+    "concurrency": "--concurrency",
+    "max_retries": "--max-retries",
+    "priority": "--priority",
+    "conversation_column": "--conversation-column",
+    "temperature": "--temperature",
+    "max_output_tokens": "--max-output-tokens",
+    "sheet": "--sheet",
+    "model": "--model",
+}
+
+
+class Command(BaseCommand):
+    help = ("Create a batch from a CSV, XLSX or JSONL file and print its id; with --wait, "
+            "show its progress until it ends (exit status 0 if every row succeeded, else 1).")
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="The CSV, XLSX or JSONL file, with a header row.")
+        parser.add_argument("--prompt", required=True,
+                            help='The prompt template, e.g. "Summarise: {{text}}".')
+        parser.add_argument("--name", default="", help="Default: the file's name.")
+        parser.add_argument("--model", default=None)
+        parser.add_argument("--concurrency", type=int, default=16)
+        parser.add_argument("--max-retries", type=int, default=3)
+        parser.add_argument("--priority", choices=["high", "normal", "low"], default="normal")
+        parser.add_argument("--conversation-column", default="",
+                            help="Rows sharing a value in this column form one conversation.")
+        parser.add_argument("--sheet", default=None, help="The XLSX sheet (default: the first).")
+        parser.add_argument("--system-instruction", default="")
+        parser.add_argument("--temperature", type=float, default=None)
+        parser.add_argument("--max-output-tokens", type=int, default=None)
+        parser.add_argument("--owner", default=None,
+                            help="Username of the batch's owner (default: the first superuser).")
+        parser.add_argument("--wait", action="store_true",
+                            help="Show progress until the batch ends.")
+
+    def handle(self, *args, **options):
+        # django-q logs every task it enqueues: noise in this command's output.
+        logger = logging.getLogger("django-q")
+        level = logger.level
+        logger.setLevel(logging.WARNING)
+        try:
+            self._run(options)
+        finally:
+            logger.setLevel(level)
+
+    def _run(self, options: dict) -> None:
+        owner = self._owner(options["owner"])
+        path = Path(options["file"])
+        batch = self._create(path, owner, options)
+        self.stdout.write(f"Created batch {batch.pk} ({cli.plural(batch.total_rows, 'row')}) "
+                          f"from {path.name}.")
+        for warning in getattr(batch, "warnings", []):
+            self.stderr.write(f"Warning: {warning}")
+        if not options["wait"]:
+            self.stdout.write(f"Follow it: python manage.py batch_status {batch.pk} "
+                              "(a worker must be running: python manage.py qcluster)")
+            return
+        waiter = cli.Waiter(batch, self.stdout)
+        try:
+            batch = waiter.wait()
+        except KeyboardInterrupt:
+            self.stdout.write("")
+            self.stdout.write(f"Stopped waiting; batch {batch.pk} keeps running. Check on it "
+                              f"with: python manage.py batch_status {batch.pk}")
+            sys.exit(130)
+        for line in waiter.summary():
+            self.stdout.write(line)
+        sys.exit(0 if cli.all_succeeded(batch) else 1)
+
+    def _owner(self, username: str | None):
+        users = get_user_model().objects
+        if username:
+            owner = users.filter(username=username).first()
+            if owner is None:
+                raise CommandError(f"There is no user {username!r}.", returncode=2)
+            return owner
+        owner = users.filter(is_superuser=True, is_active=True).order_by("pk").first()
+        if owner is None:
+            raise CommandError("No owner: pass --owner USER or create a superuser "
+                               "(python manage.py ensure_admin)", returncode=2)
+        return owner
+
+    def _create(self, path: Path, owner, options: dict):
+        try:
+            handle = path.open("rb")
+        except OSError as err:
+            raise CommandError(f"Cannot read {path}: {err.strerror}.", returncode=2) from err
+        with handle:
+            try:
+                return services.batch_create(
+                    owner=owner,
+                    file=handle,
+                    filename=path.name,
+                    prompt=options["prompt"],
+                    name=options["name"],
+                    model=options["model"],
+                    concurrency=options["concurrency"],
+                    max_retries=options["max_retries"],
+                    priority=options["priority"],
+                    conversation_column=options["conversation_column"],
+                    sheet=options["sheet"],
+                    system_instruction=options["system_instruction"],
+                    temperature=options["temperature"],
+                    max_output_tokens=options["max_output_tokens"],
+                )
+            except services.InvalidInput as err:
+                raise CommandError(self._where(err, path), returncode=2) from err
+            except services.ServiceError as err:
+                raise CommandError(str(err), returncode=2) from err
+
+    def _where(self, err: services.InvalidInput, path: Path) -> str:
+        """The error prefixed with what it is about: the file (whose messages name the line) or
+        the option."""
+        if err.field in (None, "file", "rows") or err.line is not None:
+            return f"{path}: {err}"
+        return f"{OPTION_NAMES.get(err.field, '--' + err.field.replace('_', '-'))}: {err}"
