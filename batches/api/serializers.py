@@ -1,0 +1,202 @@
+"""API serializers: they check types and ranges; batches/services.py acts."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from batches.models import Batch, BatchResult, Priority
+from batches.services import MAX_CONCURRENCY, MAX_RETRIES
+
+PRIORITIES = [label for _, label in Priority.choices]
+
+
+class _StringField(serializers.CharField):
+    """A string; DRF's CharField would also take a JSON number as its text."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class _TextField(_StringField):
+    """Prompts and instructions are kept exactly as written, spaces included."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+
+class _NumberField(serializers.FloatField):
+    """A number; DRF's FloatField would also take JSON true/false as 1.0/0.0."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class _BatchSettingsSerializer(serializers.Serializer):
+    prompt = _TextField(help_text="Prompt template; {{column}} placeholders name input columns.")
+    name = _StringField(max_length=200, required=False, allow_blank=True, default="")
+    model = _StringField(max_length=100, required=False, allow_blank=True, default="",
+                         help_text="Gemini model; the server default when empty.")
+    system_instruction = _TextField(required=False, allow_blank=True, default="")
+    temperature = _NumberField(min_value=0, max_value=2, required=False,
+                               allow_null=True, default=None)
+    max_output_tokens = serializers.IntegerField(min_value=1, required=False, allow_null=True,
+                                                 default=None)
+    concurrency = serializers.IntegerField(min_value=1, max_value=MAX_CONCURRENCY,
+                                           required=False, default=16)
+    max_retries = serializers.IntegerField(min_value=0, max_value=MAX_RETRIES, required=False,
+                                           default=3)
+    priority = serializers.ChoiceField(choices=PRIORITIES, required=False, default="normal")
+    conversation_column = _StringField(
+        max_length=200, required=False, allow_blank=True, default="",
+        help_text="Rows sharing a value in this column form one multi-turn conversation.")
+
+    def validate_model(self, value: str) -> str:
+        if value and value not in settings.GEMINI_MODELS:
+            raise serializers.ValidationError(
+                f"Unknown model {value!r}; use one of {', '.join(settings.GEMINI_MODELS)}.")
+        return value
+
+
+class BatchFileCreateSerializer(_BatchSettingsSerializer):
+    """multipart/form-data: a CSV, XLSX or JSONL file plus the settings."""
+
+    file = serializers.FileField(help_text="CSV, XLSX or JSONL; the first row is the header.")
+    sheet = _StringField(max_length=200, required=False, allow_blank=True, default="",
+                         help_text="XLSX only: the sheet to read (the first when empty).")
+
+    def validate_file(self, value):
+        limit = settings.BATCH_MAX_UPLOAD_MB
+        if limit and value.size > limit * 1024 * 1024:
+            raise serializers.ValidationError(f"The file is larger than the {limit} MB limit.")
+        return value
+
+
+@extend_schema_field({"type": "array", "minItems": 1,
+                      "items": {"type": "object", "additionalProperties": True,
+                                "minProperties": 1}})
+class RowsField(serializers.JSONField):
+    """A list of objects, checked in one pass (ListField(DictField()) is slow on 200,000 rows)."""
+
+    def to_internal_value(self, data):
+        data = super().to_internal_value(data)
+        if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
+            raise serializers.ValidationError("Rows must be a list of objects.")
+        if not data:
+            raise serializers.ValidationError("Send at least one row.")
+        cap = settings.BATCH_MAX_ROWS
+        if cap and len(data) > cap:
+            raise serializers.ValidationError(f"Too many rows: {len(data)} (the limit is {cap}).")
+        return data
+
+
+class BatchRowsCreateSerializer(_BatchSettingsSerializer):
+    """application/json: the rows themselves plus the settings."""
+
+    rows = RowsField(help_text="The rows, one object per row; keys are the columns.")
+
+
+class BatchUpdateSerializer(serializers.Serializer):
+    name = _StringField(max_length=200, required=False, allow_blank=True)
+    priority = serializers.ChoiceField(choices=PRIORITIES, required=False)
+    concurrency = serializers.IntegerField(min_value=1, max_value=MAX_CONCURRENCY, required=False)
+    max_retries = serializers.IntegerField(min_value=0, max_value=MAX_RETRIES, required=False)
+
+
+class CountsSerializer(serializers.Serializer):
+    pending = serializers.IntegerField()
+    running = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+
+
+class BatchSummarySerializer(serializers.ModelSerializer):
+    """A batch in a list. `counts` and `progress` come from `batch.live`, set by the view."""
+
+    owner = serializers.CharField(source="owner.get_username", read_only=True)
+    model = serializers.CharField(source="model_name", read_only=True)
+    priority = serializers.ChoiceField(source="priority_name", choices=PRIORITIES, read_only=True)
+    counts = CountsSerializer(source="live.counts", read_only=True)
+    progress = serializers.FloatField(source="live.percent", read_only=True,
+                                      help_text="Percent of rows finished, 0-100.")
+    waiting_on_api_since = serializers.DateTimeField(
+        source="api_waiting_since", read_only=True, allow_null=True,
+        help_text="Set while the model API is unreachable and the batch waits for it.")
+
+    class Meta:
+        model = Batch
+        fields = ["id", "name", "owner", "status", "source_filename", "model", "priority",
+                  "total_rows", "counts", "progress", "waiting_on_api_since", "created_at",
+                  "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class BatchSerializer(BatchSummarySerializer):
+    """One batch with its live figures (`batch.live` is a models.Progress)."""
+
+    prompt = serializers.CharField(source="prompt_template", read_only=True)
+    columns = serializers.ListField(child=serializers.CharField(), read_only=True,
+                                    help_text="The input columns, in file order.")
+    rows_per_minute = serializers.FloatField(source="live.rows_per_minute", read_only=True)
+    eta_seconds = serializers.IntegerField(source="live.eta_seconds", read_only=True,
+                                           allow_null=True,
+                                           help_text="Null while the rate is unknown.")
+    prompt_tokens = serializers.IntegerField(source="live.prompt_tokens", read_only=True)
+    output_tokens = serializers.IntegerField(source="live.output_tokens", read_only=True)
+    warnings = serializers.SerializerMethodField(
+        help_text="Notes about the file (only in the answer to the creation); later they are "
+                  "part of last_error.")
+
+    class Meta(BatchSummarySerializer.Meta):
+        fields = BatchSummarySerializer.Meta.fields + [
+            "prompt", "system_instruction", "temperature", "max_output_tokens", "concurrency",
+            "max_retries", "conversation_column", "columns", "rows_per_minute", "eta_seconds",
+            "prompt_tokens", "output_tokens", "paused", "cancel_requested", "updated_at",
+            "last_error", "warnings",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_warnings(self, batch: Batch) -> list[str]:
+        return list(getattr(batch, "warnings", []))
+
+
+class ResultSerializer(serializers.ModelSerializer):
+    input = serializers.DictField(read_only=True, help_text="The row as read from the file.")
+
+    class Meta:
+        model = BatchResult
+        fields = ["index", "input", "prompt", "output", "status", "error", "attempts",
+                  "prompt_tokens", "output_tokens", "latency_ms", "finish_reason",
+                  "model_version", "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField(allow_null=True, read_only=True,
+                                  help_text="Send as `Authorization: Token <token>`.")
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+FIELD_ERRORS_SCHEMA = {
+    "type": "object",
+    "description": "Messages per field; `line` and `column` locate an error in the file; "
+                   "`detail` says why a body could not be parsed at all.",
+    "properties": {
+        "line": {"type": "integer"},
+        "column": {"type": "string"},
+        "non_field_errors": {"type": "array", "items": {"type": "string"}},
+        "detail": {"type": "string"},
+    },
+    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+}

@@ -1,0 +1,154 @@
+import csv
+import hashlib
+import io
+import json
+
+import openpyxl
+import pytest
+
+from batches.exports import UnknownFormat, export_rows
+from tests.api_helpers import orm_batch
+
+FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1", "-2", "@x", "\tcmd", "\rcmd"]
+
+
+def read(batch, fmt, **kwargs) -> bytes:
+    return b"".join(export_rows(batch, fmt, **kwargs).chunks)
+
+
+def read_csv(batch, **kwargs) -> list[list[str]]:
+    data = read(batch, "csv", **kwargs)
+    assert data.startswith("\ufeff".encode())
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+
+
+def read_xlsx(batch, **kwargs) -> list[tuple]:
+    sheet = openpyxl.load_workbook(io.BytesIO(read(batch, "xlsx", **kwargs))).active
+    for row in sheet.iter_rows():
+        for cell in row:
+            assert cell.data_type != "f", f"{cell.coordinate} is a formula"
+    return list(sheet.values)
+
+
+def read_jsonl(batch, **kwargs) -> list[dict]:
+    return [json.loads(line) for line in read(batch, "jsonl", **kwargs).decode().splitlines()]
+
+
+@pytest.fixture
+def formula_batch(user):
+    rows = [{"text": f, "n": i} for i, f in enumerate(FORMULAS)]
+    return orm_batch(user, rows, statuses=["succeeded"] * len(rows), outputs=FORMULAS)
+
+
+def test_it_writes_csv_with_bom_header_and_rows_in_order(user):
+    batch = orm_batch(user, [{"text": "a", "n": 1}, {"text": "b", "n": 2}],
+                      statuses=["succeeded", "failed"], outputs=["A!", ""])
+    rows = read_csv(batch)
+    assert rows[0] == ["text", "n", "output", "status", "error", "attempts", "prompt_tokens",
+                       "output_tokens", "latency_ms"]
+    assert rows[1] == ["a", "1", "A!", "succeeded", "", "1", "3", "5", "12"]
+    assert rows[2] == ["b", "2", "", "failed", "boom", "1", "", "", ""]
+
+
+def test_it_neutralises_formulas_in_csv_output_and_input(formula_batch):
+    rows = read_csv(formula_batch)[1:]
+    assert [r[0] for r in rows] == ["'" + f for f in FORMULAS]
+    assert [r[2] for r in rows] == ["'" + f for f in FORMULAS]
+
+
+def test_it_neutralises_formulas_in_xlsx_output_and_input(formula_batch):
+    rows = read_xlsx(formula_batch)[1:]
+    # XML parsers read a carriage return back as a newline.
+    expected = ["'" + f.replace("\r", "\n") for f in FORMULAS]
+    assert [r[0] for r in rows] == expected
+    assert [r[2] for r in rows] == expected
+    assert [r[1] for r in rows] == list(range(len(FORMULAS)))  # numbers stay numbers
+
+
+def test_it_writes_jsonl_verbatim(formula_batch):
+    records = read_jsonl(formula_batch)
+    assert [r["text"] for r in records] == FORMULAS
+    assert [r["output"] for r in records] == FORMULAS
+    assert records[0]["n"] == 0 and records[0]["prompt_tokens"] == 3
+
+
+def test_it_neutralises_formula_looking_column_names(user):
+    batch = orm_batch(user, [{"=cmd": "x"}], prompt_template="{{=cmd}}")
+    assert read_csv(batch)[0][0] == "'=cmd"
+    assert read_xlsx(batch)[0][0] == "'=cmd"
+    assert "=cmd" in read_jsonl(batch)[0]
+
+
+def test_it_exports_a_running_batch_with_every_row_and_its_current_status(user):
+    batch = orm_batch(user, [{"text": str(i)} for i in range(4)], status="running",
+                      statuses=["succeeded", "running", "pending", "failed"],
+                      outputs=["done", "", "", ""])
+    records = read_jsonl(batch)
+    assert [(r["text"], r["status"], r["output"]) for r in records] == [
+        ("0", "succeeded", "done"), ("1", "running", ""), ("2", "pending", ""), ("3", "failed", "")]
+    assert len(read_xlsx(batch)) == 5
+
+
+def test_it_can_keep_only_some_statuses(user):
+    batch = orm_batch(user, [{"text": str(i)} for i in range(4)],
+                      statuses=["succeeded", "running", "pending", "failed"])
+    records = read_jsonl(batch, statuses=["succeeded", "failed"])
+    assert [r["text"] for r in records] == ["0", "3"]
+
+
+def test_it_renames_result_columns_that_clash_with_input_columns(user):
+    batch = orm_batch(user, [{"output": "mine", "status": "s"}], statuses=["succeeded"],
+                      outputs=["model"])
+    record = read_jsonl(batch)[0]
+    assert record["output"] == "mine" and record["result_output"] == "model"
+    assert record["status"] == "s" and record["result_status"] == "succeeded"
+
+
+def test_it_writes_nested_input_values_as_json_text_in_csv(user):
+    batch = orm_batch(user, [{"text": {"a": [1, 2]}, "flag": True}])
+    assert read_csv(batch)[1][:2] == ['{"a": [1, 2]}', "true"]
+    assert read_jsonl(batch)[0]["text"] == {"a": [1, 2]}
+
+
+def test_it_strips_characters_xlsx_cannot_hold(user):
+    batch = orm_batch(user, [{"text": "a\x01b\x1bc"}], statuses=["succeeded"],
+                      outputs=["x" * 40_000])
+    row = read_xlsx(batch)[1]
+    assert row[0] == "abc"
+    assert len(row[1]) == 32_767
+
+
+def test_it_streams_large_exports_in_several_chunks(user):
+    rows = [{"text": hashlib.sha256(str(i).encode()).hexdigest()} for i in range(3000)]
+    batch = orm_batch(user, rows)
+    for fmt in ("csv", "jsonl", "xlsx"):
+        chunks = list(export_rows(batch, fmt).chunks)
+        assert len(chunks) > 1, fmt
+
+
+def test_it_reads_nothing_until_the_export_is_iterated(user, django_assert_num_queries):
+    batch = orm_batch(user, [{"text": "a"}])
+    with django_assert_num_queries(0):
+        export = export_rows(batch, "csv")
+    assert b"".join(export.chunks).count(b"\n") == 2
+
+
+def test_it_gives_a_safe_attachment_filename_and_content_type(user):
+    batch = orm_batch(user, [{"text": "a"}], name='Évil "name"\r\n/../x')
+    export = export_rows(batch, "xlsx")
+    assert export.filename == f"batch-{batch.pk}-evil-name-x.xlsx"
+    assert export.content_type.startswith("application/vnd.openxmlformats")
+    assert export_rows(batch, "csv").content_type == "text/csv; charset=utf-8"
+
+
+def test_it_rejects_an_unknown_format(user):
+    batch = orm_batch(user, [{"text": "a"}])
+    with pytest.raises(UnknownFormat):
+        export_rows(batch, "pdf")
+
+
+def test_an_unnamed_batch_is_exported_as_batch_and_its_id(user):
+    batch = orm_batch(user, [{"text": "a"}], source_filename="")
+    assert export_rows(batch, "csv").filename == f"batch-{batch.pk}.csv"
+    batch.source_filename = "Leads 2024.xlsx"
+    assert export_rows(batch, "csv").filename == f"batch-{batch.pk}-leads-2024.csv"
