@@ -1,0 +1,103 @@
+"""The new-batch form: its fields map one to one onto services.batch_create's keyword arguments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+
+from batches.models import Priority
+from batches.services import MAX_CONCURRENCY, MAX_RETRIES, ServiceError
+
+ACCEPTED_EXTENSIONS = ".csv,.tsv,.txt,.xlsx,.jsonl,.ndjson"
+
+
+def max_upload_bytes() -> int:
+    return (settings.BATCH_MAX_UPLOAD_MB or 50) * 1024 * 1024
+
+
+def _model_choices() -> list[tuple[str, str]]:
+    models = list(settings.GEMINI_MODELS)
+    if settings.GEMINI_DEFAULT_MODEL not in models:
+        models.insert(0, settings.GEMINI_DEFAULT_MODEL)
+    return [(m, m) for m in models]
+
+
+class BatchForm(forms.Form):
+    file = forms.FileField(
+        help_text="CSV, TSV, XLSX or JSONL with a header row.",
+        widget=forms.ClearableFileInput(attrs={"accept": ACCEPTED_EXTENSIONS}),
+    )
+    name = forms.CharField(max_length=200, required=False,
+                           help_text="Defaults to the file name.")
+    prompt = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+        help_text="Write {{column}} where a row's value goes; click a column to insert it.",
+    )
+    model = forms.ChoiceField(choices=_model_choices)
+    system_instruction = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), required=False,
+        help_text="Sent with every row, before the prompt.",
+    )
+    temperature = forms.FloatField(required=False, min_value=0, max_value=2,
+                                   widget=forms.NumberInput(attrs={"step": "0.1"}),
+                                   help_text="0 to 2; empty uses the model's default.")
+    max_output_tokens = forms.IntegerField(required=False, min_value=1,
+                                           help_text="Empty: no limit.")
+    concurrency = forms.IntegerField(initial=16, min_value=1, max_value=MAX_CONCURRENCY,
+                                     help_text="Rows sent to the model at the same time.")
+    max_retries = forms.IntegerField(initial=3, min_value=0, max_value=MAX_RETRIES,
+                                     help_text="Per row, for transient errors.")
+    priority = forms.TypedChoiceField(choices=Priority.choices, coerce=int,
+                                      initial=Priority.NORMAL)
+    conversation_column = forms.CharField(
+        max_length=200, required=False,
+        widget=forms.TextInput(attrs={"list": "column-names", "autocomplete": "off"}),
+        help_text="Rows sharing this column's value run in order, as one chat.",
+    )
+    sheet = forms.CharField(max_length=200, required=False,
+                            help_text="XLSX only; empty takes the first sheet.")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["model"].initial = settings.GEMINI_DEFAULT_MODEL
+        self.fields["file"].help_text += f" At most {settings.BATCH_MAX_UPLOAD_MB} MB."
+
+    def clean_file(self):
+        file = self.cleaned_data["file"]
+        # The size comes from the upload handler; the file's content is not read here.
+        if file.size > max_upload_bytes():
+            raise forms.ValidationError(
+                f"The file is {file.size / 1024 / 1024:.1f} MB; "
+                f"the limit is {settings.BATCH_MAX_UPLOAD_MB} MB."
+            )
+        return file
+
+    def service_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for services.batch_create (without owner)."""
+        data = self.cleaned_data
+        file = data["file"]
+        return {
+            "file": file,
+            "filename": file.name,
+            "name": data["name"],
+            "prompt": data["prompt"],
+            "model": data["model"],
+            "system_instruction": data["system_instruction"],
+            "temperature": data["temperature"],
+            "max_output_tokens": data["max_output_tokens"],
+            "concurrency": data["concurrency"],
+            "max_retries": data["max_retries"],
+            "priority": data["priority"],
+            "conversation_column": data["conversation_column"].strip(),
+            "sheet": data["sheet"].strip() or None,
+        }
+
+    def add_service_error(self, err: ServiceError) -> None:
+        """Attach a service error to the field it concerns, with its line number."""
+        message = err.message
+        if err.line and f"line {err.line}" not in message.lower():
+            message = f"Line {err.line}: {message}"
+        field = {"rows": "file"}.get(err.field or "", err.field)
+        self.add_error(field if field in self.fields else None, message)
