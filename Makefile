@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-fast chromium bench demo lint clean
+.PHONY: install run test test-fast chromium bench demo screenshots lint clean
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -37,6 +37,12 @@ test: install chromium
 test-fast: install
 	$(BIN)/pytest -m "not browser and not faults" $(PYTEST_ARGS)
 
+# The benchmark of issue 7 on the configured database (DATABASE_URL; SQLite by default):
+# BENCH_ARGS="--quick" for a smoke run, "--scenarios 1,2" for some of it.
+bench: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py bench $(BENCH_ARGS)
+
 lint: install
 	$(BIN)/ruff check .
 
@@ -54,3 +60,7 @@ demo: install
 	$(DEMO_ENV) $(BIN)/python manage.py fake_gemini --port 8765 --latency-ms 400 --error-rate 0.05 & \
 	$(DEMO_ENV) $(BIN)/python manage.py qcluster & \
 	$(DEMO_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+# Re-take docs/dashboard.png and docs/batch.png in a throwaway demo (needs Chromium).
+screenshots: install chromium
+	$(BIN)/python manage.py screenshots
