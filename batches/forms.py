@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadhandler import FileUploadHandler
 
 from batches.models import Priority
 from batches.services import MAX_CONCURRENCY, MAX_RETRIES, ServiceError
@@ -15,6 +18,27 @@ ACCEPTED_EXTENSIONS = ".csv,.tsv,.txt,.xlsx,.jsonl,.ndjson"
 
 def max_upload_bytes() -> int:
     return (settings.BATCH_MAX_UPLOAD_MB or 50) * 1024 * 1024
+
+
+class UploadLimitHandler(FileUploadHandler):
+    """The first upload handler: bytes of a file past the size limit are dropped, not spooled
+    to disk by the handlers after it, and the file arrives empty with its real `.size`, which
+    the form and the API serializer refuse before anything reads it."""
+
+    def new_file(self, *args: Any, **kwargs: Any) -> None:
+        super().new_file(*args, **kwargs)
+        self.over_limit = False
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
+        if start + len(raw_data) > max_upload_bytes():
+            self.over_limit = True
+        return None if self.over_limit else raw_data
+
+    def file_complete(self, file_size: int) -> UploadedFile | None:
+        if not self.over_limit:
+            return None  # a later handler holds the file
+        return UploadedFile(io.BytesIO(), name=self.file_name, content_type=self.content_type,
+                            size=file_size, charset=self.charset)
 
 
 def _model_choices() -> list[tuple[str, str]]:

@@ -193,8 +193,14 @@ BATCH_SLICE_MAX_INFLIGHT = envint("BATCH_SLICE_MAX_INFLIGHT", 256)
 # Retry backoff: full jitter over base * 2^attempts seconds, capped.
 BATCH_RETRY_BASE_S = envfloat("BATCH_RETRY_BASE_S", 1.0)
 BATCH_RETRY_MAX_S = envfloat("BATCH_RETRY_MAX_S", 60.0)
-# Uploads above this stream to a temporary file instead of memory.
+# Uploads above this stream to a temporary file instead of memory; past the upload limit their
+# bytes are dropped instead (batches.forms.UploadLimitHandler).
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+FILE_UPLOAD_HANDLERS = [
+    "batches.forms.UploadLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 DATA_UPLOAD_MAX_MEMORY_SIZE = (BATCH_MAX_UPLOAD_MB or 50) * 1024 * 1024
 
 # django-q2: tasks are short slices (BATCH_SLICE_SECONDS) so timeout < retry holds with room.
