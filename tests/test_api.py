@@ -586,7 +586,7 @@ def test_export_xlsx_neutralises_formulas(api, user):
     cells = [c for row in sheet.iter_rows(min_row=2) for c in row]
     assert not [c.coordinate for c in cells if c.data_type == "f"]
     outputs = [row[1] for row in sheet.iter_rows(min_row=2, values_only=True)]
-    assert outputs == ["'" + f.replace("\r", "\n") for f in FORMULAS]
+    assert outputs == ["'" + f for f in FORMULAS]
 
 
 def test_export_jsonl_keeps_model_output_verbatim(api, user):
