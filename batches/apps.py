@@ -1,6 +1,22 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class BatchesConfig(AppConfig):
     name = "batches"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        post_migrate.connect(_create_schedules, sender=self)
+
+
+def _create_schedules(using: str = "default", **kwargs) -> None:
+    """`migrate` creates the rescue schedule (no data migration: it is not schema)."""
+    from django.db import connections
+    from django_q.models import Schedule
+
+    if Schedule._meta.db_table not in connections[using].introspection.table_names():
+        return  # django_q not migrated yet (e.g. `migrate batches` alone)
+    from batches.tasks import ensure_schedules
+
+    ensure_schedules()

@@ -258,6 +258,9 @@ class BatchResult(models.Model):
                          condition=Q(status="running")),
             # Rows per minute over the last minute.
             models.Index(fields=["batch", "finished_at"], name="result_batch_finished"),
+            # A conversation's earlier turns, for claiming its next turn in order.
+            models.Index(fields=["batch", "conversation_key", "index"],
+                         name="result_conversation", condition=~Q(conversation_key="")),
         ]
 
     def __str__(self) -> str:
@@ -302,8 +305,9 @@ class Progress:
         self.output_tokens = tokens["o"] or 0
 
     @classmethod
-    def for_batch(cls, batch: Batch) -> Progress:
-        counts = batch.status_counts()
+    def for_batch(cls, batch: Batch, counts: dict[str, int] | None = None) -> Progress:
+        """`counts` may be passed when the caller already has them (the API caches them)."""
+        counts = counts if counts is not None else batch.status_counts()
         since = timezone.now() - cls.RATE_WINDOW
         finished = BatchResult.objects.filter(batch=batch, finished_at__gte=since,
                                               status=BatchResult.Status.SUCCEEDED)

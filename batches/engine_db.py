@@ -1,0 +1,362 @@
+"""The engine's database side: claim rows, write outcomes, renew leases.
+
+Everything here is synchronous ORM code that a slice runs on its one database thread. Claims and
+writes are short transactions whose row counts decide who got what (see DESIGN.md, Rows and
+claims); nothing here reads a row and then writes it on the strength of that read.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.models import Exists, F, Min, OuterRef, Q
+from django.utils import timezone
+
+from batches.models import Batch, BatchResult
+from batches.providers import Response
+
+EARLIER_TURN_FAILED = "Not run because an earlier turn failed."
+RUNNABLE = (Batch.Status.PENDING, Batch.Status.RUNNING)
+PENDING = BatchResult.Status.PENDING
+RUNNING = BatchResult.Status.RUNNING
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How a batch's rows are sent, as read at the claim that took them."""
+
+    id: int
+    model: str
+    system_instruction: str
+    temperature: float | None
+    max_output_tokens: int | None
+    response_schema: dict | None
+    max_retries: int
+    rpm_limit: int | None
+    tpm_limit: int | None
+
+
+@dataclass(frozen=True)
+class ClaimedRow:
+    id: int
+    batch: BatchSettings
+    index: int
+    prompt: str
+    conversation_key: str
+    attempts: int
+    token: uuid.UUID
+    # Earlier (prompt, answer) turns of the row's conversation, oldest first.
+    history: tuple[tuple[str, str], ...] = ()
+
+
+class Kind(enum.Enum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    RETRY = "retry"  # back to pending after not_before, one attempt spent
+    RELEASE = "release"  # back to pending, no attempt spent
+
+
+@dataclass
+class Outcome:
+    row: ClaimedRow
+    kind: Kind
+    error: str = ""
+    response: Response | None = None
+    latency_ms: int | None = None
+    not_before: datetime | None = None
+
+
+@dataclass
+class BatchEvents:
+    """Batch-level results of a flush: a configuration error fails the batch, a spent daily
+    quota pauses it."""
+
+    failures: dict[int, str] = field(default_factory=dict)
+    pauses: dict[int, str] = field(default_factory=dict)
+    # Batches whose rows wait for the model's API (circuit breaker open), since when.
+    api_waiting: dict[int, datetime] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.failures or self.pauses or self.api_waiting)
+
+    def merge(self, other: BatchEvents) -> None:
+        for mine, theirs in ((self.failures, other.failures), (self.pauses, other.pauses),
+                             (self.api_waiting, other.api_waiting)):
+            for key, value in theirs.items():
+                mine.setdefault(key, value)
+
+
+def runnable_batches():
+    return Batch.objects.filter(status__in=RUNNABLE, paused=False, cancel_requested=False)
+
+
+def claimable(qs, now: datetime):
+    return qs.filter(status=PENDING).filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+
+
+# Claims ---------------------------------------------------------------------------------------
+
+def claim_rows(limit: int, *, lease_s: float) -> list[ClaimedRow]:
+    """Claim up to `limit` rows across runnable batches: priority, then batch age, then index."""
+    claimed: list[ClaimedRow] = []
+    # The Batch table is small; rows are then taken per batch through (batch, status, index).
+    order = runnable_batches().order_by("priority", "created_at", "id")
+    for batch_id in order.values_list("id", flat=True):
+        room = limit - len(claimed)
+        if room <= 0:
+            break
+        claimed += claim_batch_rows(batch_id, room, lease_s=lease_s)
+    return claimed
+
+
+def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float) -> list[ClaimedRow]:
+    with transaction.atomic():
+        # Locking the batch row serialises claims per batch on PostgreSQL, so the count of
+        # running rows below stays true until commit; SQLite's IMMEDIATE transactions are serial.
+        batch = runnable_batches().select_for_update().filter(pk=batch_id).first()
+        if batch is None:
+            return []
+        running = BatchResult.objects.filter(batch=batch, status=RUNNING).count()
+        n = min(limit, batch.concurrency - running)
+        if n <= 0:
+            return []
+        now = timezone.now()
+        candidates = claimable(BatchResult.objects.filter(batch=batch), now)
+        if batch.conversation_column:
+            candidates = candidates.filter(Q(conversation_key="") | ~Exists(
+                _earlier_turns(BatchResult.Status.PENDING, RUNNING)))
+        candidates = candidates.order_by("index")
+        token = uuid.uuid4()
+        claim = dict(status=RUNNING, claim_token=token, started_at=now,
+                     lease_expires_at=now + timedelta(seconds=lease_s))
+        if connection.vendor == "postgresql":
+            ids = list(candidates.select_for_update(skip_locked=True)
+                       .values_list("id", flat=True)[:n])
+            count = BatchResult.objects.filter(id__in=ids, status=PENDING).update(**claim)
+        else:
+            count = BatchResult.objects.filter(
+                id__in=candidates.values("id")[:n], status=PENDING
+            ).update(**claim)
+        if not count:
+            if batch.conversation_column:
+                _fail_orphan_turns(batch, now)
+            return []
+        Batch.objects.filter(pk=batch.pk).update(slice_heartbeat_at=now)
+        if batch.started_at is None or batch.status == Batch.Status.PENDING:
+            Batch.objects.filter(pk=batch.pk, status=Batch.Status.PENDING).update(
+                status=Batch.Status.RUNNING, started_at=batch.started_at or now)
+        rows = list(
+            BatchResult.objects.filter(batch=batch, status=RUNNING, claim_token=token)
+            .order_by("index")
+            .values_list("id", "index", "prompt", "conversation_key", "attempts")
+        )
+    settings = _settings_of(batch)
+    histories = _histories(batch, rows) if batch.conversation_column else {}
+    return [
+        ClaimedRow(id=id_, batch=settings, index=index, prompt=prompt, conversation_key=key,
+                   attempts=attempts, token=token, history=histories.get(id_, ()))
+        for id_, index, prompt, key, attempts in rows
+    ]
+
+
+def _earlier_turns(*statuses: str):
+    return BatchResult.objects.filter(
+        batch_id=OuterRef("batch_id"),
+        conversation_key=OuterRef("conversation_key"),
+        index__lt=OuterRef("index"),
+        status__in=statuses,
+    ).exclude(conversation_key="")
+
+
+def _fail_orphan_turns(batch: Batch, now: datetime) -> int:
+    """Pending turns behind a failed or cancelled turn (e.g. after retrying one later row) can
+    never run with their context; fail them so the batch can finish."""
+    orphans = BatchResult.objects.filter(batch=batch, status=PENDING).exclude(
+        conversation_key=""
+    ).filter(Exists(_earlier_turns(BatchResult.Status.FAILED, BatchResult.Status.CANCELLED)))
+    return BatchResult.objects.filter(id__in=list(orphans.values_list("id", flat=True))).update(
+        status=BatchResult.Status.FAILED, error=EARLIER_TURN_FAILED, finished_at=now,
+        not_before=None)
+
+
+def _histories(batch: Batch, rows: list[tuple]) -> dict[int, tuple[tuple[str, str], ...]]:
+    keyed = [(id_, index, key) for id_, index, _, key, _ in rows if key]
+    if not keyed:
+        return {}
+    turns: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
+    earlier = (
+        BatchResult.objects.filter(batch=batch, status=BatchResult.Status.SUCCEEDED,
+                                   conversation_key__in={key for _, _, key in keyed})
+        .order_by("conversation_key", "index")
+        .values_list("conversation_key", "index", "prompt", "output")
+    )
+    for key, index, prompt, output in earlier:
+        turns[key].append((index, prompt, output))
+    return {
+        id_: tuple((p, o) for i, p, o in turns[key] if i < index) for id_, index, key in keyed
+    }
+
+
+def _settings_of(batch: Batch) -> BatchSettings:
+    return BatchSettings(
+        id=batch.pk, model=batch.model_name, system_instruction=batch.system_instruction,
+        temperature=batch.temperature, max_output_tokens=batch.max_output_tokens,
+        response_schema=batch.response_schema, max_retries=batch.max_retries,
+        rpm_limit=batch.rpm_limit, tpm_limit=batch.tpm_limit,
+    )
+
+
+# Writes ---------------------------------------------------------------------------------------
+
+def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None) -> set[int]:
+    """Write finished rows in one transaction, then finalise the batches they belong to.
+
+    Returns the ids of the batches touched."""
+    events = events or BatchEvents()
+    batch_ids = sorted({o.row.batch.id for o in outcomes} | set(events.failures)
+                       | set(events.pauses) | set(events.api_waiting))
+    if not batch_ids:
+        return set()
+    now = timezone.now()
+    with transaction.atomic():
+        # Locked in id order (claims lock one batch at a time), so two flushes cannot deadlock,
+        # and a cancel either commits before this reads its flag or waits for this commit.
+        cancelled = dict(
+            Batch.objects.select_for_update().filter(pk__in=batch_ids).order_by("pk")
+            .values_list("pk", "cancel_requested")
+        )
+        tokens: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        for outcome in outcomes:
+            batch_id = outcome.row.batch.id
+            if not _write_one(outcome, now, cancelled=cancelled.get(batch_id, True)):
+                continue  # the lease was lost: a newer claim owns the row now
+            if outcome.kind is Kind.SUCCEEDED and outcome.response is not None:
+                counts = tokens[batch_id]
+                counts[0] += outcome.response.prompt_tokens or 0
+                counts[1] += outcome.response.output_tokens or 0
+            elif outcome.kind is Kind.FAILED and outcome.row.conversation_key:
+                BatchResult.objects.filter(
+                    batch_id=batch_id, conversation_key=outcome.row.conversation_key,
+                    index__gt=outcome.row.index, status=PENDING,
+                ).update(status=BatchResult.Status.FAILED, error=EARLIER_TURN_FAILED,
+                         finished_at=now, not_before=None)
+        for batch_id, (prompt_tokens, output_tokens) in tokens.items():
+            # Any answer means the API is back for this batch.
+            Batch.objects.filter(pk=batch_id).update(
+                prompt_tokens=F("prompt_tokens") + prompt_tokens,
+                output_tokens=F("output_tokens") + output_tokens,
+                api_waiting_since=None,
+            )
+        _apply_events(events, now)
+    finalise(batch_ids)
+    return set(batch_ids)
+
+
+def _write_one(outcome: Outcome, now: datetime, *, cancelled: bool) -> bool:
+    row = outcome.row
+    mine = BatchResult.objects.filter(pk=row.id, claim_token=row.token, status=RUNNING)
+    released = dict(claim_token=None, lease_expires_at=None)
+    kind = outcome.kind
+    if kind is Kind.SUCCEEDED:
+        response = outcome.response
+        assert response is not None
+        return bool(mine.update(
+            status=BatchResult.Status.SUCCEEDED, output=response.text, error="",
+            finish_reason=response.finish_reason[:40],
+            model_version=response.model_version[:100],
+            prompt_tokens=response.prompt_tokens, output_tokens=response.output_tokens,
+            latency_ms=outcome.latency_ms, finished_at=now, not_before=None,
+            attempts=F("attempts") + 1, **released,
+        ))
+    if kind is Kind.FAILED:
+        return bool(mine.update(
+            status=BatchResult.Status.FAILED, error=outcome.error, latency_ms=outcome.latency_ms,
+            finished_at=now, not_before=None, attempts=F("attempts") + 1, **released,
+        ))
+    spent = {"attempts": F("attempts") + 1} if kind is Kind.RETRY else {}
+    error = {"error": outcome.error} if outcome.error else {}
+    if cancelled:
+        # The batch was cancelled while this row ran: it will not be claimed again.
+        return bool(mine.update(
+            status=BatchResult.Status.CANCELLED, finished_at=now, not_before=None,
+            **(error or {"error": "Cancelled before it ran."}), **spent, **released,
+        ))
+    return bool(mine.update(status=PENDING, not_before=outcome.not_before, **error, **spent,
+                            **released))
+
+
+def _apply_events(events: BatchEvents, now: datetime) -> None:
+    for batch_id, message in events.failures.items():
+        Batch.objects.filter(pk=batch_id, status__in=Batch.ACTIVE_STATUSES).update(
+            status=Batch.Status.FAILED, last_error=message, finished_at=now,
+            api_waiting_since=None)
+    for batch_id, since in events.api_waiting.items():
+        Batch.objects.filter(pk=batch_id, api_waiting_since__isnull=True).update(
+            api_waiting_since=since)
+    for batch_id, message in events.pauses.items():
+        Batch.objects.filter(pk=batch_id, status__in=RUNNABLE, cancel_requested=False).update(
+            status=Batch.Status.PAUSED, paused=True, last_error=message)
+
+
+def finalise(batch_ids) -> None:
+    for batch in Batch.objects.filter(pk__in=list(batch_ids)).exclude(
+        status__in=Batch.FINAL_STATUSES
+    ):
+        batch.finalise_if_done()
+
+
+def release_rows(rows: list[ClaimedRow]) -> int:
+    """Give rows back to pending without spending an attempt (the slice is stopping)."""
+    if not rows:
+        return 0
+    outcomes = [Outcome(row, Kind.RELEASE) for row in rows]
+    before = len(outcomes)
+    write_outcomes(outcomes)
+    return before
+
+
+# Leases and heartbeats ------------------------------------------------------------------------
+
+def renew_leases(tokens: set[uuid.UUID], batch_ids: set[int], *, lease_s: float) -> int:
+    """Extend the leases this slice holds and mark its batches as having a live slice."""
+    now = timezone.now()
+    if batch_ids:
+        Batch.objects.filter(pk__in=batch_ids).update(slice_heartbeat_at=now)
+    if not tokens:
+        return 0
+    return BatchResult.objects.filter(
+        batch_id__in=batch_ids, status=RUNNING, claim_token__in=tokens
+    ).update(lease_expires_at=now + timedelta(seconds=lease_s))
+
+
+def idle_wait() -> float | None:
+    """How long an idle slice should wait before claiming again, or None if it should stop.
+
+    It stops when no runnable batch has a pending row, or when other slices hold running rows
+    (their batch caps or conversations keep this one idle, and they go on claiming). Otherwise
+    the pending rows are all in backoff (or behind a conversation turn in backoff): wait for
+    the soonest."""
+    now = timezone.now()
+    runnable = runnable_batches()
+    pending = BatchResult.objects.filter(batch__in=runnable, status=PENDING)
+    if not pending.exists():
+        return None
+    if BatchResult.objects.filter(batch__in=runnable, status=RUNNING).exists():
+        return None
+    soonest = pending.filter(not_before__gt=now).aggregate(t=Min("not_before"))["t"]
+    if soonest is None:
+        return 0.2  # claimable already: another slice took the rows first, or just released
+    return (soonest - now).total_seconds()
+
+
+def has_work() -> bool:
+    return BatchResult.objects.filter(batch__in=runnable_batches(), status=PENDING).exists()
+
+
+def close_connection() -> None:
+    connection.close()
