@@ -5,6 +5,13 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
+# qcluster stops cleanly on SIGINT; a SIGTERM to its whole group can leave django-q2's main
+# process hanging, so send SIGINT, wait, then SIGKILL whatever is left.
+STOP_WORKER = kill -INT $$WORKER 2>/dev/null; for i in 1 2 3 4 5 6 7 8 9 10; do \
+	kill -0 $$WORKER 2>/dev/null || break; sleep 1; done; \
+	pkill -KILL -P $$WORKER 2>/dev/null; kill -KILL $$WORKER 2>/dev/null; true
+STOP_WORKER_ON_EXIT = WORKER=$$!; trap '$(STOP_WORKER)' EXIT;
+
 .PHONY: install run test test-fast chromium bench demo screenshots lint clean
 
 $(VENV)/.installed: pyproject.toml
@@ -20,8 +27,7 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensure_admin
-	@trap 'kill 0' INT TERM EXIT; \
-	$(BIN)/python manage.py qcluster & \
+	@$(BIN)/python manage.py qcluster & $(STOP_WORKER_ON_EXIT) \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # The browser tests need Debian's Chromium; Playwright's own browser download is not used.
@@ -56,9 +62,9 @@ DEMO_ENV := DEMO_MODE=true DATABASE_URL=sqlite:///$(CURDIR)/demo.sqlite3 \
 demo: install
 	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput
 	$(DEMO_ENV) $(BIN)/python manage.py demo_setup
-	@trap 'kill 0' INT TERM EXIT; \
-	$(DEMO_ENV) $(BIN)/python manage.py fake_gemini --port 8765 --latency-ms 400 --error-rate 0.05 & \
-	$(DEMO_ENV) $(BIN)/python manage.py qcluster & \
+	@$(DEMO_ENV) $(BIN)/python manage.py fake_gemini --port 8765 --latency-ms 400 --error-rate 0.05 & \
+	MODEL=$$!; $(DEMO_ENV) $(BIN)/python manage.py qcluster & $(STOP_WORKER_ON_EXIT) \
+	trap 'kill $$MODEL 2>/dev/null; $(STOP_WORKER)' EXIT; \
 	$(DEMO_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # Re-take docs/dashboard.png and docs/batch.png in a throwaway demo (needs Chromium).

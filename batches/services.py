@@ -201,12 +201,17 @@ def _create_rows(batch: Batch, rows: Iterable[dict], template: prompts.Template,
 
 def _reopen(batch: Batch) -> None:
     """Make a batch with pending rows runnable again and start workers on it after commit."""
+    changes = {}
+    if batch.status == Batch.Status.FAILED:
+        # A batch-level error (e.g. a missing API key) is what the user just fixed.
+        changes["last_error"] = ""
     Batch.objects.filter(pk=batch.pk).update(
         status=Batch.Status.RUNNING if batch.started_at else Batch.Status.PENDING,
         paused=False,
         cancel_requested=False,
         finished_at=None,
         api_waiting_since=None,
+        **changes,
     )
     transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
     batch.refresh_from_db()

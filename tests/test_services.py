@@ -255,3 +255,12 @@ def test_an_encoding_fallback_is_kept_as_a_warning_on_the_batch(user):
     batch.refresh_from_db()
     assert "cp1252" in batch.last_error or "Windows-1252" in batch.last_error
     assert batch.results.get(index=0).input == {"name": "José", "text": "Olé"}
+
+
+def test_resume_after_a_batch_level_error_clears_the_error(make_batch):
+    batch = make_batch()
+    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.FAILED,
+                                             last_error="GEMINI_API_KEY is not set")
+    batch.refresh_from_db()
+    batch_resume(batch=batch)
+    assert batch.status == Batch.Status.PENDING and batch.last_error == ""
