@@ -154,7 +154,7 @@ class Batch(models.Model):
         self.refresh_from_db()
 
     def finalise_if_done(self) -> bool:
-        """Write the final status once no row is pending or running. Returns True if this call did."""
+        """Write the final status once no row is pending or running; True if this call did."""
         open_rows = BatchResult.objects.filter(
             batch=self, status__in=[BatchResult.Status.PENDING, BatchResult.Status.RUNNING]
         )

@@ -62,5 +62,7 @@ def parse(source: str) -> Template:
     pieces = PLACEHOLDER.split(source)
     for name in pieces[1::2]:
         if not name:
-            raise TemplateError("The prompt has an empty placeholder {{}}; put a column name inside.")
+            raise TemplateError(
+                "The prompt has an empty placeholder {{}}; put a column name inside."
+            )
     return Template(source=source, parts=tuple(pieces))

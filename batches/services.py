@@ -218,7 +218,7 @@ def _reopen(batch: Batch) -> None:
 
 
 def batch_cancel(*, batch: Batch) -> int:
-    """Stop claiming, cancel the rows not yet started; in-flight rows finish. Returns rows cancelled."""
+    """Stop claiming and cancel the rows not started; in-flight rows finish. Returns the count."""
     if batch.is_finished:
         raise ActionNotAllowed(f"The batch is already {batch.get_status_display().lower()}.")
     with transaction.atomic():
@@ -242,7 +242,7 @@ def batch_pause(*, batch: Batch) -> int:
 
 
 def batch_resume(*, batch: Batch) -> int:
-    """Run a paused, cancelled, failed or interrupted batch again. Returns rows put back to pending."""
+    """Run a paused, cancelled, failed or interrupted batch again. Returns rows requeued."""
     if batch.status in (Batch.Status.COMPLETED, Batch.Status.COMPLETED_WITH_ERRORS):
         raise ActionNotAllowed(
             f"The batch is {batch.get_status_display().lower()}; "

@@ -1,4 +1,4 @@
-"""Batchsite settings: everything comes from the environment, with defaults that work on a laptop."""
+"""Batchsite settings: all from the environment, with defaults that work on a laptop."""
 
 import os
 import tempfile

@@ -25,6 +25,15 @@ def staff_user(db):
     return get_user_model().objects.create_user("carol", password="pw-carol-123", is_staff=True)
 
 
+@pytest.fixture
+def fake_gemini():
+    """A Gemini-compatible server on a free loopback port (batches/fake_gemini.py)."""
+    from batches.fake_gemini import FakeGemini
+
+    with FakeGemini() as server:
+        yield server
+
+
 def csv_file(text: str, name: str = "rows.csv") -> io.BytesIO:
     f = io.BytesIO(text.encode("utf-8"))
     f.name = name

@@ -17,12 +17,6 @@ from batches.fake_gemini import DAY_QUOTA_ID, MINUTE_QUOTA_ID, FakeGemini
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def fake_gemini():
-    with FakeGemini() as server:
-        yield server
-
-
 def turns(*texts: str) -> list[dict]:
     roles = ["user", "model"]
     return [{"role": roles[i % 2], "parts": [{"text": t}]} for i, t in enumerate(texts)]

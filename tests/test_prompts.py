@@ -23,7 +23,8 @@ def test_a_missing_value_renders_empty():
 
 def test_non_string_values_render_as_json_or_text():
     template = parse("{{n}} {{obj}} {{flag}}")
-    assert template.render({"n": 3, "obj": {"k": [1, "é"]}, "flag": True}) == '3 {"k": [1, "é"]} true'
+    rendered = template.render({"n": 3, "obj": {"k": [1, "é"]}, "flag": True})
+    assert rendered == '3 {"k": [1, "é"]} true'
 
 
 def test_validation_names_unknown_placeholders_and_lists_the_columns():

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from batches.fake_gemini import DAY_QUOTA_ID, MINUTE_QUOTA_ID, FakeGemini
+from batches.fake_gemini import DAY_QUOTA_ID, MINUTE_QUOTA_ID
 from batches.providers.base import (
     ConfigurationError,
     PermanentError,
@@ -25,12 +25,6 @@ from batches.providers.gemini import (
 
 API_KEY = "sk-test-secret-0123456789"
 MODEL = "gemini-2.5-flash"
-
-
-@pytest.fixture
-def fake_gemini():
-    with FakeGemini() as server:
-        yield server
 
 
 @pytest.fixture

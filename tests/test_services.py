@@ -44,7 +44,9 @@ def test_it_creates_a_batch_with_one_rendered_row_per_input_row(user):
     ]
 
 
-def test_it_enqueues_work_only_after_the_transaction_commits(user, django_capture_on_commit_callbacks):
+def test_it_enqueues_work_only_after_the_transaction_commits(
+    user, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         batch_create(owner=user, prompt="{{text}}", rows=[{"text": "a"}])
         assert OrmQ.objects.count() == 0
