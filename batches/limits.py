@@ -54,7 +54,7 @@ Rate limits: one budget per model shared by every batch, slice and host: token b
 rate the calling batch passes, so batches with different limits on one model are held to the
 limit of whoever is asking. Grants in any 60 s window never exceed the limit (limits_state.py).
 
-Circuit breaker: BREAKER_THRESHOLD (5) transient failures in a row, from any process, open the
+Circuit breaker: BREAKER_THRESHOLD (10) transient failures in a row, from any process, open the
 model's circuit for BREAKER_COOLDOWN_S (10 s); then one probe per cool-down goes through, the
 cool-down doubling (to 60 s) while probes fail; any success closes it. Each process keeps a
 local view refreshed at most once a second, so allow()/record_success() are usually free.
@@ -99,8 +99,9 @@ def get_limiter() -> Limiter:
 
             backend = (RedisBackend(settings.REDIS_URL) if settings.REDIS_URL
                        else DatabaseBackend())
-            _limiter = Limiter(backend, threshold=getattr(settings, "BREAKER_THRESHOLD", 5),
-                               cooldown=getattr(settings, "BREAKER_COOLDOWN_S", 10.0))
+            _limiter = Limiter(backend, threshold=getattr(settings, "BREAKER_THRESHOLD", 10),
+                               cooldown=getattr(settings, "BREAKER_COOLDOWN_S", 10.0),
+                               min_failing=getattr(settings, "BREAKER_MIN_FAILING_S", 2.0))
         return _limiter
 
 

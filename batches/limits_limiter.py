@@ -42,11 +42,12 @@ class Limiter:
     def __init__(self, backend: Backend, *, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  threshold: int = 5, cooldown: float = 10.0,
-                 max_cooldown: float = BREAKER_MAX_COOLDOWN_S) -> None:
+                 max_cooldown: float = BREAKER_MAX_COOLDOWN_S, min_failing: float = 0.0) -> None:
         self.backend = backend
         self.clock = clock
         self.sleep = sleep
         self.threshold = threshold
+        self.min_failing = min_failing
         self.cooldown = cooldown
         self.max_cooldown = max(max_cooldown, cooldown)
         self._mutex = threading.Lock()
@@ -241,7 +242,8 @@ class Limiter:
 
     def _fail(self, key: str, states, now):
         return rules.breaker_failure(states[key], now, threshold=self.threshold,
-                                     cooldown=self.cooldown, max_cooldown=self.max_cooldown), now
+                                     cooldown=self.cooldown, max_cooldown=self.max_cooldown,
+                                     min_failing=self.min_failing), now
 
     def _local_block(self, model: str) -> float:
         with self._mutex:

@@ -114,15 +114,22 @@ def breaker_view(state: State) -> Breaker:
 
 
 def breaker_failure(state: State, now: float, *, threshold: int, cooldown: float,
-                    max_cooldown: float) -> Breaker:
-    """Count a transient failure; open the circuit at `threshold` in a row.
+                    max_cooldown: float, min_failing: float = 0.0) -> Breaker:
+    """Count a transient failure; open the circuit at `threshold` in a row that have gone on for
+    at least `min_failing` seconds.
+
+    The duration keeps a storm of random errors from opening it: an outage fails everything for
+    seconds, while under a storm some success resets the run well within them, even when other
+    processes learn of it late. While closed, `blocked_until` holds when the run began.
 
     A failure while open doubles the cool-down only when a probe is outstanding, so the late
     failures of requests sent before the circuit opened do not stretch the wait.
     """
     state.failures += 1
     if state.opened_at is None:
-        if state.failures >= threshold:
+        if state.failures == 1 or not state.blocked_until:
+            state.blocked_until = now
+        if state.failures >= threshold and now - state.blocked_until >= min_failing:
             state.opened_at = now
             state.tokens = cooldown
             state.blocked_until = now + cooldown

@@ -177,8 +177,10 @@ GEMINI_RPM = envint("GEMINI_RPM", None)
 GEMINI_TPM = envint("GEMINI_TPM", None)
 # Circuit breaker per model: this many transient failures in a row open it for the cool-down
 # (doubling up to 60 s while probes fail).
-BREAKER_THRESHOLD = envint("BREAKER_THRESHOLD", 5)
+BREAKER_THRESHOLD = envint("BREAKER_THRESHOLD", 10)
 BREAKER_COOLDOWN_S = envfloat("BREAKER_COOLDOWN_S", 10.0)
+# ...and only once such a run has lasted this long, so random errors never open it.
+BREAKER_MIN_FAILING_S = envfloat("BREAKER_MIN_FAILING_S", 2.0)
 DEMO_MODE = envbool("DEMO_MODE", False)
 
 # Limits.

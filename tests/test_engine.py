@@ -158,6 +158,7 @@ def test_a_spent_daily_quota_pauses_the_batch_without_spending_retries(fake, mak
 def test_an_open_circuit_holds_rows_without_spending_their_retries(fake, make_batch, enqueued,
                                                                    settings):
     settings.BREAKER_THRESHOLD = 3
+    settings.BREAKER_MIN_FAILING_S = 0  # open at once: this test is about what an open circuit does
     settings.BREAKER_COOLDOWN_S = 0.3
     fake.down = True
     batch = make_batch(rows(12), max_retries=1, concurrency=4)

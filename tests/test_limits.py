@@ -550,3 +550,22 @@ def test_event_loops_in_several_threads_share_a_redis_budget_on_the_real_clock(r
     # Recorded after each grant, so never earlier than the grant: a safe upper bound.
     late = max(grant_times) - start
     assert wanted <= rules.capacity(rpm) + rules.refill_rate(rpm) * late + 1
+
+
+def test_a_run_of_failures_opens_the_circuit_only_once_it_has_lasted_long_enough():
+    state = State("breaker:m")
+    fail = dict(threshold=3, cooldown=10, max_cooldown=60, min_failing=2.0)
+    for _ in range(5):  # a burst of random errors within a moment: stays closed
+        assert not rules.breaker_failure(state, 100.0, **fail).is_open
+    assert not rules.breaker_failure(state, 101.9, **fail).is_open
+    assert rules.breaker_failure(state, 102.0, **fail).is_open  # an outage: everything fails on
+
+
+def test_a_success_restarts_the_run_and_its_clock():
+    state = State("breaker:m")
+    fail = dict(threshold=2, cooldown=10, max_cooldown=60, min_failing=2.0)
+    rules.breaker_failure(state, 100.0, **fail)
+    rules.breaker_success(state)
+    rules.breaker_failure(state, 103.0, **fail)
+    assert not rules.breaker_failure(state, 104.0, **fail).is_open
+    assert rules.breaker_failure(state, 105.0, **fail).is_open
