@@ -14,6 +14,7 @@ import math
 import random
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,6 +46,9 @@ FLUSH_ROWS = 50
 REFILL_FRACTION = 0.05  # claim again once this share of the window is free
 MIN_CLAIM_INTERVAL_S = 0.01
 CAPPED_RECHECK_S = 0.5  # a capped window looks for more room this often
+# A slice that has been alone on a batch this long takes more than its share: the other slices
+# have finished or died.
+ALONE_GRACE_S = 3.0
 STOP_GRACE_S = 1.0  # on a stop signal, rows get this long to finish before they are given back
 DEADLINE_MARGIN_S = 10.0  # finish this long before django-q2's task timeout
 
@@ -101,6 +105,7 @@ class Slice:
         self._stopping = False
         self._stop_signal: int | None = None
         self._claim_after = 0.0
+        self._alone_since: dict[int, float] = {}
         self._last_claim = -math.inf
         self._deadline = math.inf
 
@@ -202,11 +207,21 @@ class Slice:
 
     async def _claim(self, limit: int) -> int:
         loop = asyncio.get_running_loop()
+        held = Counter(row.batch.id for row, _ in self.inflight.values())
+        now = loop.time()
+        alone_ok = {b for b, since in self._alone_since.items() if now - since >= ALONE_GRACE_S}
+        others: dict[int, int] = {}
         try:
-            rows = await self._db(db.claim_rows, limit, lease_s=self.lease_s)
+            rows = await self._db(db.claim_rows, limit, lease_s=self.lease_s, held=held,
+                                  alone_ok=alone_ok, others=others)
         except DatabaseError:
             log.exception("Claiming rows failed; trying again shortly")
             rows = []
+        for batch_id, running_elsewhere in others.items():
+            if running_elsewhere:
+                self._alone_since.pop(batch_id, None)
+            else:
+                self._alone_since.setdefault(batch_id, now)
         self._last_claim = loop.time()
         self._claim_after = self._last_claim + MIN_CLAIM_INTERVAL_S
         # Fewer rows than asked: batch caps hold the window at what it has now.

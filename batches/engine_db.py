@@ -8,11 +8,14 @@ claims); nothing here reads a row and then writes it on the strength of that rea
 from __future__ import annotations
 
 import enum
+import math
 import uuid
 from collections import defaultdict
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings as django_settings
 from django.db import connection, transaction
 from django.db.models import Exists, F, Min, OuterRef, Q
 from django.utils import timezone
@@ -101,20 +104,32 @@ def claimable(qs, now: datetime):
 
 # Claims ---------------------------------------------------------------------------------------
 
-def claim_rows(limit: int, *, lease_s: float) -> list[ClaimedRow]:
-    """Claim up to `limit` rows across runnable batches: priority, then batch age, then index."""
+def claim_rows(limit: int, *, lease_s: float, held: Mapping[int, int] | None = None,
+               alone_ok: Collection[int] = (), others: dict[int, int] | None = None,
+               ) -> list[ClaimedRow]:
+    """Claim up to `limit` rows across runnable batches: priority, then batch age, then index.
+
+    `held`: rows per batch this slice already has in flight. A slice takes at most its share of a
+    batch's concurrency (concurrency / BATCH_SLICES_PER_BATCH), so every worker gets part of a
+    batch, unless the batch is in `alone_ok` (no other slice has run its rows for a while).
+    `others`, when given, is filled with the rows per batch that other slices are running."""
     claimed: list[ClaimedRow] = []
+    held = held or {}
     # The Batch table is small; rows are then taken per batch through (batch, status, index).
     order = runnable_batches().order_by("priority", "created_at", "id")
     for batch_id in order.values_list("id", flat=True):
         room = limit - len(claimed)
         if room <= 0:
             break
-        claimed += claim_batch_rows(batch_id, room, lease_s=lease_s)
+        claimed += claim_batch_rows(batch_id, room, lease_s=lease_s,
+                                    held=held.get(batch_id, 0),
+                                    share_cap=batch_id not in alone_ok, others=others)
     return claimed
 
 
-def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float) -> list[ClaimedRow]:
+def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0,
+                     share_cap: bool = False, others: dict[int, int] | None = None,
+                     ) -> list[ClaimedRow]:
     with transaction.atomic():
         # Locking the batch row serialises claims per batch on PostgreSQL, so the count of
         # running rows below stays true until commit; SQLite's IMMEDIATE transactions are serial.
@@ -122,7 +137,12 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float) -> list[Claim
         if batch is None:
             return []
         running = BatchResult.objects.filter(batch=batch, status=RUNNING).count()
+        if others is not None:
+            others[batch_id] = max(0, running - held)
         n = min(limit, batch.concurrency - running)
+        if share_cap:
+            share = math.ceil(batch.concurrency / max(1, django_settings.BATCH_SLICES_PER_BATCH))
+            n = min(n, share - held)
         if n <= 0:
             return []
         now = timezone.now()

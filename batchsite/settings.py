@@ -206,11 +206,16 @@ FILE_UPLOAD_HANDLERS = [
 DATA_UPLOAD_MAX_MEMORY_SIZE = (BATCH_MAX_UPLOAD_MB or 50) * 1024 * 1024
 
 # django-q2: tasks are short slices (BATCH_SLICE_SECONDS) so timeout < retry holds with room.
+Q_WORKERS = envint("Q_WORKERS", 2)
+# A slice takes at most this share of a batch's concurrency while other slices work on it, so
+# every worker process shares the batch's requests and writes (one slice per worker).
+BATCH_SLICES_PER_BATCH = envint("BATCH_SLICES_PER_BATCH", Q_WORKERS)
+
 # Every qcluster on every host shares the queue named here; don't set Q_CLUSTER_NAME, which
 # django-q2 reads to route tasks to a separate queue.
 Q_CLUSTER = {
     "name": "batchsite",
-    "workers": envint("Q_WORKERS", 2),
+    "workers": Q_WORKERS,
     "recycle": 500,
     "timeout": BATCH_SLICE_SECONDS * 3,
     "retry": BATCH_SLICE_SECONDS * 3 + 60,

@@ -22,6 +22,7 @@ def fake(settings):
         settings.BATCH_RETRY_BASE_S = 0.01
         settings.BATCH_RETRY_MAX_S = 0.05
         settings.BATCH_LEASE_SECONDS = 30
+        settings.BATCH_SLICES_PER_BATCH = 1  # one slice in-process: it may take a whole batch
         limits.set_limiter(None)  # no 429 backoff or open circuit left over from another test
         yield server
     limits.set_limiter(None)

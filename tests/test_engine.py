@@ -446,3 +446,32 @@ def test_migrate_creates_the_rescue_schedule_once():
     assert (schedule.func, schedule.schedule_type, schedule.minutes, schedule.repeats) == (
         "batches.tasks.rescue", Schedule.MINUTES, 1, -1)
     assert Schedule.objects.filter(func="batches.tasks.rescue").count() == 1
+
+
+@pytest.mark.database
+def test_two_slices_share_a_batch_and_a_lone_slice_takes_the_rest_after_a_grace(
+    fake, make_batch, enqueued, settings
+):
+    settings.BATCH_SLICES_PER_BATCH = 2
+    fake.configure(latency_ms=6000)
+    batch = make_batch(rows(12), concurrency=4)
+
+    first = BackgroundSlice(batch.pk, budget_s=1)
+    wait_for(lambda: fake.stats.in_flight == 2)
+    second = BackgroundSlice(batch.pk, budget_s=1)
+    wait_for(lambda: fake.stats.in_flight == 4)
+    held = {s: len(s.slice.inflight) for s in (first, second)}
+    assert sorted(held.values()) == [2, 2]  # each slice its share of the concurrency
+
+    fake.configure(latency_ms=0)
+    first.join()
+    second.join()
+    fake.configure(latency_ms=6000)
+    fake.reset()
+    alone = BackgroundSlice(batch.pk, budget_s=10)
+    wait_for(lambda: fake.stats.in_flight == 2)
+    # Alone on the batch for longer than the grace, it takes the other slice's share too.
+    wait_for(lambda: fake.stats.in_flight == 4, timeout=engine.ALONE_GRACE_S + 5)
+    alone.slice._stopping = True  # stop claiming; the rows in flight finish
+    fake.configure(latency_ms=0)
+    alone.join()
