@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings as django_settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, Min, OuterRef, Q
+from django.db.models import Exists, F, Min, OuterRef, Q, Sum
 from django.utils import timezone
 
 from batches.models import Batch, BatchResult
@@ -250,16 +250,15 @@ def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None) -
             Batch.objects.select_for_update().filter(pk__in=batch_ids).order_by("pk")
             .values_list("pk", "cancel_requested")
         )
-        tokens: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        successes = [o for o in outcomes if o.kind is Kind.SUCCEEDED]
+        tokens = _write_successes(successes, now)
         for outcome in outcomes:
+            if outcome.kind is Kind.SUCCEEDED:
+                continue
             batch_id = outcome.row.batch.id
             if not _write_one(outcome, now, cancelled=cancelled.get(batch_id, True)):
                 continue  # the lease was lost: a newer claim owns the row now
-            if outcome.kind is Kind.SUCCEEDED and outcome.response is not None:
-                counts = tokens[batch_id]
-                counts[0] += outcome.response.prompt_tokens or 0
-                counts[1] += outcome.response.output_tokens or 0
-            elif outcome.kind is Kind.FAILED and outcome.row.conversation_key:
+            if outcome.kind is Kind.FAILED and outcome.row.conversation_key:
                 BatchResult.objects.filter(
                     batch_id=batch_id, conversation_key=outcome.row.conversation_key,
                     index__gt=outcome.row.index, status=PENDING,
@@ -277,22 +276,51 @@ def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None) -
     return set(batch_ids)
 
 
+def _write_successes(outcomes: list[Outcome], now: datetime) -> dict[int, tuple[int, int]]:
+    """Write successes in one statement (the hot path), each only if this slice still holds its
+    claim. Returns (prompt, output) tokens per batch of the rows actually written."""
+    if not outcomes:
+        return {}
+    field = BatchResult._meta.get_field
+
+    def prep(name: str, value):
+        return field(name).get_db_prep_value(value, connection)
+
+    sql = (
+        f"UPDATE {BatchResult._meta.db_table} SET status = %s, output = %s, error = '', "
+        "finish_reason = %s, model_version = %s, prompt_tokens = %s, output_tokens = %s, "
+        "latency_ms = %s, finished_at = %s, not_before = NULL, attempts = attempts + 1, "
+        "claim_token = NULL, lease_expires_at = NULL "
+        "WHERE id = %s AND claim_token = %s AND status = %s"
+    )
+    finished_at = prep("finished_at", now)
+    params = []
+    for o in outcomes:
+        response = o.response
+        assert response is not None
+        params.append((
+            BatchResult.Status.SUCCEEDED, response.text, response.finish_reason[:40],
+            response.model_version[:100], response.prompt_tokens, response.output_tokens,
+            o.latency_ms, finished_at, o.row.id, prep("claim_token", o.row.token), RUNNING,
+        ))
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+    # Rows whose lease was lost were not written; count tokens only for the ones that were.
+    written = (
+        BatchResult.objects.filter(id__in=[o.row.id for o in outcomes], finished_at=now,
+                                   status=BatchResult.Status.SUCCEEDED)
+        .order_by().values("batch_id")
+        .annotate(p=Sum("prompt_tokens"), o=Sum("output_tokens"))
+    )
+    return {r["batch_id"]: (r["p"] or 0, r["o"] or 0) for r in written}
+
+
 def _write_one(outcome: Outcome, now: datetime, *, cancelled: bool) -> bool:
+    """Write a failure or a return to pending (successes go through _write_successes)."""
     row = outcome.row
     mine = BatchResult.objects.filter(pk=row.id, claim_token=row.token, status=RUNNING)
     released = dict(claim_token=None, lease_expires_at=None)
     kind = outcome.kind
-    if kind is Kind.SUCCEEDED:
-        response = outcome.response
-        assert response is not None
-        return bool(mine.update(
-            status=BatchResult.Status.SUCCEEDED, output=response.text, error="",
-            finish_reason=response.finish_reason[:40],
-            model_version=response.model_version[:100],
-            prompt_tokens=response.prompt_tokens, output_tokens=response.output_tokens,
-            latency_ms=outcome.latency_ms, finished_at=now, not_before=None,
-            attempts=F("attempts") + 1, **released,
-        ))
     if kind is Kind.FAILED:
         return bool(mine.update(
             status=BatchResult.Status.FAILED, error=outcome.error, latency_ms=outcome.latency_ms,
