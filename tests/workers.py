@@ -22,32 +22,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
+from batches.bench.procs import database_url  # the test database, for worker processes
 from batches.models import Batch
 
 MANAGE = Path(settings.BASE_DIR) / "manage.py"
 LEASE_SECONDS = 4
 SLICE_SECONDS = 5
-
-
-def database_url() -> str:
-    """A DATABASE_URL for the database this test process is using (the test database)."""
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{Path(s['NAME']).resolve()}"
-    if connection.vendor == "postgresql":
-        auth = quote(s.get("USER") or "", safe="")
-        if s.get("PASSWORD"):
-            auth += ":" + quote(s["PASSWORD"], safe="")
-        host = s.get("HOST") or "localhost"
-        port = f":{s['PORT']}" if s.get("PORT") else ""
-        return f"postgres://{auth}@{host}{port}/{s['NAME']}"
-    raise NotImplementedError(connection.vendor)
 
 
 def worker_env(gemini_url: str, **extra: str | int | float) -> dict[str, str]:
