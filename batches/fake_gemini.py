@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import math
-import random
 import threading
 import time
 from collections import Counter, deque
@@ -21,19 +19,19 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-MINUTE_QUOTA_ID = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
-DAY_QUOTA_ID = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
-QUOTA_METRIC = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
-_TYPE = "type.googleapis.com/google.rpc."
-_STATUS_NAMES = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-                 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
-_MESSAGES = {
-    400: "Request contains an invalid argument.",
-    429: "Resource has been exhausted (e.g. check quota).",
-    500: "An internal error has occurred. Please retry or report in "
-         "https://developers.generativeai.google/guide/troubleshooting",
-    503: "The model is overloaded. Please try again later.",
-}
+from batches.fake_gemini_answers import (
+    DAY_QUOTA_ID,
+    MINUTE_QUOTA_ID,
+    QUOTA_METRIC,
+    GeminiAnswers,
+    error_body,
+    text_of,
+)
+
+__all__ = [
+    "DAY_QUOTA_ID", "MINUTE_QUOTA_ID", "QUOTA_METRIC", "FakeGemini", "FakeGeminiApp", "Knobs",
+    "LogEntry", "Stats", "run_forever",
+]
 
 
 @dataclass
@@ -171,52 +169,13 @@ class Stats:
             return data
 
 
-def _error(status: int, message: str | None = None, details: list | None = None) -> dict:
-    error: dict[str, Any] = {
-        "code": status,
-        "message": message or _MESSAGES.get(status, HTTPStatus(status).phrase),
-        "status": _STATUS_NAMES.get(status, "UNKNOWN"),
-    }
-    if details:
-        error["details"] = details
-    return {"error": error}
-
-
-def _duration(seconds: float) -> str:
-    """Format like protobuf Duration JSON: "38s", "0.25s"."""
-    seconds = max(0.0, seconds)
-    if seconds == int(seconds):
-        return f"{int(seconds)}s"
-    return f"{seconds:.3f}".rstrip("0") + "s"
-
-
-def _quota_error(quota_id: str, delay_s: float) -> dict:
-    message = (_MESSAGES[429] if quota_id == MINUTE_QUOTA_ID else
-               "You exceeded your current quota, please check your plan and billing details.")
-    return _error(429, message, [
-        {"@type": _TYPE + "QuotaFailure",
-         "violations": [{"quotaMetric": QUOTA_METRIC, "quotaId": quota_id}]},
-        {"@type": _TYPE + "RetryInfo", "retryDelay": _duration(delay_s)},
-    ])
-
-
-def _words(text: str) -> int:
-    return len(text.split())
-
-
-def _text_of(content: Any) -> str:
-    if not isinstance(content, dict):
-        return ""
-    return "".join(p.get("text", "") for p in content.get("parts") or [] if isinstance(p, dict))
-
-
 class FakeGeminiApp:
     """The request logic, independent of the transport."""
 
     def __init__(self, knobs: Knobs) -> None:
         self.knobs = knobs
         self.stats = Stats(knobs.log_limit)
-        self._responses = 0
+        self._answers = GeminiAnswers(knobs, self.stats)
 
     async def handle(
         self, method: str, target: str, headers: dict[str, str], body: bytes
@@ -238,103 +197,25 @@ class FakeGeminiApp:
                 try:
                     self.knobs.update(**json.loads(body or b"{}"))
                 except (ValueError, TypeError, AttributeError) as exc:
-                    return 400, {}, _error(400, str(exc))
+                    return 400, {}, error_body(400, str(exc))
             return 200, {}, dataclasses.asdict(self.knobs)
-        return 404, {}, _error(404, f"Unknown route {method} {path}")
+        return 404, {}, error_body(404, f"Unknown route {method} {path}")
 
     async def _generate(self, model: str, api_key: str, raw: bytes) -> tuple[int, dict, dict]:
         try:
             body = json.loads(raw)
             contents = body.get("contents") or []
-            prompt = _text_of(contents[-1]) if contents else ""
+            prompt = text_of(contents[-1]) if contents else ""
         except (ValueError, AttributeError, TypeError):
             body, contents, prompt = {}, [], ""
         seen = self.stats.begin(prompt)
         status = 0  # logged when the connection is dropped before an answer
         try:
-            status, headers, payload = await self._decide(model, api_key, body, contents, prompt,
-                                                          seen)
+            status, headers, payload = await self._answers.decide(model, api_key, body, contents,
+                                                                  prompt, seen)
             return status, headers, payload
         finally:
             self.stats.end(LogEntry(time.time(), prompt, len(contents), status, body))
-
-    async def _decide(
-        self, model: str, api_key: str, body: dict, contents: list, prompt: str, seen: int
-    ) -> tuple[int, dict, dict]:
-        k = self.knobs
-        if not api_key:
-            return 403, {}, _error(403, "Method doesn't allow unregistered callers (callers "
-                                   "without established identity). Please use API Key or other "
-                                   "form of API consumer identity to call this API.")
-        if k.require_key is not None and api_key != k.require_key:
-            return 400, {}, _error(400, "API key not valid. Please pass a valid API key.", [
-                {"@type": _TYPE + "ErrorInfo", "reason": "API_KEY_INVALID",
-                 "domain": "googleapis.com"}])
-        if k.down:
-            return 503, {}, _error(503)
-        if k.daily_quota_exhausted:
-            return self._too_many(DAY_QUOTA_ID, k.retry_delay_s)
-        if k.rpm_limit is not None:
-            wait = self.stats.admit(k.rpm_limit, k.rpm_window_s, time.monotonic())
-            if wait > 0:
-                return self._too_many(MINUTE_QUOTA_ID, math.ceil(wait * 1000) / 1000)
-        if not contents or not isinstance(body, dict):
-            return 400, {}, _error(400, "* GenerateContentRequest.contents: contents is not "
-                                   "specified")
-        rng = None
-        if k.error_rate > 0 or k.jitter_ms > 0:
-            rng = random.Random(f"{k.seed}:{prompt}:{seen}")
-        delay_ms = k.latency_ms + (rng.uniform(-k.jitter_ms, k.jitter_ms) if k.jitter_ms else 0)
-        if delay_ms > 0:
-            await asyncio.sleep(delay_ms / 1000)
-        if any(s in prompt for s in k.fail_permanently):
-            return 400, {}, _error(400)
-        if any(s in prompt and seen < n for s, n in k.fail_times.items()):
-            return 503, {}, _error(503)
-        if rng is not None and k.error_rate > 0 and rng.random() < k.error_rate:
-            statuses = list(k.error_mix)
-            status = rng.choices(statuses, weights=[k.error_mix[s] for s in statuses])[0]
-            if status == 429:
-                return self._too_many(MINUTE_QUOTA_ID, k.retry_delay_s)
-            return status, {}, _error(status)
-        return 200, {}, self._answer(model, body, contents, prompt)
-
-    def _too_many(self, quota_id: str, delay_s: float) -> tuple[int, dict, dict]:
-        headers = {"Retry-After": str(math.ceil(delay_s))} if self.knobs.retry_after_header else {}
-        return 429, headers, _quota_error(quota_id, delay_s)
-
-    def _answer(self, model: str, body: dict, contents: list, prompt: str) -> dict:
-        k = self.knobs
-        config = body.get("generationConfig") or {}
-        prompt_tokens = sum(_words(_text_of(c)) for c in contents)
-        prompt_tokens += _words(_text_of(body.get("systemInstruction")))
-        self._responses += 1
-        reply: dict[str, Any] = {"modelVersion": model, "responseId": f"fake-{self._responses:x}"}
-        usage = {"promptTokenCount": prompt_tokens, "totalTokenCount": prompt_tokens}
-        if any(s in prompt for s in k.block_safety):
-            reply["promptFeedback"] = {"blockReason": "SAFETY", "safetyRatings": [
-                {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"}]}
-            return {**reply, "usageMetadata": usage}
-        candidate: dict[str, Any] = {"content": {"role": "model"}, "finishReason": "STOP",
-                                     "index": 0}
-        if any(s in prompt for s in k.finish_safety):
-            candidate = {"finishReason": "SAFETY", "index": 0, "safetyRatings": [
-                {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH",
-                 "blocked": True}]}
-        elif not any(s in prompt for s in k.empty_answer):
-            turn = (len(contents) + 1) // 2
-            if config.get("responseMimeType") == "application/json":
-                text = json.dumps({"echo": prompt})
-            else:
-                text = (f"[turn {turn}] " if turn > 1 else "") + "ECHO: " + prompt
-                limit = config.get("maxOutputTokens")
-                if limit and _words(text) > limit:
-                    text = " ".join(text.split()[:limit])
-                    candidate["finishReason"] = "MAX_TOKENS"
-            candidate["content"]["parts"] = [{"text": text}]
-            usage["candidatesTokenCount"] = _words(text)
-            usage["totalTokenCount"] = prompt_tokens + _words(text)
-        return {"candidates": [candidate], "usageMetadata": usage, **reply}
 
 
 class _HttpServer:
@@ -399,7 +280,7 @@ class _HttpServer:
         connection = headers.get("connection", "").lower()
         keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
         if "chunked" in headers.get("transfer-encoding", "").lower():
-            self._write(writer, 411, {}, _error(411, "Send a Content-Length body"), False)
+            self._write(writer, 411, {}, error_body(411, "Send a Content-Length body"), False)
             return False
         length = int(headers.get("content-length") or 0)
         body = await reader.readexactly(length) if length else b""
