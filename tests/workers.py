@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from batches.bench.procs import database_url  # the test database, for worker processes
+from batches.bench.procs import database_url, group_members
 from batches.models import Batch
 
 MANAGE = Path(settings.BASE_DIR) / "manage.py"
@@ -105,7 +105,7 @@ class QCluster:
 
     def _survivors(self, exclude_main: bool = False) -> list[str]:
         main = self.process.pid
-        return [f"{pid} {_state(pid)} {_cmdline(pid)}" for pid in _group_members(main)
+        return [f"{pid} {_state(pid)} {_cmdline(pid)}" for pid in group_members(main)
                 if _state(pid) not in ("Z", None) and not (exclude_main and pid == main)]
 
     def _signal(self, signum: int) -> None:
@@ -122,7 +122,7 @@ class QCluster:
         except PermissionError:
             return True
         # Zombies of the group count as gone.
-        return any(_state(pid) not in ("Z", None) for pid in _group_members(self.process.pid))
+        return any(_state(pid) not in ("Z", None) for pid in group_members(self.process.pid))
 
     def close(self) -> None:
         if self._group_alive() or self.alive:
@@ -133,19 +133,6 @@ class QCluster:
                 pass
         self.log.close()
         Path(self.log.name).unlink(missing_ok=True)
-
-
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid:
-                members.append(int(entry.name))
-    return members
 
 
 def _cmdline(pid: int) -> str:
