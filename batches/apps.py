@@ -17,6 +17,6 @@ def _create_schedules(using: str = "default", **kwargs) -> None:
 
     if Schedule._meta.db_table not in connections[using].introspection.table_names():
         return  # django_q not migrated yet (e.g. `migrate batches` alone)
-    from batches.tasks import ensure_schedules
+    from batches.engine.tasks import ensure_schedules
 
     ensure_schedules()

@@ -11,7 +11,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from batches import ingest, prompts, tasks
+from batches import ingest, prompts
+from batches.engine import tasks
 from batches.models import Batch, BatchResult, Priority
 
 CREATE_CHUNK = 2000

@@ -1,51 +1,7 @@
-"""django-q2 entry points. Thin: ids in, domain code does the work.
+"""Old dotted paths of the django-q2 entry points, kept so that tasks queued before the move
+into batches/engine/ (stored as "batches.tasks.run_slice" and "batches.tasks.rescue") still
+run after an upgrade. New code uses batches.engine.tasks."""
 
-Every task may be lost or run twice; row state and retry counts live in our tables, and the
-rescue schedule restarts whatever a lost task left behind."""
+from batches.engine.tasks import rescue, run_slice
 
-from __future__ import annotations
-
-from django.conf import settings
-from django_q.tasks import async_task
-
-RESCUE_SCHEDULE = "batches.rescue"
-
-
-def enqueue_batch(batch_id: int) -> None:
-    """Start enough slices to keep every worker busy on the batch."""
-    for _ in range(settings.Q_CLUSTER["workers"]):
-        enqueue_slice(batch_id)
-
-
-def enqueue_slice(batch_id: int) -> None:
-    async_task("batches.tasks.run_slice", batch_id, group=f"batch-{batch_id}",
-               q_options={"task_name": f"slice batch {batch_id}"})
-
-
-def run_slice(batch_id: int) -> str:
-    from batches import engine
-
-    report = engine.run_slice(batch_id, enqueue=enqueue_slice)
-    return (f"{report.claimed} rows claimed, {report.written} written, "
-            f"{report.released} given back" + (", continued" if report.continued else ""))
-
-
-def rescue() -> str:
-    from batches import engine
-
-    report = engine.rescue(enqueue=enqueue_batch)
-    return (f"{report.released} leases released, batches enqueued {report.enqueued}, "
-            f"finalised {report.finalised}")
-
-
-def ensure_schedules() -> None:
-    """Create (or repair) the every-minute rescue schedule; safe to run any number of times."""
-    from django_q.models import Schedule
-
-    wanted = {"func": "batches.tasks.rescue", "schedule_type": Schedule.MINUTES, "minutes": 1,
-              "repeats": -1}
-    schedule, created = Schedule.objects.get_or_create(name=RESCUE_SCHEDULE, defaults=wanted)
-    if not created and any(getattr(schedule, k) != v for k, v in wanted.items()):
-        for name, value in wanted.items():
-            setattr(schedule, name, value)
-        schedule.save()
+__all__ = ["rescue", "run_slice"]

@@ -82,7 +82,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "batches.context_processors.batchsite",
+                "batches.web.context_processors.batchsite",
             ],
         },
     },
@@ -195,10 +195,10 @@ BATCH_SLICE_MAX_INFLIGHT = envint("BATCH_SLICE_MAX_INFLIGHT", 256)
 BATCH_RETRY_BASE_S = envfloat("BATCH_RETRY_BASE_S", 1.0)
 BATCH_RETRY_MAX_S = envfloat("BATCH_RETRY_MAX_S", 60.0)
 # Uploads above this stream to a temporary file instead of memory; past the upload limit their
-# bytes are dropped instead (batches.forms.UploadLimitHandler).
+# bytes are dropped instead (batches.web.forms.UploadLimitHandler).
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_HANDLERS = [
-    "batches.forms.UploadLimitHandler",
+    "batches.web.forms.UploadLimitHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]

@@ -6,7 +6,7 @@ from django.views.defaults import page_not_found
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("batches.api.urls")),
-    path("", include("batches.urls")),
+    path("", include("batches.web.urls")),
 ]
 
 

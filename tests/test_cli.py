@@ -8,7 +8,7 @@ from django.utils import timezone
 from batches import cli
 from batches.fake_gemini import FakeGemini
 from batches.models import Batch, BatchResult
-from tests import workers
+from tests.helpers import workers
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import openpyxl
 import pytest
 
 from batches.exports import UnknownFormat, export_rows
-from tests.api_helpers import orm_batch
+from tests.helpers.api import orm_batch
 
 FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1", "-2", "@x", "\tcmd", "\rcmd"]
 

@@ -29,7 +29,7 @@ from rest_framework.test import APIClient
 from batches import services
 from batches.exports import FORMULA_TRIGGERS
 from batches.models import Batch, BatchResult
-from tests.api_helpers import orm_batch
+from tests.helpers.api import orm_batch
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 HX = {"HX-Request": "true"}
@@ -468,7 +468,7 @@ def test_the_api_refuses_more_json_rows_than_the_limit(user, settings):
 @pytest.mark.django_db(transaction=True)
 def test_creation_throttling_holds_under_20_parallel_requests(live_server, settings,
                                                               monkeypatch):
-    monkeypatch.setattr("batches.tasks.enqueue_batch", lambda batch_id: None)
+    monkeypatch.setattr("batches.engine.tasks.enqueue_batch", lambda batch_id: None)
     settings.REST_FRAMEWORK = {**django_settings.REST_FRAMEWORK,
                                "DEFAULT_THROTTLE_RATES": {"batch_create": "5/day"}}
     settings.BATCH_MAX_ACTIVE_PER_USER = 0
@@ -507,11 +507,11 @@ def test_creation_throttling_holds_under_20_parallel_requests(live_server, setti
 def test_the_secret_key_and_api_key_never_appear_in_logs_pages_or_api_answers(
         settings, caplog, monkeypatch, user):
     from batches.fake_gemini import FakeGemini
-    from tests.engine_helpers import run_until_done
+    from tests.helpers.engine import run_until_done
 
     secret_key = "sk-" + secrets.token_hex(24)
     api_key = "gk-" + secrets.token_hex(16)
-    monkeypatch.setattr("batches.tasks.enqueue_batch", lambda batch_id: None)
+    monkeypatch.setattr("batches.engine.tasks.enqueue_batch", lambda batch_id: None)
     settings.DEBUG = False
     settings.SECRET_KEY = secret_key
     settings.GEMINI_API_KEY = api_key

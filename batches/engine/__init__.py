@@ -1,0 +1,28 @@
+"""The engine: slices that claim rows with a lease, run them on asyncio through a provider,
+and write results in bulk; the rescue sweep; and the django-q2 entry points (tasks).
+
+Modules, lowest first: db (every ORM call of a slice: claims, bulk writes, batch counts),
+recovery (the rescue sweep), slice (the asyncio slice), tasks (django-q2 entry points). It
+may import models, prompts, providers and limits; it must never import services, web, api,
+admin or cli.
+
+The face is loaded lazily: the web process imports `batches.engine.tasks` to enqueue work,
+and must not pay for importing google-genai (about a second) that the slice needs.
+"""
+
+from importlib import import_module
+from typing import Any
+
+_FACE = {
+    "run_slice": "slice", "Slice": "slice", "SliceReport": "slice", "ALONE_GRACE_S": "slice",
+    "rescue": "recovery", "RescueReport": "recovery",
+    "enqueue_batch": "tasks", "enqueue_slice": "tasks", "ensure_schedules": "tasks",
+}
+
+__all__ = sorted(_FACE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FACE:
+        return getattr(import_module(f"batches.engine.{_FACE[name]}"), name)
+    raise AttributeError(f"module 'batches.engine' has no attribute {name!r}")

@@ -1,0 +1,51 @@
+"""django-q2 entry points. Thin: ids in, domain code does the work.
+
+Every task may be lost or run twice; row state and retry counts live in our tables, and the
+rescue schedule restarts whatever a lost task left behind."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django_q.tasks import async_task
+
+RESCUE_SCHEDULE = "batches.rescue"
+
+
+def enqueue_batch(batch_id: int) -> None:
+    """Start enough slices to keep every worker busy on the batch."""
+    for _ in range(settings.Q_CLUSTER["workers"]):
+        enqueue_slice(batch_id)
+
+
+def enqueue_slice(batch_id: int) -> None:
+    async_task("batches.engine.tasks.run_slice", batch_id, group=f"batch-{batch_id}",
+               q_options={"task_name": f"slice batch {batch_id}"})
+
+
+def run_slice(batch_id: int) -> str:
+    from batches.engine.slice import run_slice as run
+
+    report = run(batch_id, enqueue=enqueue_slice)
+    return (f"{report.claimed} rows claimed, {report.written} written, "
+            f"{report.released} given back" + (", continued" if report.continued else ""))
+
+
+def rescue() -> str:
+    from batches.engine.recovery import rescue as sweep
+
+    report = sweep(enqueue=enqueue_batch)
+    return (f"{report.released} leases released, batches enqueued {report.enqueued}, "
+            f"finalised {report.finalised}")
+
+
+def ensure_schedules() -> None:
+    """Create (or repair) the every-minute rescue schedule; safe to run any number of times."""
+    from django_q.models import Schedule
+
+    wanted = {"func": "batches.engine.tasks.rescue", "schedule_type": Schedule.MINUTES,
+              "minutes": 1, "repeats": -1}
+    schedule, created = Schedule.objects.get_or_create(name=RESCUE_SCHEDULE, defaults=wanted)
+    if not created and any(getattr(schedule, k) != v for k, v in wanted.items()):
+        for name, value in wanted.items():
+            setattr(schedule, name, value)
+        schedule.save()

@@ -1,0 +1,160 @@
+"""What the fake Gemini answers to generateContent: error bodies, quota errors and the echo.
+
+The rules depend only on the knobs, the seed, the prompt and how many times that prompt was
+seen, never on arrival order. The knobs and stats are in knobs.py, the server in server.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import time
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from batches.fake_gemini.knobs import Knobs, Stats
+
+MINUTE_QUOTA_ID = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+DAY_QUOTA_ID = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+QUOTA_METRIC = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+_TYPE = "type.googleapis.com/google.rpc."
+_STATUS_NAMES = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
+_MESSAGES = {
+    400: "Request contains an invalid argument.",
+    429: "Resource has been exhausted (e.g. check quota).",
+    500: "An internal error has occurred. Please retry or report in "
+         "https://developers.generativeai.google/guide/troubleshooting",
+    503: "The model is overloaded. Please try again later.",
+}
+
+
+def error_body(status: int, message: str | None = None, details: list | None = None) -> dict:
+    """A Google API error body: {"error": {"code", "message", "status"[, "details"]}}."""
+    error: dict[str, Any] = {
+        "code": status,
+        "message": message or _MESSAGES.get(status, HTTPStatus(status).phrase),
+        "status": _STATUS_NAMES.get(status, "UNKNOWN"),
+    }
+    if details:
+        error["details"] = details
+    return {"error": error}
+
+
+def _duration(seconds: float) -> str:
+    """Format like protobuf Duration JSON: "38s", "0.25s"."""
+    seconds = max(0.0, seconds)
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{seconds:.3f}".rstrip("0") + "s"
+
+
+def _quota_error(quota_id: str, delay_s: float) -> dict:
+    message = (_MESSAGES[429] if quota_id == MINUTE_QUOTA_ID else
+               "You exceeded your current quota, please check your plan and billing details.")
+    return error_body(429, message, [
+        {"@type": _TYPE + "QuotaFailure",
+         "violations": [{"quotaMetric": QUOTA_METRIC, "quotaId": quota_id}]},
+        {"@type": _TYPE + "RetryInfo", "retryDelay": _duration(delay_s)},
+    ])
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def text_of(content: Any) -> str:
+    """The joined text parts of one Content dict; "" for anything else."""
+    if not isinstance(content, dict):
+        return ""
+    return "".join(p.get("text", "") for p in content.get("parts") or [] if isinstance(p, dict))
+
+
+class GeminiAnswers:
+    """Decide each generateContent answer from the knobs: key checks, quotas, errors, the echo."""
+
+    def __init__(self, knobs: Knobs, stats: Stats) -> None:
+        self.knobs = knobs
+        self.stats = stats
+        self._responses = 0
+
+    async def decide(
+        self, model: str, api_key: str, body: dict, contents: list, prompt: str, seen: int
+    ) -> tuple[int, dict, dict]:
+        k = self.knobs
+        if not api_key:
+            return 403, {}, error_body(403, "Method doesn't allow unregistered callers (callers "
+                                       "without established identity). Please use API Key or "
+                                       "other form of API consumer identity to call this API.")
+        if k.require_key is not None and api_key != k.require_key:
+            return 400, {}, error_body(400, "API key not valid. Please pass a valid API key.", [
+                {"@type": _TYPE + "ErrorInfo", "reason": "API_KEY_INVALID",
+                 "domain": "googleapis.com"}])
+        if k.down:
+            return 503, {}, error_body(503)
+        if k.daily_quota_exhausted:
+            return self._too_many(DAY_QUOTA_ID, k.retry_delay_s)
+        if k.rpm_limit:  # None or 0: no limit
+            wait = self.stats.admit(k.rpm_limit, k.rpm_window_s, time.monotonic())
+            if wait > 0:
+                return self._too_many(MINUTE_QUOTA_ID, math.ceil(wait * 1000) / 1000)
+        if not contents or not isinstance(body, dict):
+            return 400, {}, error_body(400, "* GenerateContentRequest.contents: contents is not "
+                                       "specified")
+        rng = None
+        if k.error_rate > 0 or k.jitter_ms > 0:
+            rng = random.Random(f"{k.seed}:{prompt}:{seen}")
+        delay_ms = k.latency_ms + (rng.uniform(-k.jitter_ms, k.jitter_ms) if k.jitter_ms else 0)
+        if delay_ms > 0:
+            await asyncio.sleep(delay_ms / 1000)
+        if any(s in prompt for s in k.fail_permanently):
+            return 400, {}, error_body(400)
+        if any(s in prompt and seen < n for s, n in k.fail_times.items()):
+            return 503, {}, error_body(503)
+        if rng is not None and k.error_rate > 0 and rng.random() < k.error_rate:
+            statuses = list(k.error_mix)
+            status = rng.choices(statuses, weights=[k.error_mix[s] for s in statuses])[0]
+            if status == 429:
+                return self._too_many(MINUTE_QUOTA_ID, k.retry_delay_s)
+            return status, {}, error_body(status)
+        return 200, {}, self._answer(model, body, contents, prompt)
+
+    def _too_many(self, quota_id: str, delay_s: float) -> tuple[int, dict, dict]:
+        headers = {"Retry-After": str(math.ceil(delay_s))} if self.knobs.retry_after_header else {}
+        return 429, headers, _quota_error(quota_id, delay_s)
+
+    def _answer(self, model: str, body: dict, contents: list, prompt: str) -> dict:
+        k = self.knobs
+        config = body.get("generationConfig") or {}
+        prompt_tokens = sum(_words(text_of(c)) for c in contents)
+        prompt_tokens += _words(text_of(body.get("systemInstruction")))
+        self._responses += 1
+        reply: dict[str, Any] = {"modelVersion": model, "responseId": f"fake-{self._responses:x}"}
+        usage = {"promptTokenCount": prompt_tokens, "totalTokenCount": prompt_tokens}
+        if any(s in prompt for s in k.block_safety):
+            reply["promptFeedback"] = {"blockReason": "SAFETY", "safetyRatings": [
+                {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"}]}
+            return {**reply, "usageMetadata": usage}
+        candidate: dict[str, Any] = {"content": {"role": "model"}, "finishReason": "STOP",
+                                     "index": 0}
+        if any(s in prompt for s in k.finish_safety):
+            candidate = {"finishReason": "SAFETY", "index": 0, "safetyRatings": [
+                {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH",
+                 "blocked": True}]}
+        elif not any(s in prompt for s in k.empty_answer):
+            turn = (len(contents) + 1) // 2
+            if config.get("responseMimeType") == "application/json":
+                text = json.dumps({"echo": prompt})
+            else:
+                text = (f"[turn {turn}] " if turn > 1 else "") + "ECHO: " + prompt
+                limit = config.get("maxOutputTokens")
+                if limit and _words(text) > limit:
+                    text = " ".join(text.split()[:limit])
+                    candidate["finishReason"] = "MAX_TOKENS"
+            candidate["content"]["parts"] = [{"text": text}]
+            usage["candidatesTokenCount"] = _words(text)
+            usage["totalTokenCount"] = prompt_tokens + _words(text)
+        return {"candidates": [candidate], "usageMetadata": usage, **reply}

@@ -1,0 +1,259 @@
+"""A local HTTP server that answers like Gemini's generateContent, for tests, benchmarks and demos.
+
+Answers are deterministic: "ECHO: <last user turn>" (prefixed "[turn N] " in a conversation),
+token counts are word counts, and every error decision depends only on the seed, the prompt and
+how many times that prompt was seen, never on arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from batches.fake_gemini.answers import (
+    GeminiAnswers,
+    error_body,
+    text_of,
+)
+from batches.fake_gemini.knobs import Knobs, LogEntry, Stats
+
+
+class FakeGeminiApp:
+    """The request logic, independent of the transport."""
+
+    def __init__(self, knobs: Knobs) -> None:
+        self.knobs = knobs
+        self.stats = Stats(knobs.log_limit)
+        self._answers = GeminiAnswers(knobs, self.stats)
+
+    async def handle(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], dict]:
+        url = urlsplit(target)
+        path, query = url.path, parse_qs(url.query)
+        if method == "POST" and "/models/" in path and path.endswith(":generateContent"):
+            model = path.rsplit("/models/", 1)[1].removesuffix(":generateContent")
+            api_key = headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
+            return await self._generate(model, api_key, body)
+        if method == "GET" and path == "/_stats":
+            flag = lambda name: query.get(name, ["0"])[0] not in ("0", "", "false")  # noqa: E731
+            return 200, {}, self.stats.snapshot(prompts=flag("prompts"), log=flag("log"))
+        if method == "POST" and path == "/_reset":
+            self.stats.reset()
+            return 200, {}, {"ok": True}
+        if path == "/_config" and method in ("GET", "POST"):
+            if method == "POST":
+                try:
+                    self.knobs.update(**json.loads(body or b"{}"))
+                except (ValueError, TypeError, AttributeError) as exc:
+                    return 400, {}, error_body(400, str(exc))
+            return 200, {}, dataclasses.asdict(self.knobs)
+        return 404, {}, error_body(404, f"Unknown route {method} {path}")
+
+    async def _generate(self, model: str, api_key: str, raw: bytes) -> tuple[int, dict, dict]:
+        try:
+            body = json.loads(raw)
+            contents = body.get("contents") or []
+            prompt = text_of(contents[-1]) if contents else ""
+        except (ValueError, AttributeError, TypeError):
+            body, contents, prompt = {}, [], ""
+        seen = self.stats.begin(prompt)
+        status = 0  # logged when the connection is dropped before an answer
+        try:
+            status, headers, payload = await self._answers.decide(model, api_key, body, contents,
+                                                                  prompt, seen)
+            return status, headers, payload
+        finally:
+            self.stats.end(LogEntry(time.time(), prompt, len(contents), status, body))
+
+
+class _HttpServer:
+    """Minimal HTTP/1.1 on asyncio streams: keep-alive, Content-Length bodies."""
+
+    def __init__(self, app: FakeGeminiApp) -> None:
+        self.app = app
+        self._server: asyncio.base_events.Server | None = None
+        self._connections: set[tuple[asyncio.Task, asyncio.StreamWriter]] = set()
+
+    async def start(self, host: str, port: int) -> int:
+        self._server = await asyncio.start_server(self._serve, host, port, backlog=1024)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening and drop every open connection, so clients are really refused."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        connections, self._connections = list(self._connections), set()
+        for task, writer in connections:
+            writer.transport.abort()
+            task.cancel()
+        await asyncio.gather(*(task for task, _ in connections), return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        entry = (asyncio.current_task(), writer)
+        self._connections.add(entry)
+        self.app.stats.connection(opened=True)
+        try:
+            while await self._one_request(reader, writer):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ValueError):
+            pass
+        except asyncio.CancelledError:
+            # stop() cancels connection tasks; ending normally keeps asyncio's stream callback
+            # from logging the cancellation as an error.
+            pass
+        finally:
+            self._connections.discard(entry)
+            self.app.stats.connection(opened=False)
+            writer.close()
+
+    async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                           ) -> bool:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return False
+        lines = head.decode("latin-1").split("\r\n")
+        try:
+            method, target, version = lines[0].split(" ", 2)
+        except ValueError:
+            return False
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        connection = headers.get("connection", "").lower()
+        keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            self._write(writer, 411, {}, error_body(411, "Send a Content-Length body"), False)
+            return False
+        length = int(headers.get("content-length") or 0)
+        body = await reader.readexactly(length) if length else b""
+        status, extra, payload = await self.app.handle(method, target, headers, body)
+        self._write(writer, status, extra, payload, keep_alive)
+        await writer.drain()
+        return keep_alive
+
+    @staticmethod
+    def _write(writer: asyncio.StreamWriter, status: int, extra: dict[str, str], payload: dict,
+               keep_alive: bool) -> None:
+        data = json.dumps(payload).encode()
+        head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+                "Content-Type: application/json; charset=UTF-8",
+                f"Content-Length: {len(data)}",
+                "Connection: " + ("keep-alive" if keep_alive else "close")]
+        head += [f"{name}: {value}" for name, value in extra.items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)
+
+
+class FakeGemini:
+    """The fake on a loopback port, served from a background thread with its own event loop.
+
+    `with FakeGemini(latency_ms=0) as fake: fake.url`. `stop()` refuses connections (same port
+    kept), `start()` serves again, `close()` ends the thread.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, **knobs: Any) -> None:
+        self.host, self.port = host, port
+        self.app = FakeGeminiApp(Knobs(**knobs))
+        self._http = _HttpServer(self.app)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._serving = False
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def knobs(self) -> Knobs:
+        return self.app.knobs
+
+    @property
+    def stats(self) -> Stats:
+        return self.app.stats
+
+    @property
+    def down(self) -> bool:
+        return self.app.knobs.down
+
+    @down.setter
+    def down(self, value: bool) -> None:
+        self.app.knobs.down = value
+
+    def configure(self, **knobs: Any) -> None:
+        self.app.knobs.update(**knobs)
+
+    def reset(self) -> None:
+        self.app.stats.reset()
+
+    def snapshot(self, prompts: bool = True, log: bool = False) -> dict[str, Any]:
+        return self.app.stats.snapshot(prompts=prompts, log=log)
+
+    def start(self) -> FakeGemini:
+        if self._thread is None:
+            loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=loop.run_forever, name="fake-gemini",
+                                            daemon=True)
+            self._loop = loop
+            self._thread.start()
+        if not self._serving:
+            self.port = self._call(self._http.start(self.host, self.port))
+            self._serving = True
+        return self
+
+    def stop(self) -> None:
+        if self._serving:
+            self._call(self._http.stop())
+            self._serving = False
+
+    def close(self) -> None:
+        if self._thread is None:
+            return
+        self.stop()
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+        self._thread = self._loop = None
+
+    def _call(self, coro: Any) -> Any:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
+
+    def __enter__(self) -> FakeGemini:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_forever(host: str = "127.0.0.1", port: int = 8765,
+                on_ready: Callable[[str], None] | None = None, **knobs: Any) -> None:
+    """Serve the fake in this thread until interrupted (Ctrl-C)."""
+
+    async def main() -> None:
+        server = _HttpServer(FakeGeminiApp(Knobs(**knobs)))
+        bound = await server.start(host, port)
+        if on_ready is not None:
+            on_ready(f"http://{host}:{bound}")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,12 @@
+"""Ingest: an uploaded file (CSV, XLSX, JSONL) or the API's JSON rows -> a header and rows
+streamed lazily, with errors that name the file's line, column and field.
+
+Layers, lowest first: base (limits, IngestError, Table, header checks), then text, xlsx and
+jsonl (one format each), then reader (open_table: format sniffing and byte limits). It must
+never import models, services or anything above it: it is plain Python over file objects.
+"""
+
+from batches.ingest.base import MAX_COLUMNS, IngestError, Table
+from batches.ingest.reader import open_table, preview, table_from_rows
+
+__all__ = ["MAX_COLUMNS", "IngestError", "Table", "open_table", "preview", "table_from_rows"]

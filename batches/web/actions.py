@@ -1,0 +1,105 @@
+"""POST actions on a batch: each calls its service, says what changed, and goes back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from batches import services
+from batches.models import Batch
+from batches.web.pages import _get_batch_or_404
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _back(request: HttpRequest, batch: Batch) -> HttpResponse:
+    """Back to where the form was (a filtered results page), if that is a page of this site."""
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        target = reverse("batch_detail", kwargs={"batch_id": batch.pk})
+    return redirect(target)
+
+
+def _act(request: HttpRequest, batch_id: int, action: Callable[[Batch], str]) -> HttpResponse:
+    batch = _get_batch_or_404(request, batch_id)
+    try:
+        message = action(batch)
+    except services.ServiceError as err:
+        messages.error(request, err.message)
+    else:
+        messages.success(request, message)
+    return _back(request, batch)
+
+
+def _cancel(batch: Batch) -> str:
+    n = services.batch_cancel(batch=batch)
+    return f"Cancelled {_plural(n, 'pending row')}; rows already running will finish."
+
+
+def _pause(batch: Batch) -> str:
+    n = services.batch_pause(batch=batch)
+    return f"Paused; {_plural(n, 'row')} waiting. Rows already running will finish."
+
+
+def _resume(batch: Batch) -> str:
+    n = services.batch_resume(batch=batch)
+    return f"Resumed; {_plural(n, 'row')} put back in the queue." if n else "Resumed."
+
+
+def _retry_failed(batch: Batch) -> str:
+    n = services.batch_retry_failed(batch=batch)
+    return f"Retrying {_plural(n, 'failed row')}."
+
+
+@login_required
+@require_POST
+def batch_cancel(request: HttpRequest, batch_id: int) -> HttpResponse:
+    return _act(request, batch_id, _cancel)
+
+
+@login_required
+@require_POST
+def batch_pause(request: HttpRequest, batch_id: int) -> HttpResponse:
+    return _act(request, batch_id, _pause)
+
+
+@login_required
+@require_POST
+def batch_resume(request: HttpRequest, batch_id: int) -> HttpResponse:
+    return _act(request, batch_id, _resume)
+
+
+@login_required
+@require_POST
+def batch_retry_failed(request: HttpRequest, batch_id: int) -> HttpResponse:
+    return _act(request, batch_id, _retry_failed)
+
+
+@login_required
+@require_POST
+def batch_retry_row(request: HttpRequest, batch_id: int, index: int) -> HttpResponse:
+    def retry(batch: Batch) -> str:
+        row = services.batch_retry_row(batch=batch, index=index)
+        return f"Retrying row {row.index}."
+
+    return _act(request, batch_id, retry)
+
+
+@login_required
+@require_POST
+def batch_delete(request: HttpRequest, batch_id: int) -> HttpResponse:
+    batch = _get_batch_or_404(request, batch_id)
+    name, total = batch.display_name, batch.total_rows
+    services.batch_delete(batch=batch)
+    messages.success(request, f"Deleted “{name}” and its {_plural(total, 'row')}.")
+    return redirect("dashboard")

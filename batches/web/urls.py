@@ -1,0 +1,25 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from batches.web import actions as views_actions
+from batches.web import new as views_new
+from batches.web import pages as views
+
+urlpatterns = [
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", views.dashboard, name="dashboard"),
+    path("batches/new/", views_new.batch_new, name="batch_new"),
+    path("batches/new/preview/", views_new.batch_new_preview, name="batch_new_preview"),
+    path("batches/<int:batch_id>/", views.batch_detail, name="batch_detail"),
+    path("batches/<int:batch_id>/progress/", views.batch_detail_progress,
+         name="batch_detail_progress"),
+    path("batches/<int:batch_id>/cancel/", views_actions.batch_cancel, name="batch_cancel"),
+    path("batches/<int:batch_id>/pause/", views_actions.batch_pause, name="batch_pause"),
+    path("batches/<int:batch_id>/resume/", views_actions.batch_resume, name="batch_resume"),
+    path("batches/<int:batch_id>/retry-failed/", views_actions.batch_retry_failed,
+         name="batch_retry_failed"),
+    path("batches/<int:batch_id>/rows/<int:index>/retry/", views_actions.batch_retry_row,
+         name="batch_retry_row"),
+    path("batches/<int:batch_id>/delete/", views_actions.batch_delete, name="batch_delete"),
+]

@@ -1,0 +1,478 @@
+"""The engine in-process: slices against a FakeGemini through the real google-genai client."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from batches import engine, services
+from batches.engine import db as engine_db
+from batches.models import Batch, BatchResult
+from batches.providers import Response
+from tests.helpers import engine as engine_helpers
+from tests.helpers.engine import BackgroundSlice, outputs, run_until_done, wait_for
+
+fake = engine_helpers.fake
+enqueued = engine_helpers.enqueued
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def rows(n: int, prefix: str = "row") -> list[dict]:
+    return [{"text": f"{prefix} {i}"} for i in range(n)]
+
+
+def test_it_stores_each_output_with_its_own_row(fake, make_batch, enqueued):
+    batch = make_batch(rows(120), concurrency=20)
+    fake.configure(latency_ms=5, jitter_ms=5)
+
+    run_until_done(batch)
+
+    assert batch.status == Batch.Status.COMPLETED
+    results = list(batch.results.order_by("index"))
+    assert [r.output for r in results] == [f"ECHO: Say: row {i}" for i in range(120)]
+    assert all(r.attempts == 1 and r.claim_token is None for r in results)
+    assert batch.succeeded_count == 120 and batch.failed_count == 0
+    assert fake.stats.total == 120
+    assert batch.prompt_tokens == sum(r.prompt_tokens for r in results) > 0
+    assert batch.output_tokens == sum(r.output_tokens for r in results) > 0
+    assert batch.started_at and batch.finished_at
+
+
+def test_it_retries_retryable_errors_and_then_succeeds(fake, make_batch, enqueued):
+    fake.configure(fail_times={"row 1": 2, "row 2": 1})
+    batch = make_batch(rows(4), max_retries=3)
+
+    run_until_done(batch)
+
+    assert batch.status == Batch.Status.COMPLETED
+    attempts = dict(batch.results.values_list("index", "attempts"))
+    assert attempts == {0: 1, 1: 3, 2: 2, 3: 1}
+    assert fake.stats.by_prompt["Say: row 1"] == 3
+    assert batch.results.get(index=1).error == ""
+
+
+def test_it_fails_permanent_errors_at_once(fake, make_batch, enqueued):
+    fake.configure(fail_permanently=["row 1"], block_safety=["row 2"])
+    batch = make_batch(rows(4), max_retries=3)
+
+    run_until_done(batch)
+
+    assert batch.status == Batch.Status.COMPLETED_WITH_ERRORS
+    got = outputs(batch)
+    assert got[1][0] == "failed" and "400" in got[1][2]
+    assert got[2][0] == "failed" and "blocked" in got[2][2]
+    assert got[0][0] == got[3][0] == "succeeded"
+    assert fake.stats.by_prompt["Say: row 1"] == 1
+    assert batch.failed_count == 2 and batch.succeeded_count == 2
+
+
+def test_it_gives_up_after_max_retries_and_keeps_the_last_error(fake, make_batch, enqueued):
+    fake.configure(fail_times={"row 0": 100})
+    batch = make_batch(rows(2), max_retries=2)
+
+    run_until_done(batch)
+
+    row = batch.results.get(index=0)
+    assert row.status == BatchResult.Status.FAILED
+    assert row.attempts == 3
+    assert "503" in row.error
+    assert fake.stats.by_prompt["Say: row 0"] == 3
+    assert batch.status == Batch.Status.COMPLETED_WITH_ERRORS
+
+
+def test_it_waits_at_least_the_servers_retry_delay_after_a_429(fake, make_batch, enqueued):
+    fake.configure(rpm_limit=1, rpm_window_s=60, retry_delay_s=30)
+    batch = make_batch(rows(2), max_retries=3)
+
+    engine.run_slice(batch.pk, budget_s=2)
+
+    waiting = batch.results.get(status=BatchResult.Status.PENDING)
+    assert waiting.attempts == 1
+    assert "429" in waiting.error
+    delay = (waiting.not_before - waiting.started_at).total_seconds()
+    assert delay >= 29
+    assert batch.results.filter(status=BatchResult.Status.SUCCEEDED).count() == 1
+
+
+def test_an_unexpected_error_fails_only_its_own_row(fake, make_batch, enqueued, monkeypatch):
+    send = engine.Slice._send
+
+    async def broken_for_row_2(self, row):
+        if row.prompt.endswith("row 2"):
+            raise ValueError("boom")
+        return await send(self, row)
+
+    monkeypatch.setattr(engine.Slice, "_send", broken_for_row_2)
+    batch = make_batch(rows(5))
+
+    run_until_done(batch)
+
+    got = outputs(batch)
+    assert got[2] == ("failed", "", "ValueError: boom")
+    assert [got[i][0] for i in (0, 1, 3, 4)] == ["succeeded"] * 4
+
+
+def test_a_missing_api_key_fails_the_batch_once_and_resume_runs_it(fake, make_batch, enqueued,
+                                                                   settings):
+    settings.GEMINI_API_KEY = ""
+    batch = make_batch(rows(5))
+
+    engine.run_slice(batch.pk, budget_s=5)
+
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.FAILED
+    assert batch.last_error == "GEMINI_API_KEY is not set"
+    assert batch.status_counts()["pending"] == 5
+    assert set(batch.results.values_list("attempts", flat=True)) == {0}
+    assert fake.stats.total == 0
+
+    settings.GEMINI_API_KEY = "test-key"
+    services.batch_resume(batch=batch)
+    assert enqueued == [batch.pk, batch.pk]
+    run_until_done(batch)
+    assert batch.status == Batch.Status.COMPLETED
+    assert fake.stats.total == 5
+
+
+def test_a_spent_daily_quota_pauses_the_batch_without_spending_retries(fake, make_batch,
+                                                                       enqueued):
+    fake.configure(daily_quota_exhausted=True)
+    batch = make_batch(rows(4), max_retries=1)
+
+    engine.run_slice(batch.pk, budget_s=5)
+
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.PAUSED and batch.paused
+    assert batch.last_error.startswith("The daily quota for gemini-2.5-flash is used up")
+    assert batch.status_counts()["pending"] == 4
+    assert set(batch.results.values_list("attempts", flat=True)) == {0}
+
+    fake.configure(daily_quota_exhausted=False)
+    services.batch_resume(batch=batch)
+    run_until_done(batch)
+    assert batch.status == Batch.Status.COMPLETED
+
+
+def test_an_open_circuit_holds_rows_without_spending_their_retries(fake, make_batch, enqueued,
+                                                                   settings):
+    settings.BREAKER_THRESHOLD = 3
+    settings.BREAKER_MIN_FAILING_S = 0  # open at once: this test is about what an open circuit does
+    settings.BREAKER_COOLDOWN_S = 0.3
+    fake.down = True
+    batch = make_batch(rows(12), max_retries=1, concurrency=4)
+
+    engine.run_slice(batch.pk, budget_s=1.5)
+
+    batch.refresh_from_db()
+    assert batch.api_waiting_since is not None
+    assert batch.status_counts()["failed"] == 0
+    assert batch.status_counts()["running"] == 0
+    assert max(batch.results.values_list("attempts", flat=True)) <= 1
+
+    fake.down = False
+    run_until_done(batch)
+    assert batch.status == Batch.Status.COMPLETED
+    assert batch.api_waiting_since is None
+
+
+def test_the_shared_rate_limit_spaces_requests(fake, make_batch, enqueued):
+    batch = make_batch(rows(4), rpm_limit=120, concurrency=4)  # one request per 0.5 s
+
+    run_until_done(batch)
+
+    times = sorted(entry.time for entry in fake.stats.log)
+    assert batch.status == Batch.Status.COMPLETED
+    assert times[-1] - times[0] >= 1.0  # four requests need three refills of 0.5 s
+
+
+@pytest.mark.database
+def test_cancel_lets_in_flight_rows_finish_and_cancels_the_rest(fake, make_batch, enqueued):
+    fake.configure(latency_ms=400)
+    batch = make_batch(rows(10), concurrency=2)
+    running = BackgroundSlice(batch.pk)
+    wait_for(lambda: fake.stats.in_flight == 2)
+
+    cancelled = services.batch_cancel(batch=batch)
+    running.join()
+
+    assert cancelled == 8
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.CANCELLED
+    assert (batch.succeeded_count, batch.cancelled_count) == (2, 8)
+    assert fake.stats.total == 2
+    assert batch.results.filter(status="cancelled", error="Cancelled before it ran.").count() == 8
+
+
+@pytest.mark.database
+def test_pause_stops_claiming_and_resume_runs_the_rest_once(fake, make_batch, enqueued):
+    fake.configure(latency_ms=200)
+    batch = make_batch(rows(12), concurrency=2)
+    running = BackgroundSlice(batch.pk)
+    wait_for(lambda: batch.results.filter(status="succeeded").exists())
+
+    services.batch_pause(batch=batch)
+    running.join()
+
+    batch.refresh_from_db()
+    counts = batch.status_counts()
+    assert batch.status == Batch.Status.PAUSED
+    assert counts["running"] == 0 and counts["pending"] > 0
+    assert counts["succeeded"] == fake.stats.total < 12
+
+    services.batch_resume(batch=batch)
+    assert batch.status == Batch.Status.RUNNING and enqueued
+    run_until_done(batch)
+    assert batch.status == Batch.Status.COMPLETED
+    assert fake.stats.total == 12 and set(fake.stats.by_prompt.values()) == {1}
+
+
+@pytest.mark.database
+def test_a_stopping_slice_gives_its_rows_back_without_spending_attempts(fake, make_batch,
+                                                                        enqueued):
+    fake.configure(latency_ms=5000)
+    batch = make_batch(rows(6), concurrency=4)
+    running = BackgroundSlice(batch.pk, budget_s=30)
+    wait_for(lambda: fake.stats.in_flight == 4)
+
+    running.slice.stop_soon()
+    report = running.join()
+
+    assert report.released == 4
+    counts = batch.status_counts()
+    assert (counts["pending"], counts["running"]) == (6, 0)
+    assert set(batch.results.values_list("attempts", "claim_token")) == {(0, None)}
+
+
+def test_retry_failed_runs_failed_rows_again_with_a_fresh_budget(fake, make_batch, enqueued):
+    fake.configure(fail_permanently=["row 1", "row 3"])
+    batch = make_batch(rows(5))
+    run_until_done(batch)
+    assert batch.status == Batch.Status.COMPLETED_WITH_ERRORS
+    first_finish = batch.finished_at
+
+    fake.configure(fail_permanently=[])
+    assert services.batch_retry_failed(batch=batch) == 2
+    retried = batch.results.get(index=1)
+    assert (retried.status, retried.attempts, retried.error) == ("pending", 0, "")
+    run_until_done(batch)
+
+    assert batch.status == Batch.Status.COMPLETED
+    assert (batch.succeeded_count, batch.failed_count) == (5, 0)
+    assert batch.finished_at > first_finish
+    assert fake.stats.by_prompt["Say: row 1"] == 2 and fake.stats.by_prompt["Say: row 0"] == 1
+
+
+def test_retry_one_row_runs_only_that_row(fake, make_batch, enqueued):
+    fake.configure(fail_permanently=["row 1", "row 3"])
+    batch = make_batch(rows(5))
+    run_until_done(batch)
+
+    fake.configure(fail_permanently=[])
+    services.batch_retry_row(batch=batch, index=3)
+    run_until_done(batch)
+
+    got = outputs(batch)
+    assert got[3][0] == "succeeded" and got[1][0] == "failed"
+    assert batch.status == Batch.Status.COMPLETED_WITH_ERRORS
+    assert (batch.succeeded_count, batch.failed_count) == (4, 1)
+    assert fake.stats.total == 6
+
+
+def test_finalising_happens_once_with_the_counts(fake, make_batch, enqueued):
+    fake.configure(fail_permanently=["row 0"])
+    batch = make_batch(rows(3))
+    run_until_done(batch)
+    finished = batch.finished_at
+
+    assert not batch.finalise_if_done()
+    rescued: list[int] = []
+    engine.rescue(enqueue=rescued.append)
+    engine.run_slice(batch.pk, budget_s=1)
+
+    batch.refresh_from_db()
+    assert batch.finished_at == finished
+    assert batch.status == Batch.Status.COMPLETED_WITH_ERRORS
+    assert (batch.total_rows, batch.succeeded_count, batch.failed_count) == (3, 2, 1)
+    assert rescued == []
+
+
+@pytest.mark.database
+def test_rescue_returns_a_dead_workers_rows_and_they_complete_once(fake, make_batch, enqueued):
+    import uuid
+
+    batch = make_batch(rows(3))
+    dead = uuid.uuid4()
+    long_ago = timezone.now() - timedelta(minutes=10)
+    batch.results.filter(index__in=[0, 1]).update(
+        status="running", claim_token=dead, lease_expires_at=long_ago, started_at=long_ago)
+    Batch.objects.filter(pk=batch.pk).update(status="running", started_at=long_ago,
+                                             slice_heartbeat_at=long_ago)
+
+    rescued: list[int] = []
+    report = engine.rescue(enqueue=rescued.append)
+
+    assert report.released == 2 and rescued == [batch.pk]
+    assert not batch.results.filter(claim_token=dead).exists()
+    run_until_done(batch)
+    assert batch.status == Batch.Status.COMPLETED
+    assert set(batch.results.values_list("attempts", flat=True)) == {1}
+    assert fake.stats.total == 3 and set(fake.stats.by_prompt.values()) == {1}
+
+
+def test_rescue_leaves_a_batch_with_a_live_slice_alone(fake, make_batch, enqueued):
+    batch = make_batch(rows(2))
+    Batch.objects.filter(pk=batch.pk).update(slice_heartbeat_at=timezone.now())
+    paused = make_batch(rows(2))
+    services.batch_pause(batch=paused)
+
+    assert engine.rescue(enqueue=lambda batch_id: None).enqueued == []
+
+
+@pytest.mark.database
+def test_a_late_write_with_a_stale_token_changes_nothing(fake, make_batch, enqueued):
+    batch = make_batch(rows(1))
+    [lost] = engine_db.claim_rows(5, lease_s=30)
+    BatchResult.objects.release_expired_leases(now=timezone.now() + timedelta(seconds=31))
+    [current] = engine_db.claim_rows(5, lease_s=30)
+    assert current.token != lost.token
+
+    engine_db.write_outcomes([engine_db.Outcome(
+        lost, engine_db.Kind.SUCCEEDED, response=Response("late", "STOP", 1, 1, "m"))])
+    row = batch.results.get()
+    assert (row.status, row.output, row.claim_token) == ("running", "", current.token)
+
+    engine_db.write_outcomes([engine_db.Outcome(
+        current, engine_db.Kind.SUCCEEDED, response=Response("fresh", "STOP", 1, 1, "m"))])
+    row.refresh_from_db()
+    assert (row.status, row.output, row.attempts) == ("succeeded", "fresh", 1)
+
+
+@pytest.mark.database
+def test_the_concurrency_cap_holds_across_slices(fake, make_batch, enqueued):
+    fake.configure(latency_ms=30, jitter_ms=20)
+    batch = make_batch(rows(80), concurrency=5)
+
+    slices = [BackgroundSlice(batch.pk) for _ in range(3)]
+    for s in slices:
+        s.join()
+    run_until_done(batch)
+
+    assert batch.status == Batch.Status.COMPLETED
+    assert 1 < fake.stats.max_in_flight <= 5
+    assert fake.stats.total == 80
+
+
+@pytest.mark.database
+def test_claims_take_high_priority_batches_first(fake, make_batch, enqueued, settings):
+    settings.BATCH_SLICE_MAX_INFLIGHT = 1
+    low = make_batch(rows(3), prompt="Low: {{text}}", priority="low")
+    normal = make_batch(rows(3), prompt="Normal: {{text}}")
+    high = make_batch(rows(3), prompt="High: {{text}}", priority="high")
+
+    engine.run_slice(low.pk, budget_s=10)
+
+    sent = [entry.prompt for entry in fake.stats.log]
+    assert [p.split(":")[0] for p in sent] == ["High"] * 3 + ["Normal"] * 3 + ["Low"] * 3
+    assert sent[:3] == ["High: row 0", "High: row 1", "High: row 2"]
+    for batch in (low, normal, high):
+        batch.refresh_from_db()
+        assert batch.status == Batch.Status.COMPLETED
+
+
+def conversation_rows() -> list[dict]:
+    turns = [("a", 0), ("b", 0), ("a", 1), ("", 0), ("b", 1), ("a", 2), ("", 1), ("b", 2)]
+    return [{"conv": conv, "text": f"{conv or 'solo'} turn {n}"} for conv, n in turns]
+
+
+def test_conversation_turns_arrive_in_order_with_their_history(fake, make_batch, enqueued):
+    fake.configure(latency_ms=20)
+    batch = make_batch(conversation_rows(), prompt="{{text}}", conversation_column="conv")
+
+    run_until_done(batch)
+
+    assert batch.status == Batch.Status.COMPLETED
+    log = {entry.prompt: entry for entry in fake.stats.log}
+    for conv in "ab":
+        times = [log[f"{conv} turn {n}"].time for n in range(3)]
+        assert times == sorted(times)
+        contents = log[f"{conv} turn 2"].body["contents"]
+        assert [c["role"] for c in contents] == ["user", "model"] * 2 + ["user"]
+        assert [c["parts"][0]["text"] for c in contents] == [
+            f"{conv} turn 0", f"ECHO: {conv} turn 0",
+            f"{conv} turn 1", f"[turn 2] ECHO: {conv} turn 1",
+            f"{conv} turn 2",
+        ]
+    assert log["solo turn 1"].contents_length == 1
+    assert batch.results.get(index=7).output == "[turn 3] ECHO: b turn 2"
+    assert set(fake.stats.by_prompt.values()) == {1}
+
+
+def test_a_failed_turn_fails_the_later_turns_of_its_conversation(fake, make_batch, enqueued):
+    fake.configure(fail_permanently=["a turn 1"])
+    batch = make_batch(conversation_rows(), prompt="{{text}}", conversation_column="conv")
+
+    run_until_done(batch)
+
+    got = outputs(batch)
+    assert got[2][0] == "failed"
+    assert got[5] == ("failed", "", engine_db.EARLIER_TURN_FAILED)
+    assert "a turn 2" not in fake.stats.by_prompt
+    assert [got[i][0] for i in (0, 1, 3, 4, 6, 7)] == ["succeeded"] * 6
+    assert batch.status == Batch.Status.COMPLETED_WITH_ERRORS
+
+
+def test_progress_reports_rate_eta_and_tokens(fake, make_batch, enqueued):
+    batch = make_batch(rows(6))
+    run_until_done(batch)
+
+    progress = batch.progress()
+    assert progress.done == progress.total == 6 and progress.percent == 100.0
+    assert progress.rows_per_minute > 0 and progress.eta_seconds == 0
+    assert progress.tokens == batch.prompt_tokens + batch.output_tokens > 0
+
+
+def test_migrate_creates_the_rescue_schedule_once():
+    from django.core.management import call_command
+    from django_q.models import Schedule
+
+    from batches.engine.tasks import RESCUE_SCHEDULE
+
+    call_command("migrate", verbosity=0)
+    call_command("migrate", verbosity=0)
+
+    schedule = Schedule.objects.get(name=RESCUE_SCHEDULE)
+    assert (schedule.func, schedule.schedule_type, schedule.minutes, schedule.repeats) == (
+        "batches.engine.tasks.rescue", Schedule.MINUTES, 1, -1)
+    assert Schedule.objects.filter(func="batches.engine.tasks.rescue").count() == 1
+
+
+@pytest.mark.database
+def test_two_slices_share_a_batch_and_a_lone_slice_takes_the_rest_after_a_grace(
+    fake, make_batch, enqueued, settings
+):
+    settings.BATCH_SLICES_PER_BATCH = 2
+    fake.configure(latency_ms=6000)
+    batch = make_batch(rows(12), concurrency=4)
+
+    first = BackgroundSlice(batch.pk, budget_s=1)
+    wait_for(lambda: fake.stats.in_flight == 2)
+    second = BackgroundSlice(batch.pk, budget_s=1)
+    wait_for(lambda: fake.stats.in_flight == 4)
+    held = {s: len(s.slice.inflight) for s in (first, second)}
+    assert sorted(held.values()) == [2, 2]  # each slice its share of the concurrency
+
+    fake.configure(latency_ms=0)
+    first.join()
+    second.join()
+    fake.configure(latency_ms=6000)
+    fake.reset()
+    alone = BackgroundSlice(batch.pk, budget_s=10)
+    wait_for(lambda: fake.stats.in_flight == 2)
+    # Alone on the batch for longer than the grace, it takes the other slice's share too.
+    wait_for(lambda: fake.stats.in_flight == 4, timeout=engine.ALONE_GRACE_S + 5)
+    alone.slice._stopping = True  # stop claiming; the rows in flight finish
+    fake.configure(latency_ms=0)
+    alone.join()

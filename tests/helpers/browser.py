@@ -1,0 +1,76 @@
+"""Playwright driving Debian's Chromium for the browser tests, with screenshots on failure."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+BATCH_URL = re.compile(r"/batches/(\d+)/")
+
+chromium_missing = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM),
+    reason=f"{CHROMIUM} is missing: install it with `apt-get install chromium` (make chromium)",
+)
+
+
+@pytest.fixture
+def browser_page(request, monkeypatch, live_server):
+    """A fresh Chromium page; on failure the page, the dashboard and the last batch page are saved
+    as screenshots under test-artifacts/."""
+    # Playwright's sync API keeps an event loop in this thread; Django's ORM in the test body
+    # runs beside it, never inside it.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    failed_before = request.session.testsfailed
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900},
+                                      accept_downloads=True)
+        context.set_default_timeout(20_000)
+        page = context.new_page()
+        visited: list[str] = []
+        page.on("framenavigated",
+                lambda frame: visited.append(frame.url) if frame == page.main_frame else None)
+        try:
+            yield page
+        finally:
+            if request.session.testsfailed > failed_before:
+                _save_screenshots(context, page, visited, live_server.url, request.node.name)
+            browser.close()
+
+
+def _save_screenshots(context, page, visited: list[str], base_url: str, test_name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    stem = re.sub(r"[^\w.-]+", "_", test_name)
+    shots = [("page", None), ("dashboard", f"{base_url}/")]
+    batch_pages = [u for u in visited if BATCH_URL.search(u)]
+    if batch_pages:
+        shots.append(("batch", batch_pages[-1].split("?")[0]))
+    for label, url in shots:
+        try:
+            target = page
+            if url is not None:
+                target = context.new_page()
+                target.goto(url)
+            target.screenshot(path=str(ARTIFACTS / f"{stem}-{label}.png"), full_page=True)
+            (ARTIFACTS / f"{stem}-{label}.html").write_text(target.content())
+        except Exception as exc:  # a screenshot must not hide the test's own failure
+            print(f"could not save the {label} screenshot: {exc}")
+
+
+def log_in(page, base_url: str, username: str, password: str) -> None:
+    page.goto(f"{base_url}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base_url}/")
