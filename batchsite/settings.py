@@ -187,6 +187,9 @@ BATCH_MAX_UPLOAD_MB = envint("BATCH_MAX_UPLOAD_MB", 50)
 BATCH_MAX_ROWS = envint("BATCH_MAX_ROWS", 200_000)
 BATCH_CREATE_RATE = os.environ.get("BATCH_CREATE_RATE", "60/hour")
 BATCH_MAX_ACTIVE_PER_USER = envint("BATCH_MAX_ACTIVE_PER_USER", 10)
+# Each user's spending limit per calendar month (money, e.g. "50.00"); empty: no limit. An
+# operator can set a user's own limit in the admin (User budgets).
+USER_MONTHLY_BUDGET = os.environ.get("USER_MONTHLY_BUDGET", "").strip() or None
 BATCH_LEASE_SECONDS = envint("BATCH_LEASE_SECONDS", 120)
 BATCH_SLICE_SECONDS = envint("BATCH_SLICE_SECONDS", 60)
 # Rows one slice keeps in flight at most (each batch's own concurrency caps it further).

@@ -17,9 +17,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings as django_settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, Min, OuterRef, Q, Sum
+from django.db.models import Exists, F, Min, OuterRef, Q
 from django.utils import timezone
 
+from batches import costs
 from batches.models import Batch, BatchResult
 from batches.providers import Response
 
@@ -42,6 +43,7 @@ class BatchSettings:
     max_retries: int
     rpm_limit: int | None
     tpm_limit: int | None
+    thinking: str = "off"
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class ClaimedRow:
     token: uuid.UUID
     # Earlier (prompt, answer) turns of the row's conversation, oldest first.
     history: tuple[tuple[str, str], ...] = ()
+    # The row's share of the claim's budget reservation (nanos) and the budgets it is held in.
+    reserved: int = 0
+    budget_keys: tuple[str, ...] = ()
 
 
 class Kind(enum.Enum):
@@ -152,8 +157,17 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
                 _earlier_turns(BatchResult.Status.PENDING, RUNNING)))
         candidates = candidates.order_by("index")
         token = uuid.uuid4()
-        claim = dict(status=RUNNING, claim_token=token, started_at=now,
-                     lease_expires_at=now + timedelta(seconds=lease_s))
+        expires = now + timedelta(seconds=lease_s)
+        claim = dict(status=RUNNING, claim_token=token, started_at=now, lease_expires_at=expires)
+        budget = costs.claim_budget(batch, n=n, token=str(token), expires_at=expires.timestamp(),
+                                    running=running)
+        if budget.pause_message:
+            Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.PAUSED, paused=True,
+                                                     last_error=budget.pause_message)
+            return []
+        n = budget.rows
+        if n <= 0:
+            return []
         if connection.vendor == "postgresql":
             ids = list(candidates.select_for_update(skip_locked=True)
                        .values_list("id", flat=True)[:n])
@@ -162,6 +176,7 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
             count = BatchResult.objects.filter(
                 id__in=candidates.values("id")[:n], status=PENDING
             ).update(**claim)
+        costs.trim(budget, str(token), count)
         if not count:
             if batch.conversation_column:
                 _fail_orphan_turns(batch, now)
@@ -179,7 +194,8 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
     histories = _histories(batch, rows) if batch.conversation_column else {}
     return [
         ClaimedRow(id=id_, batch=settings, index=index, prompt=prompt, conversation_key=key,
-                   attempts=attempts, token=token, history=histories.get(id_, ()))
+                   attempts=attempts, token=token, history=histories.get(id_, ()),
+                   reserved=budget.per_row, budget_keys=budget.keys)
         for id_, index, prompt, key, attempts in rows
     ]
 
@@ -227,7 +243,7 @@ def _settings_of(batch: Batch) -> BatchSettings:
         id=batch.pk, model=batch.model_name, system_instruction=batch.system_instruction,
         temperature=batch.temperature, max_output_tokens=batch.max_output_tokens,
         response_schema=batch.response_schema, max_retries=batch.max_retries,
-        rpm_limit=batch.rpm_limit, tpm_limit=batch.tpm_limit,
+        rpm_limit=batch.rpm_limit, tpm_limit=batch.tpm_limit, thinking=batch.thinking,
     )
 
 
@@ -251,13 +267,18 @@ def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None) -
             .values_list("pk", "cancel_requested")
         )
         successes = [o for o in outcomes if o.kind is Kind.SUCCEEDED]
-        tokens = _write_successes(successes, now)
+        tokens, spend = _write_successes(successes, now)
+        settled = [(o.row.budget_keys, str(o.row.token), o.row.reserved,
+                    spend.row_costs.get(o.row.id, 0))
+                   for o in successes if o.row.id in spend.row_costs]
         for outcome in outcomes:
             if outcome.kind is Kind.SUCCEEDED:
                 continue
             batch_id = outcome.row.batch.id
             if not _write_one(outcome, now, cancelled=cancelled.get(batch_id, True)):
                 continue  # the lease was lost: a newer claim owns the row now
+            settled.append((outcome.row.budget_keys, str(outcome.row.token),
+                            outcome.row.reserved, 0))
             if outcome.kind is Kind.FAILED and outcome.row.conversation_key:
                 BatchResult.objects.filter(
                     batch_id=batch_id, conversation_key=outcome.row.conversation_key,
@@ -271,16 +292,22 @@ def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None) -
                 output_tokens=F("output_tokens") + output_tokens,
                 api_waiting_since=None,
             )
+        costs.add_to_totals(spend.per_batch, now)
         _apply_events(events, now)
+    # After the commit: a claim that sees the reservation gone sees the spend too.
+    costs.settle(settled)
     finalise(batch_ids)
     return set(batch_ids)
 
 
-def _write_successes(outcomes: list[Outcome], now: datetime) -> dict[int, tuple[int, int]]:
+def _write_successes(outcomes: list[Outcome], now: datetime
+                     ) -> tuple[dict[int, tuple[int, int]], costs.Spend]:
     """Write successes in one statement (the hot path), each only if this slice still holds its
-    claim. Returns (prompt, output) tokens per batch of the rows actually written."""
+    claim. Returns (prompt, output) tokens per batch of the rows actually written, and their
+    cost."""
+    spend = costs.Spend()
     if not outcomes:
-        return {}
+        return {}, spend
     field = BatchResult._meta.get_field
 
     def prep(name: str, value):
@@ -290,29 +317,38 @@ def _write_successes(outcomes: list[Outcome], now: datetime) -> dict[int, tuple[
         f"UPDATE {BatchResult._meta.db_table} SET status = %s, output = %s, error = '', "
         "finish_reason = %s, model_version = %s, prompt_tokens = %s, output_tokens = %s, "
         "latency_ms = %s, finished_at = %s, not_before = NULL, attempts = attempts + 1, "
-        "claim_token = NULL, lease_expires_at = NULL "
+        "claim_token = NULL, lease_expires_at = NULL, thoughts_tokens = %s, cached_tokens = %s, "
+        "cost = %s "
         "WHERE id = %s AND claim_token = %s AND status = %s"
     )
     finished_at = prep("finished_at", now)
     params = []
+    row_costs = {}
     for o in outcomes:
         response = o.response
         assert response is not None
+        row_costs[o.row.id] = cost = costs.answer_cost(o.row.batch.model, response, now)
         params.append((
             BatchResult.Status.SUCCEEDED, response.text, response.finish_reason[:40],
             response.model_version[:100], response.prompt_tokens, response.output_tokens,
-            o.latency_ms, finished_at, o.row.id, prep("claim_token", o.row.token), RUNNING,
+            o.latency_ms, finished_at, response.thoughts_tokens, response.cached_tokens,
+            prep("cost", cost), o.row.id, prep("claim_token", o.row.token), RUNNING,
         ))
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
     # Rows whose lease was lost were not written; count tokens only for the ones that were.
-    written = (
+    written = list(
         BatchResult.objects.filter(id__in=[o.row.id for o in outcomes], finished_at=now,
                                    status=BatchResult.Status.SUCCEEDED)
-        .order_by().values("batch_id")
-        .annotate(p=Sum("prompt_tokens"), o=Sum("output_tokens"))
+        .values_list("id", "batch_id", "prompt_tokens", "output_tokens", "thoughts_tokens",
+                     "cached_tokens")
     )
-    return {r["batch_id"]: (r["p"] or 0, r["o"] or 0) for r in written}
+    tokens: dict[int, tuple[int, int]] = {}
+    for id_, batch_id, prompt, output, thoughts, cached in written:
+        p, o = tokens.get(batch_id, (0, 0))
+        tokens[batch_id] = (p + (prompt or 0), o + (output or 0))
+        spend.add(id_, batch_id, row_costs[id_], thoughts or 0, cached or 0)
+    return tokens, spend
 
 
 def _write_one(outcome: Outcome, now: datetime, *, cancelled: bool) -> bool:
@@ -370,13 +406,16 @@ def release_rows(rows: list[ClaimedRow]) -> int:
 
 # Leases and heartbeats ------------------------------------------------------------------------
 
-def renew_leases(tokens: set[uuid.UUID], batch_ids: set[int], *, lease_s: float) -> int:
-    """Extend the leases this slice holds and mark its batches as having a live slice."""
+def renew_leases(tokens: set[uuid.UUID], batch_ids: set[int], *, lease_s: float,
+                 budget_keys: Collection[str] = ()) -> int:
+    """Extend the leases this slice holds (and their budget reservations) and mark its batches
+    as having a live slice."""
     now = timezone.now()
     if batch_ids:
         Batch.objects.filter(pk__in=batch_ids).update(slice_heartbeat_at=now)
     if not tokens:
         return 0
+    costs.renew(budget_keys, tokens, (now + timedelta(seconds=lease_s)).timestamp())
     return BatchResult.objects.filter(
         batch_id__in=batch_ids, status=RUNNING, claim_token__in=tokens
     ).update(lease_expires_at=now + timedelta(seconds=lease_s))
