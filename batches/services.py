@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from batches import ingest, prompts
+from batches import costs, ingest, prompts
 from batches.engine import tasks
 from batches.models import Batch, BatchResult, Priority
 
@@ -87,30 +87,17 @@ def batch_create(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
     response_schema: dict | None = None,
+    thinking: str = "off",
+    budget: Any = None,
 ) -> Batch:
     """Validate the input and create the batch with all its rows in one transaction, or nothing."""
-    try:
-        template = prompts.parse(prompt)
-    except prompts.TemplateError as err:
-        raise InvalidInput(str(err), field="prompt") from err
-    _check_settings(concurrency=concurrency, max_retries=max_retries, temperature=temperature,
-                    max_output_tokens=max_output_tokens)
+    template, table, source = _open_input(
+        prompt=prompt, file=file, filename=filename, rows=rows, sheet=sheet,
+        concurrency=concurrency, max_retries=max_retries, temperature=temperature,
+        max_output_tokens=max_output_tokens)
     priority = parse_priority(priority)
-    if (file is None) == (rows is None):
-        raise InvalidInput("Send either a file or rows.", field="file")
-
-    source = "file" if file is not None else "rows"
-    try:
-        if file is not None:
-            table = ingest.open_table(file, filename=filename, sheet=sheet)
-        else:
-            table = ingest.table_from_rows(rows)
-    except ingest.IngestError as err:
-        raise _ingest_error(err, source) from err
-    try:
-        template.validate(table.columns)
-    except prompts.TemplateError as err:
-        raise InvalidInput(str(err), field="prompt") from err
+    thinking = parse_thinking(thinking)
+    budget = parse_budget(budget)
     if conversation_column and conversation_column not in table.columns:
         raise InvalidInput(
             f"The conversation column {conversation_column!r} is not a column of the file. "
@@ -137,9 +124,11 @@ def batch_create(
             rpm_limit=rpm_limit if rpm_limit is not None else settings.GEMINI_RPM,
             tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
             response_schema=response_schema,
+            thinking=thinking,
+            budget=budget,
         )
         try:
-            total = _create_rows(batch, table.rows, template, conversation_column)
+            total, chars = _create_rows(batch, table.rows, template, conversation_column)
         except ingest.IngestError as err:
             raise _ingest_error(err, source) from err
         if total == 0:
@@ -147,9 +136,125 @@ def batch_create(
         # Encoding warnings can appear while rows are read, so they are stored afterwards.
         batch.total_rows = total
         batch.last_error = "\n".join(table.warnings)
-        Batch.objects.filter(pk=batch.pk).update(total_rows=total, last_error=batch.last_error)
+        batch.prompt_chars = chars
+        Batch.objects.filter(pk=batch.pk).update(total_rows=total, last_error=batch.last_error,
+                                                 prompt_chars=chars)
         transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
     batch.warnings = list(table.warnings)
+    return batch
+
+
+def _open_input(*, prompt: str, file, filename: str, rows, sheet, concurrency: int,
+                max_retries: int, temperature, max_output_tokens):
+    """Check the prompt and settings and open the table: (template, table, source)."""
+    try:
+        template = prompts.parse(prompt)
+    except prompts.TemplateError as err:
+        raise InvalidInput(str(err), field="prompt") from err
+    _check_settings(concurrency=concurrency, max_retries=max_retries, temperature=temperature,
+                    max_output_tokens=max_output_tokens)
+    if (file is None) == (rows is None):
+        raise InvalidInput("Send either a file or rows.", field="file")
+    source = "file" if file is not None else "rows"
+    try:
+        if file is not None:
+            table = ingest.open_table(file, filename=filename, sheet=sheet)
+        else:
+            table = ingest.table_from_rows(rows)
+    except ingest.IngestError as err:
+        raise _ingest_error(err, source) from err
+    try:
+        template.validate(table.columns)
+    except prompts.TemplateError as err:
+        raise InvalidInput(str(err), field="prompt") from err
+    return template, table, source
+
+
+MAX_THINKING_BUDGET = 32768
+THINKING_CHOICES = ("off", "low", "default")
+
+
+def parse_thinking(value: Any) -> str:
+    """"off", "low", "default" (the model decides) or a token budget 0..32768."""
+    text = str(value if value is not None else "off").strip().lower() or "off"
+    if text in THINKING_CHOICES:
+        return text
+    if text.isdigit() and int(text) <= MAX_THINKING_BUDGET:
+        return str(int(text))
+    raise InvalidInput("Thinking must be off, low, default or a number of tokens from 0 to "
+                       f"{MAX_THINKING_BUDGET}.", field="thinking")
+
+
+def parse_budget(value: Any):
+    """A budget amount (Decimal) or None for no budget."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        return costs.parse_amount(value)
+    except ValueError as err:
+        raise InvalidInput(f"Budget: {err}", field="budget") from err
+
+
+def batch_estimate(
+    *,
+    owner,
+    prompt: str,
+    file: IO[bytes] | None = None,
+    filename: str = "",
+    rows: list[dict] | None = None,
+    model: str | None = None,
+    system_instruction: str = "",
+    temperature: float | None = None,
+    max_output_tokens: int | None = None,
+    concurrency: int = 16,
+    max_retries: int = 3,
+    sheet: str | None = None,
+    rpm_limit: int | None = None,
+    tpm_limit: int | None = None,
+    thinking: str = "off",
+    **ignored: Any,
+) -> costs.Estimate:
+    """What batch_create with the same input would cost and take; creates nothing."""
+    template, table, source = _open_input(
+        prompt=prompt, file=file, filename=filename, rows=rows, sheet=sheet,
+        concurrency=concurrency, max_retries=max_retries, temperature=temperature,
+        max_output_tokens=max_output_tokens)
+    model = model or settings.GEMINI_DEFAULT_MODEL
+    try:
+        return costs.estimate(
+            model=model, prompts=(template.render(row) for row in table.rows),
+            system_instruction=system_instruction or "", max_output_tokens=max_output_tokens,
+            thinking=parse_thinking(thinking), concurrency=concurrency,
+            rpm_limit=rpm_limit if rpm_limit is not None else settings.GEMINI_RPM,
+            tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
+            output_tokens_per_row=earlier_output_per_row(owner, model, prompt))
+    except ingest.IngestError as err:
+        raise _ingest_error(err, source) from err
+
+
+def earlier_output_per_row(owner, model: str, prompt: str) -> float | None:
+    """Average answer length of the owner's latest answered batch with this prompt and model
+    (a sample run of a few rows counts), or None."""
+    earlier = (Batch.objects.filter(owner=owner, model_name=model, prompt_template=prompt)
+               .filter(output_tokens__gt=0).order_by("-created_at").first())
+    if earlier is None:
+        return None
+    answered = earlier.costed_rows + earlier.unpriced_rows
+    return earlier.output_tokens / answered if answered else None
+
+
+def batch_set_budget(*, batch: Batch, budget: Any) -> Batch:
+    """Set, raise, lower or remove (None) the batch's budget. A batch paused because its budget
+    was reached runs again once the new budget leaves room."""
+    amount = parse_budget(budget)
+    with transaction.atomic():
+        Batch.objects.filter(pk=batch.pk).update(budget=amount)
+        batch.refresh_from_db()
+        paused_by_budget = batch.paused and batch.last_error.startswith(
+            costs.BUDGET_MESSAGE_PREFIXES[0])
+        if paused_by_budget and (amount is None or amount > batch.cost_spent):
+            Batch.objects.filter(pk=batch.pk).update(last_error="")
+            _reopen(batch)
     return batch
 
 
@@ -179,11 +284,12 @@ def _check_active_limit(owner) -> None:
 
 
 def _create_rows(batch: Batch, rows: Iterable[dict], template: prompts.Template,
-                 conversation_column: str) -> int:
-    total = 0
+                 conversation_column: str) -> tuple[int, int]:
+    """Create the rows; returns their number and the characters of all rendered prompts."""
+    total = chars = 0
     iterator = iter(rows)
     while chunk := list(islice(iterator, CREATE_CHUNK)):
-        BatchResult.objects.bulk_create(
+        results = [
             BatchResult(
                 batch=batch,
                 index=total + i,
@@ -195,16 +301,20 @@ def _create_rows(batch: Batch, rows: Iterable[dict], template: prompts.Template,
                 ),
             )
             for i, row in enumerate(chunk)
-        )
+        ]
+        chars += sum(len(r.prompt) for r in results)
+        BatchResult.objects.bulk_create(results)
         total += len(chunk)
-    return total
+    return total, chars
 
 
 def _reopen(batch: Batch) -> None:
     """Make a batch with pending rows runnable again and start workers on it after commit."""
     changes = {}
-    if batch.status == Batch.Status.FAILED:
-        # A batch-level error (e.g. a missing API key) is what the user just fixed.
+    if batch.status == Batch.Status.FAILED or batch.last_error.startswith(
+            costs.BUDGET_MESSAGE_PREFIXES):
+        # A batch-level error (e.g. a missing API key) or a budget is what the user just fixed;
+        # a budget still reached pauses the batch again with a fresh message.
         changes["last_error"] = ""
     Batch.objects.filter(pk=batch.pk).update(
         status=Batch.Status.RUNNING if batch.started_at else Batch.Status.PENDING,

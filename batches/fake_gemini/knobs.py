@@ -32,6 +32,9 @@ class Knobs:
     require_key: str | None = None
     seed: int = 0
     log_limit: int = 100_000
+    # Thinking tokens an answer reports when the request leaves thinking to the model; a
+    # thinking budget (or level) caps it, a budget of 0 turns it off.
+    thinking_tokens: int = 0
 
     def update(self, **changes: Any) -> None:
         names = {f.name for f in dataclasses.fields(self)}

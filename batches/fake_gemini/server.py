@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from batches.fake_gemini.answers import (
     GeminiAnswers,
+    count_tokens,
     error_body,
     text_of,
 )
@@ -32,6 +33,7 @@ class FakeGeminiApp:
         self.knobs = knobs
         self.stats = Stats(knobs.log_limit)
         self._answers = GeminiAnswers(knobs, self.stats)
+        self.count_tokens_calls = 0
 
     async def handle(
         self, method: str, target: str, headers: dict[str, str], body: bytes
@@ -42,6 +44,9 @@ class FakeGeminiApp:
             model = path.rsplit("/models/", 1)[1].removesuffix(":generateContent")
             api_key = headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
             return await self._generate(model, api_key, body)
+        if method == "POST" and "/models/" in path and path.endswith(":countTokens"):
+            api_key = headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
+            return self._count_tokens(api_key, body)
         if method == "GET" and path == "/_stats":
             flag = lambda name: query.get(name, ["0"])[0] not in ("0", "", "false")  # noqa: E731
             return 200, {}, self.stats.snapshot(prompts=flag("prompts"), log=flag("log"))
@@ -56,6 +61,19 @@ class FakeGeminiApp:
                     return 400, {}, error_body(400, str(exc))
             return 200, {}, dataclasses.asdict(self.knobs)
         return 404, {}, error_body(404, f"Unknown route {method} {path}")
+
+    def _count_tokens(self, api_key: str, raw: bytes) -> tuple[int, dict, dict]:
+        self.count_tokens_calls += 1
+        if not api_key or (self.knobs.require_key is not None
+                           and api_key != self.knobs.require_key):
+            return 400, {}, error_body(400, "API key not valid. Please pass a valid API key.")
+        if self.knobs.down:
+            return 503, {}, error_body(503)
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            return 400, {}, error_body(400, "Invalid JSON payload received.")
+        return 200, {}, count_tokens(body)
 
     async def _generate(self, model: str, api_key: str, raw: bytes) -> tuple[int, dict, dict]:
         try:
