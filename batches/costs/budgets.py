@@ -148,25 +148,30 @@ def claim_budget(batch: Batch, *, n: int, token: str, expires_at: float,
             f"The budget cannot be kept: the price of {batch.model_name} is unknown. Add it in "
             "the admin (Model prices) or remove the budget, then resume."))
     per_row = max(1, to_nanos(expected_row_cost(batch, price), up=True))
+    # Before any answer the cost is a guess; if the guess does not fit, one row alone may go,
+    # holding all that is left, so that a small budget still learns the real cost.
+    may_probe = not batch.costed_rows and not running
 
     def reserve(ledgers: dict[str, Ledger], now: float):
-        rooms = []
+        left = []
         for limit in limits:
             ledger = ledgers[limit.key]
             ledger.prune(now)
             ledger.spent = max(ledger.spent, limit.floor)
-            rooms.append((limit.amount - ledger.spent - ledger.held()) // per_row)
-        granted = max(0, min([n, *rooms]))
+            left.append(limit.amount - ledger.spent - ledger.held())
+        granted, each = max(0, min([n, *(room // per_row for room in left)])), per_row
+        if not granted and may_probe and min(left) > 0:
+            granted, each = 1, min(left)
         if granted:
             for limit in limits:
-                ledgers[limit.key].holds[token] = [granted * per_row, expires_at]
-        tightest = min(range(len(limits)), key=lambda i: rooms[i])
-        return granted, limits[tightest], ledgers[limits[tightest].key].spent
+                ledgers[limit.key].holds[token] = [granted * each, expires_at]
+        tightest = min(range(len(limits)), key=lambda i: left[i])
+        return granted, each, limits[tightest], ledgers[limits[tightest].key].spent
 
-    granted, tightest, spent = get_store().transact([lim.key for lim in limits], reserve)
+    granted, each, tightest, spent = get_store().transact([lim.key for lim in limits], reserve)
     keys = tuple(lim.key for lim in limits)
     if granted:
-        return ClaimBudget(granted, per_row, keys)
+        return ClaimBudget(granted, each, keys)
     if running:
         return ClaimBudget(0)  # rows in flight may settle for less than reserved: wait for them
     if tightest.kind == "batch":
