@@ -153,12 +153,14 @@ def claim_budget(batch: Batch, *, n: int, token: str, expires_at: float,
     may_probe = not batch.costed_rows and not running
 
     def reserve(ledgers: dict[str, Ledger], now: float):
-        left = []
+        left, spent = [], []
         for limit in limits:
             ledger = ledgers[limit.key]
             ledger.prune(now)
-            ledger.spent = max(ledger.spent, limit.floor)
-            left.append(limit.amount - ledger.spent - ledger.held())
+            # The database's figure covers a store that lost its copy (Redis restarted). It is
+            # never written back: it may include answers whose settle is yet to add them.
+            spent.append(max(ledger.spent, limit.floor))
+            left.append(limit.amount - spent[-1] - ledger.held())
         granted, each = max(0, min([n, *(room // per_row for room in left)])), per_row
         if not granted and may_probe and min(left) > 0:
             granted, each = 1, min(left)
@@ -166,7 +168,7 @@ def claim_budget(batch: Batch, *, n: int, token: str, expires_at: float,
             for limit in limits:
                 ledgers[limit.key].holds[token] = [granted * each, expires_at]
         tightest = min(range(len(limits)), key=lambda i: left[i])
-        return granted, each, limits[tightest], ledgers[limits[tightest].key].spent
+        return granted, each, limits[tightest], spent[tightest]
 
     granted, each, tightest, spent = get_store().transact([lim.key for lim in limits], reserve)
     keys = tuple(lim.key for lim in limits)
