@@ -6,6 +6,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from batches import costs
 from batches.models import Batch, BatchResult, Priority
 from batches.services import MAX_CONCURRENCY, MAX_RETRIES
 
@@ -56,6 +57,14 @@ class _BatchSettingsSerializer(serializers.Serializer):
     conversation_column = _StringField(
         max_length=200, required=False, allow_blank=True, default="",
         help_text="Rows sharing a value in this column form one multi-turn conversation.")
+    thinking = _StringField(
+        max_length=12, required=False, default="off",
+        help_text="off (the default), low, default (the model decides) or a thinking budget in "
+                  "tokens; sent as thinking_budget (Gemini 2.5) or thinking_level (Gemini 3).")
+    budget = serializers.DecimalField(
+        max_digits=14, decimal_places=6, min_value=0, required=False, allow_null=True,
+        default=None, help_text="Most the batch may spend (in the price's currency); it "
+                                "pauses when the next rows would pass it.")
 
     def validate_model(self, value: str) -> str:
         if value and value not in settings.GEMINI_MODELS:
@@ -107,6 +116,42 @@ class BatchUpdateSerializer(serializers.Serializer):
     priority = serializers.ChoiceField(choices=PRIORITIES, required=False)
     concurrency = serializers.IntegerField(min_value=1, max_value=MAX_CONCURRENCY, required=False)
     max_retries = serializers.IntegerField(min_value=0, max_value=MAX_RETRIES, required=False)
+    budget = serializers.DecimalField(
+        max_digits=14, decimal_places=6, min_value=0, required=False, allow_null=True,
+        help_text="Set, raise or remove (null) the budget; a batch paused at its budget goes on "
+                  "once the new one leaves room.")
+
+
+class SpendSerializer(serializers.Serializer):
+    spent = serializers.CharField(allow_null=True, help_text="Null: price unknown.")
+    budget = serializers.CharField(allow_null=True)
+    estimate_rest = serializers.CharField(
+        allow_null=True, help_text="Estimated cost of the rows not answered yet.")
+    currency = serializers.CharField()
+    unpriced_rows = serializers.IntegerField(help_text="Answers whose model had no price.")
+    price_known = serializers.BooleanField()
+
+
+class EstimateSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    rows = serializers.IntegerField()
+    prompt_chars = serializers.IntegerField()
+    sampled_rows = serializers.IntegerField(help_text="Rows counted with countTokens.")
+    method = serializers.ChoiceField(choices=["count_tokens", "chars_per_token"])
+    tokens_per_char = serializers.FloatField()
+    input_tokens = serializers.IntegerField()
+    output_tokens_low = serializers.IntegerField(allow_null=True)
+    output_tokens_high = serializers.IntegerField()
+    thinking_tokens_high = serializers.IntegerField()
+    currency = serializers.CharField(allow_null=True)
+    price_known = serializers.BooleanField()
+    cost_low = serializers.CharField(allow_null=True)
+    cost_high = serializers.CharField(allow_null=True)
+    batch_mode_cost_low = serializers.CharField(allow_null=True)
+    batch_mode_cost_high = serializers.CharField(allow_null=True)
+    seconds = serializers.IntegerField(allow_null=True)
+    notes = serializers.ListField(child=serializers.CharField())
+    summary = serializers.ListField(child=serializers.CharField())
 
 
 class CountsSerializer(serializers.Serializer):
@@ -129,13 +174,20 @@ class BatchSummarySerializer(serializers.ModelSerializer):
     waiting_on_api_since = serializers.DateTimeField(
         source="api_waiting_since", read_only=True, allow_null=True,
         help_text="Set while the model API is unreachable and the batch waits for it.")
+    spent = serializers.SerializerMethodField(help_text="Spend so far; null: price unknown.")
 
     class Meta:
         model = Batch
         fields = ["id", "name", "owner", "status", "source_filename", "model", "priority",
                   "total_rows", "counts", "progress", "waiting_on_api_since", "created_at",
-                  "started_at", "finished_at"]
+                  "started_at", "finished_at", "spent", "budget"]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_spent(self, batch: Batch) -> str | None:
+        if batch.unpriced_rows and not batch.costed_rows:
+            return None  # price unknown, never $0
+        return f"{batch.cost_spent:.6f}"
 
 
 class BatchSerializer(BatchSummarySerializer):
@@ -150,6 +202,7 @@ class BatchSerializer(BatchSummarySerializer):
                                            help_text="Null while the rate is unknown.")
     prompt_tokens = serializers.IntegerField(source="live.prompt_tokens", read_only=True)
     output_tokens = serializers.IntegerField(source="live.output_tokens", read_only=True)
+    spend = serializers.SerializerMethodField()
     warnings = serializers.SerializerMethodField(
         help_text="Notes about the file (only in the answer to the creation); later they are "
                   "part of last_error.")
@@ -159,13 +212,18 @@ class BatchSerializer(BatchSummarySerializer):
             "prompt", "system_instruction", "temperature", "max_output_tokens", "concurrency",
             "max_retries", "conversation_column", "columns", "rows_per_minute", "eta_seconds",
             "prompt_tokens", "output_tokens", "paused", "cancel_requested", "updated_at",
-            "last_error", "warnings",
+            "last_error", "warnings", "thinking", "thoughts_tokens", "cached_tokens", "spend",
         ]
         read_only_fields = fields
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_warnings(self, batch: Batch) -> list[str]:
         return list(getattr(batch, "warnings", []))
+
+    @extend_schema_field(SpendSerializer)
+    def get_spend(self, batch: Batch) -> dict:
+        counts = batch.live.counts
+        return costs.batch_spend(batch, counts["pending"] + counts["running"]).as_dict()
 
 
 class ResultSerializer(serializers.ModelSerializer):
@@ -175,7 +233,8 @@ class ResultSerializer(serializers.ModelSerializer):
         model = BatchResult
         fields = ["index", "input", "prompt", "output", "status", "error", "attempts",
                   "prompt_tokens", "output_tokens", "latency_ms", "finish_reason",
-                  "model_version", "started_at", "finished_at"]
+                  "model_version", "started_at", "finished_at", "thoughts_tokens",
+                  "cached_tokens", "cost"]
         read_only_fields = fields
 
 

@@ -222,7 +222,7 @@ def too_large(request) -> Response | None:
     retrieve=extend_schema(summary="A batch with live progress",
                            responses={**AUTH_ERRORS, 200: s.BatchSerializer, 404: NOT_FOUND}),
     partial_update=extend_schema(
-        summary="Rename or change priority, concurrency or retries",
+        summary="Rename or change priority, concurrency, retries or the budget",
         description="Workers pick the change up at their next claim.",
         request=s.BatchUpdateSerializer,
         responses={**AUTH_ERRORS, 200: s.BatchSerializer, 400: BAD_INPUT, 404: NOT_FOUND}),
@@ -283,6 +283,11 @@ class BatchViewSet(GenericViewSet):
     def create(self, request):
         if refused := too_large(request):
             return refused
+        batch = services.batch_create(owner=request.user, **self._create_input(request))
+        location = reverse("api:batch-detail", args=[batch.pk])
+        return self._batch_response(batch, http.HTTP_201_CREATED, headers={"Location": location})
+
+    def _create_input(self, request) -> dict:
         if request.content_type.startswith("multipart/"):
             serializer = s.BatchFileCreateSerializer(data=request.data)
         else:
@@ -292,9 +297,24 @@ class BatchViewSet(GenericViewSet):
         upload = data.pop("file", None)
         if upload is not None:
             data.update(file=upload, filename=upload.name, sheet=data.pop("sheet") or None)
-        batch = services.batch_create(owner=request.user, **data)
-        location = reverse("api:batch-detail", args=[batch.pk])
-        return self._batch_response(batch, http.HTTP_201_CREATED, headers={"Location": location})
+        return data
+
+    @extend_schema(
+        summary="Estimate a batch's tokens, cost and time before creating it",
+        description="Same body as creating a batch; creates nothing. Input tokens come from "
+                    "countTokens on a sample of at most 20 rendered prompts (cached), applied "
+                    "to the characters of all of them; without countTokens, 4 characters per "
+                    "token (`method` says which).",
+        request={"multipart/form-data": s.BatchFileCreateSerializer,
+                 "application/json": s.BatchRowsCreateSerializer},
+        responses={**AUTH_ERRORS, 200: s.EstimateSerializer, 400: BAD_INPUT},
+    )
+    @action(detail=False, methods=["post"])
+    def estimate(self, request):
+        if refused := too_large(request):
+            return refused
+        estimate = services.batch_estimate(owner=request.user, **self._create_input(request))
+        return Response({**estimate.as_dict(), "summary": estimate.lines()})
 
     def retrieve(self, request, pk=None):
         return self._batch_response(self.get_object(), fresh=False)
@@ -303,7 +323,10 @@ class BatchViewSet(GenericViewSet):
         batch = self.get_object()
         serializer = s.BatchUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return self._batch_response(services.batch_update(batch=batch, **serializer.validated_data))
+        data = dict(serializer.validated_data)
+        if "budget" in data:
+            batch = services.batch_set_budget(batch=batch, budget=data.pop("budget"))
+        return self._batch_response(services.batch_update(batch=batch, **data))
 
     def destroy(self, request, pk=None):
         services.batch_delete(batch=self.get_object())

@@ -4,7 +4,7 @@ Modules, lowest first: money (Decimal amounts, nanos, "$4.98" / "price unknown")
 (`ModelPrice` lookups, `Price.cost`), store (the shared budget ledgers: database or Redis, like
 the rate limiter), budgets (reserve at claim, settle at write, renew with the lease; running
 totals and monthly spend), usage (an answer's cost, a bulk write's sums), estimate (countTokens
-sample -> tokens, cost range, time).
+sample -> tokens, cost range, time), report (spend as the pages, API and CLI show it).
 
 It may import models, prompts and providers. It must never import the engine, services,
 exports, web, api, admin or cli: the engine calls into it, not the other way round.
@@ -20,8 +20,8 @@ For the engine (inside its claim and write transactions, on its database thread)
     costs.settle([(keys, token, reserved_nanos, actual_nanos), ...])  # after the commit
     costs.renew(keys, tokens, expires_at)          # with the leases
 
-For services and the pages: `estimate(...)`, `price_for(model)`, `format_money(amount)`,
-`monthly_limit(user_id)`, `month_spent(user_id)`, `parse_amount(text)`.
+For services and the pages: `estimate(...)`, `batch_spend(batch, rows_left)`,
+`user_month(user_id)`, `price_for(model)`, `format_money(amount)`, `parse_amount(text)`.
 """
 
 from batches.costs.budgets import (
@@ -41,11 +41,13 @@ from batches.costs.budgets import (
 from batches.costs.estimate import MAX_COUNT_CALLS, Estimate, count_tokens, estimate
 from batches.costs.money import PRICE_UNKNOWN, format_money, from_nanos, parse_amount, to_nanos
 from batches.costs.prices import Price, clear_price_cache, price_for
+from batches.costs.report import BatchSpend, MonthSpend, batch_spend, user_month
 from batches.costs.store import get_store, set_store
 from batches.costs.usage import Spend, answer_cost
 
 __all__ = [
-    "BUDGET_MESSAGE_PREFIXES", "MAX_COUNT_CALLS", "PRICE_UNKNOWN", "ClaimBudget", "Estimate",
+    "BUDGET_MESSAGE_PREFIXES", "MAX_COUNT_CALLS", "PRICE_UNKNOWN", "BatchSpend", "ClaimBudget",
+    "Estimate", "MonthSpend", "batch_spend", "user_month",
     "Price", "Spend", "add_to_totals", "answer_cost", "budget_message", "claim_budget",
     "clear_price_cache", "count_tokens", "estimate", "format_money", "from_nanos", "get_store",
     "month_spent", "month_start", "monthly_limit", "parse_amount", "price_for", "release",

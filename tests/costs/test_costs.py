@@ -12,7 +12,6 @@ from batches import costs
 from batches.costs.store import DatabaseStore, Ledger
 from batches.models import ModelPrice
 from batches.providers import Response
-
 from tests.helpers import costs as cost_helpers
 
 prices = cost_helpers.prices
@@ -39,8 +38,8 @@ def test_an_answer_costs_prompt_output_and_thinking_at_their_prices():
 def test_long_prompts_pay_the_long_context_prices():
     price = costs.price_for("gemini-2.5-pro")
     assert price.cost(prompt=200_000) == Decimal("0.25")
-    assert price.cost(prompt=200_001, candidates=1_000) == (
-        Decimal("200001") * Decimal("2.50") / 1_000_000 + Decimal("0.015")).quantize(costs.money.NANO)
+    # $2.50 and $15 per million above 200,000 prompt tokens.
+    assert price.cost(prompt=200_001, candidates=1_000) == Decimal("0.515002500")
 
 
 def test_the_price_valid_at_the_time_applies():
