@@ -625,7 +625,7 @@ EXPECTED_PATHS = {
     "/api/batches/", "/api/batches/{id}/", "/api/batches/{id}/results/",
     "/api/batches/{id}/cancel/", "/api/batches/{id}/pause/", "/api/batches/{id}/resume/",
     "/api/batches/{id}/retry-failed/", "/api/batches/{id}/results/{index}/retry/",
-    "/api/batches/{id}/export/", "/api/token/",
+    "/api/batches/{id}/export/", "/api/token/", "/api/batches/estimate/",
 }
 
 
