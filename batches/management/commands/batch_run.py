@@ -18,6 +18,8 @@ OPTION_NAMES = {
     "max_output_tokens": "--max-output-tokens",
     "sheet": "--sheet",
     "model": "--model",
+    "thinking": "--thinking",
+    "budget": "--budget",
 }
 
 
@@ -44,6 +46,13 @@ class Command(BaseCommand):
                             help="Username of the batch's owner (default: the first superuser).")
         parser.add_argument("--wait", action="store_true",
                             help="Show progress until the batch ends.")
+        parser.add_argument("--thinking", default="off",
+                            help="off (default), low, default (the model decides) or a "
+                                 "thinking budget in tokens.")
+        parser.add_argument("--budget", default=None,
+                            help="Most the batch may spend, e.g. 5.00; it pauses there.")
+        parser.add_argument("--estimate", action="store_true",
+                            help="Print the estimated tokens, cost and time; create nothing.")
 
     def handle(self, *args, **options):
         # django-q logs every task it enqueues: noise in this command's output.
@@ -58,7 +67,11 @@ class Command(BaseCommand):
     def _run(self, options: dict) -> None:
         owner = self._owner(options["owner"])
         path = Path(options["file"])
-        batch = self._create(path, owner, options)
+        if options["estimate"]:
+            for line in self._call(services.batch_estimate, path, owner, options).lines():
+                self.stdout.write(line)
+            return
+        batch = self._call(services.batch_create, path, owner, options)
         self.stdout.write(f"Created batch {batch.pk} ({cli.plural(batch.total_rows, 'row')}) "
                           f"from {path.name}.")
         for warning in getattr(batch, "warnings", []):
@@ -92,14 +105,15 @@ class Command(BaseCommand):
                                "(python manage.py ensure_admin)", returncode=2)
         return owner
 
-    def _create(self, path: Path, owner, options: dict):
+    def _call(self, service, path: Path, owner, options: dict):
+        """batch_create or batch_estimate on the file, with the options."""
         try:
             handle = path.open("rb")
         except OSError as err:
             raise CommandError(f"Cannot read {path}: {err.strerror}.", returncode=2) from err
         with handle:
             try:
-                return services.batch_create(
+                return service(
                     owner=owner,
                     file=handle,
                     filename=path.name,
@@ -114,6 +128,8 @@ class Command(BaseCommand):
                     system_instruction=options["system_instruction"],
                     temperature=options["temperature"],
                     max_output_tokens=options["max_output_tokens"],
+                    thinking=options["thinking"],
+                    budget=options["budget"],
                 )
             except services.InvalidInput as err:
                 raise CommandError(self._where(err, path), returncode=2) from err
