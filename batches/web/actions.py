@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from batches import services
+from batches import costs, services
 from batches.models import Batch
 from batches.web.pages import _get_batch_or_404
 
@@ -93,6 +93,18 @@ def batch_retry_row(request: HttpRequest, batch_id: int, index: int) -> HttpResp
         return f"Retrying row {row.index}."
 
     return _act(request, batch_id, retry)
+
+
+@login_required
+@require_POST
+def batch_budget(request: HttpRequest, batch_id: int) -> HttpResponse:
+    def set_budget(batch: Batch) -> str:
+        batch = services.batch_set_budget(batch=batch, budget=request.POST.get("budget", ""))
+        if batch.budget is None:
+            return "The batch has no budget now."
+        return f"Budget set to {costs.format_money(batch.budget)}."
+
+    return _act(request, batch_id, set_budget)
 
 
 @login_required

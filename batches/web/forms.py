@@ -41,6 +41,15 @@ class UploadLimitHandler(FileUploadHandler):
                             size=file_size, charset=self.charset)
 
 
+THINKING_CHOICES = [
+    ("off", "Off (cheapest; Gemini 2.5 Pro still thinks at least 128 tokens)"),
+    ("low", "Low (up to about 1,024 tokens a row)"),
+    ("4096", "Up to 4,096 tokens a row"),
+    ("8192", "Up to 8,192 tokens a row"),
+    ("default", "The model decides (can be thousands of tokens a row)"),
+]
+
+
 def _model_choices() -> list[tuple[str, str]]:
     models = list(settings.GEMINI_MODELS)
     if settings.GEMINI_DEFAULT_MODEL not in models:
@@ -82,6 +91,13 @@ class BatchForm(forms.Form):
     )
     sheet = forms.CharField(max_length=200, required=False,
                             help_text="XLSX only; empty takes the first sheet.")
+    thinking = forms.ChoiceField(
+        choices=THINKING_CHOICES, initial="off", required=False,
+        help_text="Thinking tokens are paid as output: off suits classification and extraction.")
+    budget = forms.DecimalField(
+        required=False, min_value=0, max_digits=14, decimal_places=2,
+        widget=forms.NumberInput(attrs={"step": "0.01", "placeholder": "no budget"}),
+        help_text="The batch pauses before it would spend more (USD).")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -116,6 +132,8 @@ class BatchForm(forms.Form):
             "priority": data["priority"],
             "conversation_column": data["conversation_column"].strip(),
             "sheet": data["sheet"].strip() or None,
+            "thinking": data["thinking"] or "off",
+            "budget": data["budget"],
         }
 
     def add_service_error(self, err: ServiceError) -> None:

@@ -103,6 +103,25 @@ def _read_preview(request: HttpRequest) -> dict[str, Any]:
 
 @login_required
 @require_POST
+def batch_new_estimate(request: HttpRequest) -> HttpResponse:
+    """The estimate fragment: tokens, cost range and time for the form as filled in."""
+    form = BatchForm(request.POST, request.FILES)
+    context: dict[str, Any] = {}
+    if not form.is_valid():
+        context["estimate_error"] = "Choose a file and write a prompt first." if (
+            "file" in form.errors or "prompt" in form.errors) else (
+            "Fix the settings marked in the form first.")
+    else:
+        try:
+            context["estimate"] = services.batch_estimate(owner=request.user,
+                                                          **form.service_kwargs())
+        except services.ServiceError as err:
+            context["estimate_error"] = err.message
+    return render(request, "batches/partials/batch_new_estimate.html", context)
+
+
+@login_required
+@require_POST
 def batch_new_preview(request: HttpRequest) -> HttpResponse:
     """The preview fragment: what the file holds and what the prompt makes of its first rows."""
     context = _read_preview(request)

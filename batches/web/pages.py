@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
+from batches import costs
 from batches.models import Batch, BatchResult
 from batches.prompts import format_value
 
@@ -66,6 +67,12 @@ class DashboardRow:
         return round(100 * n / self.total, 1) if self.total else 0.0
 
     @property
+    def spent(self) -> str:
+        b = self.batch
+        text = costs.format_money(None if b.unpriced_rows and not b.costed_rows else b.cost_spent)
+        return f"{text} of {costs.format_money(b.budget)}" if b.budget is not None else text
+
+    @property
     def bar(self) -> list[tuple[str, float]]:
         """Segments of the progress bar: (status, percent of all rows)."""
         return [("succeeded", self._share(self.succeeded)), ("failed", self._share(self.failed)),
@@ -103,7 +110,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     rows = _dashboard_rows(list(page.object_list))
     any_active = any(r.batch.is_active for r in rows)
     context = {"page": page, "rows": rows, "any_active": any_active,
-               "show_owner": request.user.is_staff}
+               "show_owner": request.user.is_staff,
+               "month": costs.user_month(request.user.pk)}
     if _wants_fragment(request):
         response = render(request, "batches/partials/dashboard_rows.html", context)
         if not any_active:
@@ -201,6 +209,8 @@ def _progress_context(batch: Batch) -> dict:
         "export_url": reverse("api:batch-export", kwargs={"pk": batch.pk}),
         "export_formats": EXPORT_FORMATS,
         "warnings": [w for w in batch.last_error.splitlines() if w.strip()],
+        "spend": costs.batch_spend(batch, counts["pending"] + counts["running"]),
+        "month": costs.user_month(batch.owner_id),
     }
 
 

@@ -11,6 +11,7 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("batches/new/", views_new.batch_new, name="batch_new"),
     path("batches/new/preview/", views_new.batch_new_preview, name="batch_new_preview"),
+    path("batches/new/estimate/", views_new.batch_new_estimate, name="batch_new_estimate"),
     path("batches/<int:batch_id>/", views.batch_detail, name="batch_detail"),
     path("batches/<int:batch_id>/progress/", views.batch_detail_progress,
          name="batch_detail_progress"),
@@ -22,4 +23,5 @@ urlpatterns = [
     path("batches/<int:batch_id>/rows/<int:index>/retry/", views_actions.batch_retry_row,
          name="batch_retry_row"),
     path("batches/<int:batch_id>/delete/", views_actions.batch_delete, name="batch_delete"),
+    path("batches/<int:batch_id>/budget/", views_actions.batch_budget, name="batch_budget"),
 ]
