@@ -9,7 +9,8 @@ their output and the others marked pending or running with an empty output (pass
 CSV and XLSX are opened by spreadsheet programs, so text cells that begin with a formula
 trigger (`=`, `+`, `-`, `@`, tab, carriage return) get a leading `'` (OWASP CSV
 injection), in the header, the input and the model's output alike. Numbers stay numbers.
-JSONL is data for programs and is written verbatim.
+JSONL is data for programs and is written verbatim. `cost` is the row's cost in the price's
+currency as exact decimal digits (empty or null: not answered, or price unknown).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.utils.text import slugify
 from openpyxl import Workbook
@@ -30,7 +32,7 @@ from batches.prompts import format_value
 
 FORMATS = ("csv", "jsonl", "xlsx")
 RESULT_FIELDS = ("output", "status", "error", "attempts", "prompt_tokens", "output_tokens",
-                 "latency_ms")
+                 "latency_ms", "thoughts_tokens", "cost")
 READ_CHUNK = 2000
 STREAM_CHUNK = 64 * 1024
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -99,7 +101,9 @@ def _rows(batch: Batch, statuses: Sequence[str] | None) -> Iterator[tuple]:
 
 def _cells(columns: Sequence[str], row: tuple) -> list:
     values = row[0] if isinstance(row[0], dict) else {}
-    return [values.get(c) for c in columns] + list(row[1:])
+    # Money stays exact: the cost (a Decimal) is written as its digits, never as a float.
+    return [values.get(c) for c in columns] + [
+        f"{v:f}" if isinstance(v, Decimal) else v for v in row[1:]]
 
 
 def _csv_value(value: object) -> object:

@@ -45,9 +45,9 @@ def test_it_writes_csv_with_bom_header_and_rows_in_order(user):
                       statuses=["succeeded", "failed"], outputs=["A!", ""])
     rows = read_csv(batch)
     assert rows[0] == ["text", "n", "output", "status", "error", "attempts", "prompt_tokens",
-                       "output_tokens", "latency_ms"]
-    assert rows[1] == ["a", "1", "A!", "succeeded", "", "1", "3", "5", "12"]
-    assert rows[2] == ["b", "2", "", "failed", "boom", "1", "", "", ""]
+                       "output_tokens", "latency_ms", "thoughts_tokens", "cost"]
+    assert rows[1] == ["a", "1", "A!", "succeeded", "", "1", "3", "5", "12", "", ""]
+    assert rows[2] == ["b", "2", "", "failed", "boom", "1", "", "", "", "", ""]
 
 
 def test_it_neutralises_formulas_in_csv_output_and_input(formula_batch):

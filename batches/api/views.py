@@ -406,7 +406,8 @@ class BatchViewSet(GenericViewSet):
         description=(
             "Every row in index order with its current status: while the batch runs, rows not "
             "done yet have an empty output (filter with `status`). Columns: the input columns, "
-            "then output, status, error, attempts, prompt_tokens, output_tokens, latency_ms "
+            "then output, status, error, attempts, prompt_tokens, output_tokens, latency_ms, "
+            "thoughts_tokens, cost (exact decimal digits) "
             "(prefixed `result_` if an input column has the name). In CSV and XLSX, text that "
             "begins with =, +, -, @, tab or carriage return gets a leading ' so spreadsheets do "
             "not run it; JSONL is verbatim."),

@@ -120,3 +120,19 @@ def test_another_users_batch_budget_is_404(api, other_user, make_batch):
     answer = api.patch(f"/api/batches/{batch.pk}/", {"budget": "9"}, format="json")
     assert answer.status_code == 404
     assert Batch.objects.get(pk=batch.pk).budget is None
+
+
+def test_exports_carry_each_rows_cost_as_exact_digits(api, make_batch):
+    import json
+
+    batch = make_batch()
+    batch.results.filter(index=0).update(status="succeeded", output="x",
+                                         cost=Decimal("0.000010900"))
+    csv_text = b"".join(api.get(f"/api/batches/{batch.pk}/export/?format=csv")
+                        .streaming_content).decode("utf-8-sig")
+    header, first = csv_text.splitlines()[:2]
+    assert header.split(",")[-1] == "cost" and first.endswith(",0.000010900")
+    jsonl = b"".join(api.get(f"/api/batches/{batch.pk}/export/?format=jsonl")
+                     .streaming_content).decode()
+    rows = [json.loads(line) for line in jsonl.splitlines()]
+    assert rows[0]["cost"] == "0.000010900" and rows[1]["cost"] is None

@@ -117,8 +117,8 @@ def test_another_users_budget_form_is_404(alice, make_batch, other_user):
 
 def test_the_dashboard_shows_each_batchs_spend_and_the_month_against_the_limit(alice,
                                                                               make_batch, user):
-    from batches.models import MonthlySpend
     from batches.costs import month_start
+    from batches.models import MonthlySpend
 
     UserBudget.objects.create(user=user, monthly_limit=Decimal("50"))
     MonthlySpend.objects.create(user=user, month=month_start(), spent=Decimal("12.5"))
