@@ -44,9 +44,9 @@ def accuracy_csvs(directory) -> dict[str, object]:
     import shutil
     import unicodedata
     from pathlib import Path
+    from pydoc_data.topics import topics
 
     from django.conf import settings
-    from pydoc_data.topics import topics
 
     directory = Path(directory)
     paths = {}
