@@ -250,8 +250,9 @@ def batch_set_budget(*, batch: Batch, budget: Any) -> Batch:
     with transaction.atomic():
         Batch.objects.filter(pk=batch.pk).update(budget=amount)
         batch.refresh_from_db()
+        # The batch's own budget paused it (not the owner's monthly limit).
         paused_by_budget = batch.paused and batch.last_error.startswith(
-            costs.BUDGET_MESSAGE_PREFIXES[0])
+            (costs.BUDGET_MESSAGE_PREFIXES[0], costs.BUDGET_MESSAGE_PREFIXES[2]))
         if paused_by_budget and (amount is None or amount > batch.cost_spent):
             Batch.objects.filter(pk=batch.pk).update(last_error="")
             _reopen(batch)

@@ -126,8 +126,8 @@ def budget_message(spent: Decimal, budget: Decimal, currency: str = "USD") -> st
 
 def monthly_message(spent: Decimal, limit: Decimal, month: str, currency: str = "USD") -> str:
     return (f"Monthly budget reached: {format_money(spent, currency)} of "
-            f"{format_money(limit, currency)} spent in {month}; an operator can raise your "
-            "monthly limit to continue.")
+            f"{format_money(limit, currency)} spent in {month}; resume once an operator has "
+            "raised your monthly limit.")
 
 
 BUDGET_MESSAGE_PREFIXES = ("Budget reached:", "Monthly budget reached:",
