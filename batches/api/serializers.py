@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import re
+from decimal import Decimal
+
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -39,6 +43,37 @@ class _NumberField(serializers.FloatField):
         return super().to_internal_value(data)
 
 
+MONEY_PATTERN = r"^[0-9]{1,8}(\.[0-9]{1,6})?$"
+
+
+@extend_schema_field({
+    "oneOf": [{"type": "string", "pattern": MONEY_PATTERN},
+              {"type": "number", "minimum": 0, "maximum": 99999999}],
+    "nullable": True,
+})
+class _MoneyField(serializers.DecimalField):
+    """An amount of money ("5.00" or 5; numbers are rounded to 6 decimal places), or null for
+    none (in a form body: empty or "null", see views.form_data)."""
+
+    def __init__(self, **kwargs):
+        kwargs.update(max_digits=14, decimal_places=6, allow_null=True)
+        super().__init__(**kwargs)
+
+    def validate_empty_values(self, data):
+        # DRF's DecimalField takes "" as null; here only null is.
+        return serializers.Field.validate_empty_values(self, data)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and re.fullmatch(MONEY_PATTERN, data):
+            return Decimal(data)
+        if isinstance(data, (int, float)) and not isinstance(data, bool) and math.isfinite(data):
+            value = Decimal(str(data)).quantize(Decimal("0.000001"))
+            if 0 <= value <= 99999999:
+                return value
+            raise serializers.ValidationError("Must be between 0 and 99999999.")
+        raise serializers.ValidationError("An amount of money, like 5 or \"12.50\".")
+
+
 class _BatchSettingsSerializer(serializers.Serializer):
     prompt = _TextField(help_text="Prompt template; {{column}} placeholders name input columns.")
     name = _StringField(max_length=200, required=False, allow_blank=True, default="")
@@ -61,10 +96,10 @@ class _BatchSettingsSerializer(serializers.Serializer):
         max_length=12, required=False, default="off",
         help_text="off (the default), low, default (the model decides) or a thinking budget in "
                   "tokens; sent as thinking_budget (Gemini 2.5) or thinking_level (Gemini 3).")
-    budget = serializers.DecimalField(
-        max_digits=14, decimal_places=6, min_value=0, required=False, allow_null=True,
-        default=None, help_text="Most the batch may spend (in the price's currency); it "
-                                "pauses when the next rows would pass it.")
+    budget = _MoneyField(
+        required=False, default=None,
+        help_text="Most the batch may spend (in the price's currency); it pauses when the next "
+                  "rows would pass it.")
 
     def validate_model(self, value: str) -> str:
         if value and value not in settings.GEMINI_MODELS:
@@ -116,8 +151,8 @@ class BatchUpdateSerializer(serializers.Serializer):
     priority = serializers.ChoiceField(choices=PRIORITIES, required=False)
     concurrency = serializers.IntegerField(min_value=1, max_value=MAX_CONCURRENCY, required=False)
     max_retries = serializers.IntegerField(min_value=0, max_value=MAX_RETRIES, required=False)
-    budget = serializers.DecimalField(
-        max_digits=14, decimal_places=6, min_value=0, required=False, allow_null=True,
+    budget = _MoneyField(
+        required=False,
         help_text="Set, raise or remove (null) the budget; a batch paused at its budget goes on "
                   "once the new one leaves room.")
 

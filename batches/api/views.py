@@ -201,6 +201,21 @@ class PassThroughNegotiation(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
+# Nullable fields whose null a form body can only spell as text.
+FORM_NULLABLE = ("budget",)
+
+
+def form_data(request):
+    """The request's data, with a form body's empty or "null" nullable fields as null."""
+    if not request.content_type.startswith("multipart/"):
+        return request.data
+    data = request.data.copy()
+    for name in FORM_NULLABLE:
+        if name in data and data[name].strip().lower() in ("", "null"):
+            data[name] = None
+    return data
+
+
 def too_large(request) -> Response | None:
     """Refuse an oversized body from its Content-Length, before any of it is read or parsed."""
     limit = settings.BATCH_MAX_UPLOAD_MB
@@ -289,7 +304,7 @@ class BatchViewSet(GenericViewSet):
 
     def _create_input(self, request) -> dict:
         if request.content_type.startswith("multipart/"):
-            serializer = s.BatchFileCreateSerializer(data=request.data)
+            serializer = s.BatchFileCreateSerializer(data=form_data(request))
         else:
             serializer = s.BatchRowsCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -321,7 +336,7 @@ class BatchViewSet(GenericViewSet):
 
     def partial_update(self, request, pk=None):
         batch = self.get_object()
-        serializer = s.BatchUpdateSerializer(data=request.data)
+        serializer = s.BatchUpdateSerializer(data=form_data(request))
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         if "budget" in data:

@@ -78,6 +78,30 @@ def test_a_budget_for_1000_of_2000_rows_pauses_the_batch_within_the_rows_in_flig
     assert ledger.spent_nanos == costs.to_nanos(batch.cost_spent) and ledger.holds == {}
 
 
+def test_a_killed_worker_reservation_expires_with_its_lease_and_the_budget_holds(
+        qclusters, fake_server, make_batch):
+    fake_server.configure(latency_ms=300, jitter_ms=50)
+    concurrency = 16
+    budget = 150 * ROW_COST
+    first = qclusters.start(fake_server.url)
+    batch = make_batch(rows(400), concurrency=concurrency, budget=budget)
+    wait_for_batch(batch.pk, timeout=60, clusters=qclusters,
+                   until=lambda b: b.status_counts()["succeeded"] >= 40
+                   and b.status_counts()["running"] > 0)
+
+    first.kill()  # its rows stay running, their reservations held, until the leases run out
+    assert batch.results.filter(status=BatchResult.Status.RUNNING).exists()
+    qclusters.start(fake_server.url)
+    batch = wait_for_batch(batch.pk, timeout=90, clusters=qclusters, tick=_rescue_now,
+                           poll=0.5, until=lambda b: b.paused)
+
+    assert batch.last_error.startswith("Budget reached:"), qclusters.logs()
+    assert budget - 2 * ROW_COST <= batch.cost_spent <= budget + concurrency * ROW_COST
+    ledger = BudgetLedger.objects.get(key=f"batch:{batch.pk}")
+    assert ledger.spent_nanos == costs.to_nanos(batch.cost_spent)
+    assert batch.results.filter(status=BatchResult.Status.RUNNING).count() == 0
+
+
 def test_the_monthly_limit_holds_for_two_batches_of_one_user_on_two_workers(
         qclusters, fake_server, make_batch, user):
     concurrency = 24

@@ -136,3 +136,18 @@ def test_exports_carry_each_rows_cost_as_exact_digits(api, make_batch):
                      .streaming_content).decode()
     rows = [json.loads(line) for line in jsonl.splitlines()]
     assert rows[0]["cost"] == "0.000010900" and rows[1]["cost"] is None
+
+
+def test_a_budget_may_be_a_number_a_string_or_null_and_a_form_may_leave_it_empty(api):
+    as_number = api.post("/api/batches/", {"prompt": "Say: {{text}}", "rows": [{"text": "a"}],
+                                           "budget": 2.5}, format="json")
+    assert as_number.status_code == 201 and as_number.data["budget"] == "2.500000"
+    bad = api.post("/api/batches/", {"prompt": "Say: {{text}}", "rows": [{"text": "a"}],
+                                     "budget": "two"}, format="json")
+    assert bad.status_code == 400 and "budget" in bad.data
+    form = api.post("/api/batches/", {"prompt": "Say: {{text}}", "budget": "",
+                                      "file": csv_file("text\nx\n")}, format="multipart")
+    assert form.status_code == 201 and form.data["budget"] is None
+    removed = api.patch(f"/api/batches/{as_number.data['id']}/", {"budget": None},
+                        format="json")
+    assert removed.status_code == 200 and removed.data["budget"] is None
