@@ -66,6 +66,11 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
+def invalid_key() -> dict:
+    return error_body(400, "API key not valid. Please pass a valid API key.", [
+        {"@type": _TYPE + "ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com"}])
+
+
 def count_tokens(body: Any) -> dict:
     """A countTokens answer: one token per word of every text part, like generateContent's
     promptTokenCount. Takes `contents`, or a whole `generateContentRequest` (with its
@@ -123,9 +128,7 @@ class GeminiAnswers:
                                        "without established identity). Please use API Key or "
                                        "other form of API consumer identity to call this API.")
         if k.require_key is not None and api_key != k.require_key:
-            return 400, {}, error_body(400, "API key not valid. Please pass a valid API key.", [
-                {"@type": _TYPE + "ErrorInfo", "reason": "API_KEY_INVALID",
-                 "domain": "googleapis.com"}])
+            return 400, {}, invalid_key()
         if k.down:
             return 503, {}, error_body(503)
         if k.daily_quota_exhausted:

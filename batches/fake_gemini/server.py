@@ -21,6 +21,7 @@ from batches.fake_gemini.answers import (
     GeminiAnswers,
     count_tokens,
     error_body,
+    invalid_key,
     text_of,
 )
 from batches.fake_gemini.knobs import Knobs, LogEntry, Stats
@@ -66,7 +67,7 @@ class FakeGeminiApp:
         self.count_tokens_calls += 1
         if not api_key or (self.knobs.require_key is not None
                            and api_key != self.knobs.require_key):
-            return 400, {}, error_body(400, "API key not valid. Please pass a valid API key.")
+            return 400, {}, invalid_key()
         if self.knobs.down:
             return 503, {}, error_body(503)
         try:
