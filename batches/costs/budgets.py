@@ -235,7 +235,9 @@ def renew(keys: Iterable[str], tokens: Iterable[str], expires_at: float) -> None
 def add_to_totals(per_batch: dict[int, dict], now: datetime) -> None:
     """Add written answers to their batches' running totals and their owners' month, inside
     the write's transaction. per_batch[id] = {cost, costed, unpriced, thoughts, cached}."""
-    owners = dict(Batch.objects.filter(pk__in=list(per_batch)).values_list("pk", "owner_id"))
+    priced = [batch_id for batch_id, t in per_batch.items() if t["cost"]]
+    owners = dict(Batch.objects.filter(pk__in=priced).values_list("pk", "owner_id")
+                  ) if priced else {}
     monthly: dict[int, Decimal] = defaultdict(Decimal)
     for batch_id, t in per_batch.items():
         Batch.objects.filter(pk=batch_id).update(
