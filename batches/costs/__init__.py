@@ -16,7 +16,8 @@ For the engine (inside its claim and write transactions, on its database thread)
     #     pause_message pauses the batch. No budget applies: rows == n, no I/O.
     costs.trim(budget, str(token), claimed)        # claimed fewer than reserved
     cost = costs.answer_cost(model, response, at)  # Decimal, or None: price unknown
-    costs.add_to_totals(spend.per_batch, now)      # batch totals + the owner's month
+    spend.batch_updates(batch_id)                  # F() additions for the batch's UPDATE
+    costs.add_monthly_spend(spend.per_owner, now)  # the owners' month
     costs.settle([(keys, token, reserved_nanos, actual_nanos), ...])  # after the commit
     costs.renew(keys, tokens, expires_at)          # with the leases
 
@@ -27,7 +28,7 @@ For services and the pages: `estimate(...)`, `batch_spend(batch, rows_left)`,
 from batches.costs.budgets import (
     BUDGET_MESSAGE_PREFIXES,
     ClaimBudget,
-    add_to_totals,
+    add_monthly_spend,
     budget_message,
     claim_budget,
     month_spent,
@@ -48,7 +49,7 @@ from batches.costs.usage import Spend, answer_cost
 __all__ = [
     "BUDGET_MESSAGE_PREFIXES", "MAX_COUNT_CALLS", "PRICE_UNKNOWN", "BatchSpend", "ClaimBudget",
     "Estimate", "MonthSpend", "batch_spend", "user_month",
-    "Price", "Spend", "add_to_totals", "answer_cost", "budget_message", "claim_budget",
+    "Price", "Spend", "add_monthly_spend", "answer_cost", "budget_message", "claim_budget",
     "clear_price_cache", "count_tokens", "estimate", "format_money", "from_nanos", "get_store",
     "month_spent", "month_start", "monthly_limit", "parse_amount", "price_for", "release",
     "renew", "set_store", "settle", "to_nanos", "trim",

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -232,23 +231,12 @@ def renew(keys: Iterable[str], tokens: Iterable[str], expires_at: float) -> None
     get_store().transact(keys, extend)
 
 
-def add_to_totals(per_batch: dict[int, dict], now: datetime) -> None:
-    """Add written answers to their batches' running totals and their owners' month, inside
-    the write's transaction. per_batch[id] = {cost, costed, unpriced, thoughts, cached}."""
-    priced = [batch_id for batch_id, t in per_batch.items() if t["cost"]]
-    owners = dict(Batch.objects.filter(pk__in=priced).values_list("pk", "owner_id")
-                  ) if priced else {}
-    monthly: dict[int, Decimal] = defaultdict(Decimal)
-    for batch_id, t in per_batch.items():
-        Batch.objects.filter(pk=batch_id).update(
-            cost_spent=F("cost_spent") + t["cost"], costed_rows=F("costed_rows") + t["costed"],
-            unpriced_rows=F("unpriced_rows") + t["unpriced"],
-            thoughts_tokens=F("thoughts_tokens") + t["thoughts"],
-            cached_tokens=F("cached_tokens") + t["cached"])
-        if t["cost"] and batch_id in owners:
-            monthly[owners[batch_id]] += t["cost"]
+def add_monthly_spend(per_owner: dict[int, Decimal], now: datetime) -> None:
+    """Add a write's priced answers to their owners' month, inside the write's transaction."""
     month = month_start(now)
-    for user_id, amount in monthly.items():
+    for user_id, amount in per_owner.items():
+        if not amount:
+            continue
         updated = MonthlySpend.objects.filter(user_id=user_id, month=month).update(
             spent=F("spent") + amount)
         if not updated:

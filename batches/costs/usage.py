@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from django.db.models import F
+
 from batches.costs.money import to_nanos
 from batches.costs.prices import price_for
 from batches.providers import Response
@@ -34,9 +36,10 @@ class Spend:
 
     row_costs: dict[int, int] = field(default_factory=dict)
     per_batch: dict[int, dict] = field(default_factory=lambda: defaultdict(_totals))
+    per_owner: dict[int, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
 
-    def add(self, row_id: int, batch_id: int, cost: Decimal | None, thoughts: int,
-            cached: int) -> None:
+    def add(self, row_id: int, batch_id: int, owner_id: int, cost: Decimal | None,
+            thoughts: int, cached: int) -> None:
         totals = self.per_batch[batch_id]
         if cost is None:
             totals["unpriced"] += 1
@@ -45,5 +48,17 @@ class Spend:
             totals["cost"] += cost
             totals["costed"] += 1
             self.row_costs[row_id] = to_nanos(cost)
+            self.per_owner[owner_id] += cost
         totals["thoughts"] += thoughts
         totals["cached"] += cached
+
+    def batch_updates(self, batch_id: int) -> dict:
+        """What to add to the batch's running totals, for the write's own UPDATE of it."""
+        t = self.per_batch.get(batch_id)
+        if t is None:
+            return {}
+        return {"cost_spent": F("cost_spent") + t["cost"],
+                "costed_rows": F("costed_rows") + t["costed"],
+                "unpriced_rows": F("unpriced_rows") + t["unpriced"],
+                "thoughts_tokens": F("thoughts_tokens") + t["thoughts"],
+                "cached_tokens": F("cached_tokens") + t["cached"]}

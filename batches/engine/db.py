@@ -44,6 +44,7 @@ class BatchSettings:
     rpm_limit: int | None
     tpm_limit: int | None
     thinking: str = "off"
+    owner_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,7 @@ def _settings_of(batch: Batch) -> BatchSettings:
         temperature=batch.temperature, max_output_tokens=batch.max_output_tokens,
         response_schema=batch.response_schema, max_retries=batch.max_retries,
         rpm_limit=batch.rpm_limit, tpm_limit=batch.tpm_limit, thinking=batch.thinking,
+        owner_id=batch.owner_id,
     )
 
 
@@ -291,8 +293,9 @@ def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None) -
                 prompt_tokens=F("prompt_tokens") + prompt_tokens,
                 output_tokens=F("output_tokens") + output_tokens,
                 api_waiting_since=None,
+                **spend.batch_updates(batch_id),
             )
-        costs.add_to_totals(spend.per_batch, now)
+        costs.add_monthly_spend(spend.per_owner, now)
         _apply_events(events, now)
     # After the commit: a claim that sees the reservation gone sees the spend too.
     costs.settle(settled)
@@ -324,6 +327,7 @@ def _write_successes(outcomes: list[Outcome], now: datetime
     finished_at = prep("finished_at", now)
     params = []
     row_costs = {}
+    owners = {o.row.id: o.row.batch.owner_id for o in outcomes}
     for o in outcomes:
         response = o.response
         assert response is not None
@@ -347,7 +351,7 @@ def _write_successes(outcomes: list[Outcome], now: datetime
     for id_, batch_id, prompt, output, thoughts, cached in written:
         p, o = tokens.get(batch_id, (0, 0))
         tokens[batch_id] = (p + (prompt or 0), o + (output or 0))
-        spend.add(id_, batch_id, row_costs[id_], thoughts or 0, cached or 0)
+        spend.add(id_, batch_id, owners[id_], row_costs[id_], thoughts or 0, cached or 0)
     return tokens, spend
 
 
