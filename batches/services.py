@@ -170,19 +170,11 @@ def _open_input(*, prompt: str, file, filename: str, rows, sheet, concurrency: i
     return template, table, source
 
 
-MAX_THINKING_BUDGET = 32768
-THINKING_CHOICES = ("off", "low", "default")
-
-
 def parse_thinking(value: Any) -> str:
-    """"off", "low", "default" (the model decides) or a token budget 0..32768."""
-    text = str(value if value is not None else "off").strip().lower() or "off"
-    if text in THINKING_CHOICES:
-        return text
-    if text.isdigit() and int(text) <= MAX_THINKING_BUDGET:
-        return str(int(text))
-    raise InvalidInput("Thinking must be off, low, default or a number of tokens from 0 to "
-                       f"{MAX_THINKING_BUDGET}.", field="thinking")
+    try:
+        return costs.parse_thinking(value)
+    except ValueError as err:
+        raise InvalidInput(str(err), field="thinking") from err
 
 
 def parse_budget(value: Any):
@@ -227,20 +219,9 @@ def batch_estimate(
             thinking=parse_thinking(thinking), concurrency=concurrency,
             rpm_limit=rpm_limit if rpm_limit is not None else settings.GEMINI_RPM,
             tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
-            output_tokens_per_row=earlier_output_per_row(owner, model, prompt))
+            output_tokens_per_row=costs.earlier_output_per_row(owner, model, prompt))
     except ingest.IngestError as err:
         raise _ingest_error(err, source) from err
-
-
-def earlier_output_per_row(owner, model: str, prompt: str) -> float | None:
-    """Average answer length of the owner's latest answered batch with this prompt and model
-    (a sample run of a few rows counts), or None."""
-    earlier = (Batch.objects.filter(owner=owner, model_name=model, prompt_template=prompt)
-               .filter(output_tokens__gt=0).order_by("-created_at").first())
-    if earlier is None:
-        return None
-    answered = earlier.costed_rows + earlier.unpriced_rows
-    return earlier.output_tokens / answered if answered else None
 
 
 def batch_set_budget(*, batch: Batch, budget: Any) -> Batch:

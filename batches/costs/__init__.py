@@ -39,7 +39,14 @@ from batches.costs.budgets import (
     settle,
     trim,
 )
-from batches.costs.estimate import MAX_COUNT_CALLS, Estimate, count_tokens, estimate
+from batches.costs.estimate import (
+    MAX_COUNT_CALLS,
+    Estimate,
+    count_tokens,
+    earlier_output_per_row,
+    estimate,
+    parse_thinking,
+)
 from batches.costs.money import PRICE_UNKNOWN, format_money, from_nanos, parse_amount, to_nanos
 from batches.costs.prices import Price, clear_price_cache, price_for
 from batches.costs.report import BatchSpend, MonthSpend, batch_spend, user_month
@@ -47,10 +54,10 @@ from batches.costs.store import get_store, set_store
 from batches.costs.usage import Spend, answer_cost
 
 __all__ = [
-    "BUDGET_MESSAGE_PREFIXES", "MAX_COUNT_CALLS", "PRICE_UNKNOWN", "BatchSpend", "ClaimBudget",
-    "Estimate", "MonthSpend", "batch_spend", "user_month",
-    "Price", "Spend", "add_monthly_spend", "answer_cost", "budget_message", "claim_budget",
-    "clear_price_cache", "count_tokens", "estimate", "format_money", "from_nanos", "get_store",
-    "month_spent", "month_start", "monthly_limit", "parse_amount", "price_for", "release",
-    "renew", "set_store", "settle", "to_nanos", "trim",
+    "BUDGET_MESSAGE_PREFIXES", "BatchSpend", "ClaimBudget", "Estimate", "MAX_COUNT_CALLS",
+    "MonthSpend", "PRICE_UNKNOWN", "Price", "Spend", "add_monthly_spend", "answer_cost",
+    "batch_spend", "budget_message", "claim_budget", "clear_price_cache", "count_tokens",
+    "earlier_output_per_row", "estimate", "format_money", "from_nanos", "get_store", "month_spent",
+    "month_start", "monthly_limit", "parse_amount", "parse_thinking", "price_for", "release",
+    "renew", "set_store", "settle", "to_nanos", "trim", "user_month",
 ]

@@ -146,6 +146,35 @@ def sample(prompts: Iterable[str], k: int = MAX_COUNT_CALLS) -> tuple[int, int, 
     return rows, chars, kept
 
 
+MAX_THINKING_BUDGET = 32768
+THINKING_CHOICES = ("off", "low", "default")
+
+
+def parse_thinking(value: object) -> str:
+    """"off", "low", "default" (the model decides) or a token budget 0..32768; ValueError
+    naming the choices otherwise."""
+    text = str(value if value is not None else "off").strip().lower() or "off"
+    if text in THINKING_CHOICES:
+        return text
+    if text.isdigit() and int(text) <= MAX_THINKING_BUDGET:
+        return str(int(text))
+    raise ValueError("Thinking must be off, low, default or a number of tokens from 0 to "
+                     f"{MAX_THINKING_BUDGET}.")
+
+
+def earlier_output_per_row(owner, model: str, prompt: str) -> float | None:
+    """Average answer length of the owner's latest answered batch with this prompt and model
+    (a sample run of a few rows counts), or None."""
+    from batches.models import Batch
+
+    earlier = (Batch.objects.filter(owner=owner, model_name=model, prompt_template=prompt)
+               .filter(output_tokens__gt=0).order_by("-created_at").first())
+    if earlier is None:
+        return None
+    answered = earlier.costed_rows + earlier.unpriced_rows
+    return earlier.output_tokens / answered if answered else None
+
+
 def thinking_high(model: str, thinking: str) -> int:
     """The most thinking tokens one answer may spend under the option."""
     if thinking == "off":
