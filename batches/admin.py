@@ -235,7 +235,8 @@ class BatchAdmin(admin.ModelAdmin):
         return format_html(
             "{}% ({}): {} succeeded, {} failed, {} cancelled, {} pending, {} running "
             "of {} &middot; {} rows/min &middot; ETA {} &middot; {} tokens",
-            p.percent, p.summary, c["succeeded"], c["failed"], c["cancelled"], c["pending"], c["running"],
+            p.percent, p.summary, c["succeeded"], c["failed"], c["cancelled"], c["pending"],
+            c["running"],
             p.total, p.rows_per_minute, eta, number_format(p.tokens, force_grouping=True))
 
     @admin.display(description="prompt template")

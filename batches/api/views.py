@@ -376,7 +376,8 @@ class BatchViewSet(GenericViewSet):
         description=(
             "Every row in index order with its current status: while the batch runs, rows not "
             "done yet have an empty output (filter with `status`). Columns: row (the row's line "
-            "in the uploaded file, or its spreadsheet row), the input columns, then output, status, error, attempts, prompt_tokens, output_tokens, latency_ms "
+            "in the uploaded file, or its spreadsheet row), the input columns, then output, "
+            "status, error, attempts, prompt_tokens, output_tokens, latency_ms "
             "(prefixed `result_` if an input column has the name). In CSV and XLSX, text that "
             "begins with =, +, -, @, tab or carriage return gets a leading ' so spreadsheets do "
             "not run it; JSONL is verbatim."),

@@ -104,7 +104,8 @@ def _header(values: Iterator[tuple], title: str) -> tuple[int, list[str]]:
     raise IngestError(f"The sheet '{title}' is empty.")
 
 
-def _rows(table: Table, workbook: Any, values: Iterator[tuple], columns: list[str], header_line: int,
+def _rows(table: Table, workbook: Any, values: Iterator[tuple], columns: list[str],
+          header_line: int,
           max_rows: int) -> Iterator[dict[str, str]]:
     width = len(columns)
     count = 0

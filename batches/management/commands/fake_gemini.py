@@ -32,7 +32,7 @@ class Command(BaseCommand):
         parser.add_argument("--require-key", default=None)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--demo-answers", action="store_true",
-                            help="Plausible answers (a sentiment and a reason) instead of the echo.")
+                            help="Plausible answers (a sentiment, a reason) instead of the echo.")
         parser.add_argument("--log-limit", type=int, default=100_000,
                             help="Request log entries kept for GET /_stats?log=1.")
 
