@@ -1,6 +1,6 @@
 """Plausible, deterministic answers for `make demo` (the `demo_answers` knob): a sentiment word
-and a one-line reason for a review, and values that fit a response schema. The same prompt always gets
-gets the same answer. Tests and the benchmark never turn this on; they rely on the echo."""
+and a one-line reason for a review, and values that fit a response schema. The same prompt
+always gets the same answer. Tests and the benchmark never turn this on; they use the echo."""
 
 from __future__ import annotations
 
