@@ -364,8 +364,9 @@ class Progress(RowTally):
         """`counts` may be passed when the caller already has them (the API caches them)."""
         counts = counts if counts is not None else batch.status_counts()
         since = timezone.now() - cls.RATE_WINDOW
-        finished = BatchResult.objects.filter(batch=batch, finished_at__gte=since,
-                                              status=BatchResult.Status.SUCCEEDED)
+        finished = BatchResult.objects.filter(
+            batch=batch, finished_at__gte=since,
+            status__in=[BatchResult.Status.SUCCEEDED, BatchResult.Status.FAILED])
         recent = finished.count()
         # The engine adds each write's tokens to the batch, so no SUM over the rows is needed.
         tokens = {"p": batch.prompt_tokens, "o": batch.output_tokens}

@@ -34,11 +34,14 @@ def _too_big(size: int) -> str:
 def _staged_from(request: HttpRequest) -> tuple[StagedUpload | None, str]:
     """The file this request brings (staged now) or names (staged before), and a size error."""
     upload = request.FILES.get("file")
+    previous = staging.find(request.user, request.POST.get("staged_upload", ""))
     if upload is not None and upload.name:
         if upload.size > max_upload_bytes():
             return None, _too_big(upload.size)
+        if previous is not None:
+            staging.discard(previous)  # the new file replaces it
         return staging.stage(request.user, upload, upload.name), ""
-    return staging.find(request.user, request.POST.get("staged_upload", "")), ""
+    return previous, ""
 
 
 @login_required

@@ -91,7 +91,11 @@ def test_upload_preview_run_filter_retry_and_download(
     expect(failed_row.locator(".row-number")).to_have_text("6")
 
     fake.configure(fail_permanently=())
-    page.evaluate("window.notReloaded = true; window.scrollTo(0, 200)")
+    page.set_viewport_size({"width": 1280, "height": 480})  # room to scroll
+    page.evaluate("window.notReloaded = true")
+    failed_row.locator("text=Retry").scroll_into_view_if_needed()
+    scrolled = page.evaluate("window.scrollY")
+    assert scrolled > 0
     failed_row.locator("text=Retry").click()
     # Retried in place: pending first, then its answer, still under the failed filter.
     expect(page.locator("#row-4")).to_contain_text("ECHO: Describe poison city", timeout=60_000)
@@ -100,6 +104,8 @@ def test_upload_preview_run_filter_retry_and_download(
     expect(page.locator("#count-failed")).to_have_text("0")
     expect(page.locator(".filter[data-filter=failed] .count")).to_have_text("0")
     assert page.evaluate("window.notReloaded") is True
+    # Still where the user was (the page may end a few pixels sooner now the error is gone).
+    assert abs(page.evaluate("window.scrollY") - scrolled) < 60
     batch.refresh_from_db()
     assert batch.status == "completed"
 

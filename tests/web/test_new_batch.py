@@ -191,3 +191,14 @@ def test_help_texts_and_errors_are_linked_to_their_fields(client, user):
     assert 'aria-invalid="true"' in field
     assert 'aria-describedby="id_concurrency_error id_concurrency_helptext"' in field
     assert 'id="id_concurrency_error"' in field
+
+
+def test_choosing_another_file_replaces_the_staged_one(client, user):
+    client.force_login(user)
+    token = staged_token(preview(client, file=upload("text\nfirst\n"), prompt=""))
+    old = StagedUpload.objects.get(token=token)
+    body = preview(client, file=upload("text\nsecond\n", "second.csv"), staged_upload=token,
+                   prompt="{{text}}")
+    assert "second" in body and staged_token(body) != token
+    assert list(StagedUpload.objects.values_list("filename", flat=True)) == ["second.csv"]
+    assert not default_storage.exists(old.storage_name)
