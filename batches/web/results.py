@@ -81,7 +81,8 @@ def shown_columns(request: HttpRequest, batch: Batch) -> list[str]:
     """The input columns the user picked for this batch (kept in the session), in file order;
     the first few until they pick."""
     key = SESSION_COLUMNS_KEY.format(batch_id=batch.pk)
-    if "columns" in request.GET:
+    # The picker sends `pick` too, so unticking every box means "no input columns".
+    if "columns" in request.GET or "pick" in request.GET:
         wanted = set(request.GET.getlist("columns"))
         picked = [c for c in batch.columns if c in wanted]
         request.session[key] = picked

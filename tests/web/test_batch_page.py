@@ -236,3 +236,11 @@ def test_the_user_menu_links_the_api_docs_and_the_token_page(client, user):
 def test_demo_setup_prints_the_address_it_is_given(db, capsys):
     call_command("demo_setup", address="127.0.0.1:8123")
     assert "log in at http://127.0.0.1:8123/ as 'demo'" in capsys.readouterr().out
+
+
+def test_the_column_picker_can_hide_every_input_column(client, user, make_batch):
+    client.force_login(user)
+    batch = make_batch(rows=[{"text": "a", "mood": "b"}])
+    page = client.get(url("batch_detail", batch.pk), {"pick": "1"}).content.decode()
+    assert 'class="input-head"' not in page and 'class="answer-head">Answer<' in page
+    assert 'class="input-head"' not in client.get(url("batch_detail", batch.pk)).content.decode()
