@@ -371,8 +371,9 @@ def test_the_batch_shows_live_figures(api, user):
     assert body["counts"] == {"pending": 2, "running": 2, "succeeded": 2, "failed": 2,
                               "cancelled": 0}
     assert body["progress"] == 50.0
-    assert body["rows_per_minute"] == 4.0
-    assert body["eta_seconds"] == 60
+    # The rate counts every row that ran (2 succeeded + 2 failed in 30 s).
+    assert body["rows_per_minute"] == 8.0 and body["processed"] == 4
+    assert body["eta_seconds"] == 30
     assert (body["prompt_tokens"], body["output_tokens"]) == (30, 50)
     assert body["waiting_on_api_since"] is not None
     assert body["last_error"] == "Slow API" and body["warnings"] == []
