@@ -175,10 +175,14 @@ class BatchSerializer(BatchSummarySerializer):
 
 class ResultSerializer(serializers.ModelSerializer):
     input = serializers.DictField(read_only=True, help_text="The row as read from the file.")
+    row = serializers.IntegerField(
+        source="row_number", read_only=True,
+        help_text="The row's line in the uploaded file (or its spreadsheet row), as error "
+                  "messages and exports number it; `index` is its 0-based position.")
 
     class Meta:
         model = BatchResult
-        fields = ["index", "input", "prompt", "output", "status", "error", "attempts",
+        fields = ["index", "row", "input", "prompt", "output", "status", "error", "attempts",
                   "prompt_tokens", "output_tokens", "latency_ms", "finish_reason",
                   "model_version", "started_at", "finished_at"]
         read_only_fields = fields

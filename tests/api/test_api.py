@@ -669,3 +669,12 @@ def test_the_creation_throttle_lets_exactly_the_rate_through_parallel_requests(s
     with ThreadPoolExecutor(20) as pool:
         allowed = list(pool.map(attempt, range(20)))
     assert allowed.count(True) == 5
+
+
+def test_results_carry_the_rows_line_in_the_uploaded_file(api, user):
+    from batches.services import batch_create
+
+    source = io.BytesIO(b"text\nfirst\n\nsecond\n")
+    batch = batch_create(owner=user, prompt="{{text}}", file=source, filename="lines.csv")
+    body = api.get(f"/api/batches/{batch.pk}/results/").json()
+    assert [(r["index"], r["row"]) for r in body["results"]] == [(0, 2), (1, 4)]
