@@ -17,9 +17,13 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from batches import services
-from batches.models import Batch, BatchResult
+from batches.models import Batch, BatchResult, RowTally
 
 PREVIEW_CHARS = 80
+
+admin.site.site_header = "Batchsite administration"
+admin.site.site_title = "Batchsite admin"
+admin.site.index_title = "Batches, rows and users"
 RESULTS_BATCH_PARAM = "batch__id__exact"
 
 
@@ -203,10 +207,13 @@ class BatchAdmin(admin.ModelAdmin):
 
     @admin.display(description="progress")
     def progress(self, obj: Batch):
-        done = obj.live_succeeded + obj.live_failed + obj.live_cancelled
-        percent = 100.0 if not obj.total_rows else round(100 * done / obj.total_rows, 1)
-        return format_html('<progress value="{}" max="100" style="width: 6em"></progress> {}%',
-                           percent, percent)
+        tally = RowTally({"succeeded": obj.live_succeeded, "failed": obj.live_failed,
+                          "cancelled": obj.live_cancelled,
+                          "pending": max(0, obj.total_rows - obj.live_succeeded - obj.live_failed
+                                         - obj.live_cancelled)})
+        return format_html('<progress value="{}" max="100" style="width: 6em"></progress> {}% '
+                           '<span class="help">{}</span>', tally.percent, tally.percent,
+                           tally.summary)
 
     @admin.display(description="succeeded / failed / total")
     def counts(self, obj: Batch) -> str:
@@ -226,9 +233,10 @@ class BatchAdmin(admin.ModelAdmin):
         eta = "-" if p.eta_seconds is None else f"{p.eta_seconds} s"
         c = p.counts
         return format_html(
-            "{}% done: {} succeeded, {} failed, {} cancelled, {} pending, {} running "
+            "{}% ({}): {} succeeded, {} failed, {} cancelled, {} pending, {} running "
             "of {} &middot; {} rows/min &middot; ETA {} &middot; {} tokens",
-            p.percent, c["succeeded"], c["failed"], c["cancelled"], c["pending"], c["running"],
+            p.percent, p.summary, c["succeeded"], c["failed"], c["cancelled"], c["pending"],
+            c["running"],
             p.total, p.rows_per_minute, eta, number_format(p.tokens, force_grouping=True))
 
     @admin.display(description="prompt template")

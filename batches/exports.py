@@ -6,6 +6,10 @@ current status, so an export taken while the batch runs has the rows done so far
 their output and the others marked pending or running with an empty output (pass
 `statuses` to keep only some). Rows are read in chunks, never all at once.
 
+The first column is the row's number as the user knows it: its line in the uploaded file (or
+its spreadsheet row), the number error messages use; the rows of a JSON upload count from 1.
+XLSX has its header row frozen and an autofilter over the table.
+
 CSV and XLSX are opened by spreadsheet programs, so text cells that begin with a formula
 trigger (`=`, `+`, `-`, `@`, tab, carriage return) get a leading `'` (OWASP CSV
 injection), in the header, the input and the model's output alike. Numbers stay numbers.
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from django.utils.text import slugify
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.utils import get_column_letter
 
 from batches.models import Batch
 from batches.prompts import format_value
@@ -60,7 +65,7 @@ def export_rows(batch: Batch, fmt: str, *, statuses: Sequence[str] | None = None
     if fmt not in writers:
         raise UnknownFormat(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
     columns = list(batch.columns)
-    headers = columns + result_headers(columns)
+    headers = [row_header(columns)] + columns + result_headers(columns)
     chunks = writers[fmt](headers, columns, _rows(batch, statuses))
     return Export(chunks=chunks, content_type=CONTENT_TYPES[fmt],
                   filename=export_filename(batch, fmt))
@@ -73,9 +78,17 @@ def export_filename(batch: Batch, fmt: str) -> str:
     return f"batch-{batch.pk}{'-' + slug if slug else ''}.{fmt}"
 
 
+def row_header(columns: Sequence[str]) -> str:
+    """The row-number column's name: "row", prefixed if an input column has that name."""
+    name = "row"
+    while name in columns:
+        name = f"result_{name}"
+    return name
+
+
 def result_headers(columns: Sequence[str]) -> list[str]:
     """The result column names, prefixed where an input column already has the name."""
-    taken = set(columns)
+    taken = set(columns) | {row_header(columns)}
     headers = []
     for name in RESULT_FIELDS:
         while name in taken:
@@ -94,12 +107,14 @@ def _rows(batch: Batch, statuses: Sequence[str] | None) -> Iterator[tuple]:
     rows = batch.results.order_by("index")
     if statuses:
         rows = rows.filter(status__in=list(statuses))
-    return rows.values_list("input", *RESULT_FIELDS).iterator(chunk_size=READ_CHUNK)
+    return rows.values_list("source_line", "index", "input", *RESULT_FIELDS).iterator(
+        chunk_size=READ_CHUNK)
 
 
 def _cells(columns: Sequence[str], row: tuple) -> list:
-    values = row[0] if isinstance(row[0], dict) else {}
-    return [values.get(c) for c in columns] + list(row[1:])
+    source_line, index, values = row[:3]
+    values = values if isinstance(values, dict) else {}
+    return [source_line or index + 1] + [values.get(c) for c in columns] + list(row[3:])
 
 
 def _csv_value(value: object) -> object:
@@ -149,9 +164,14 @@ def _xlsx_chunks(headers: list[str], columns: list[str], rows: Iterable[tuple]) 
     # save() zips them into a temporary file, and the file is streamed from there.
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Results")
+    sheet.freeze_panes = "A2"
     sheet.append([_xlsx_value(h) for h in headers])
+    count = 0
     for row in rows:
         sheet.append([_xlsx_value(v) for v in _cells(columns, row)])
+        count += 1
+    # Written when the sheet is closed, so the range can cover rows appended before it.
+    sheet.auto_filter.ref = f"A1:{get_column_letter(len(headers))}{count + 1}"
     with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as out:
         workbook.save(out)
         out.seek(0)

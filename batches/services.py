@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterator
 from itertools import islice
 from typing import IO, Any
 
@@ -89,6 +89,9 @@ def batch_create(
     response_schema: dict | None = None,
 ) -> Batch:
     """Validate the input and create the batch with all its rows in one transaction, or nothing."""
+    # Browsers send CRLF from a textarea; the model should see the text as written.
+    prompt = normalise_newlines(prompt)
+    system_instruction = normalise_newlines(system_instruction or "")
     try:
         template = prompts.parse(prompt)
     except prompts.TemplateError as err:
@@ -139,7 +142,7 @@ def batch_create(
             response_schema=response_schema,
         )
         try:
-            total = _create_rows(batch, table.rows, template, conversation_column)
+            total = _create_rows(batch, table, template, conversation_column)
         except ingest.IngestError as err:
             raise _ingest_error(err, source) from err
         if total == 0:
@@ -178,15 +181,26 @@ def _check_active_limit(owner) -> None:
         )
 
 
-def _create_rows(batch: Batch, rows: Iterable[dict], template: prompts.Template,
+def normalise_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _numbered(table: ingest.Table) -> Iterator[tuple[dict, int | None]]:
+    """Each row with its line in the file, read as the row is (the table notes it)."""
+    for row in table.rows:
+        yield row, table.line
+
+
+def _create_rows(batch: Batch, table: ingest.Table, template: prompts.Template,
                  conversation_column: str) -> int:
     total = 0
-    iterator = iter(rows)
+    iterator = _numbered(table)
     while chunk := list(islice(iterator, CREATE_CHUNK)):
         BatchResult.objects.bulk_create(
             BatchResult(
                 batch=batch,
                 index=total + i,
+                source_line=line,
                 input=row,
                 prompt=template.render(row),
                 conversation_key=(
@@ -194,7 +208,7 @@ def _create_rows(batch: Batch, rows: Iterable[dict], template: prompts.Template,
                     if conversation_column else ""
                 ),
             )
-            for i, row in enumerate(chunk)
+            for i, (row, line) in enumerate(chunk)
         )
         total += len(chunk)
     return total
@@ -243,8 +257,13 @@ def batch_pause(*, batch: Batch) -> int:
 
 
 def batch_resume(*, batch: Batch) -> int:
-    """Run a paused, cancelled, failed or interrupted batch again. Returns rows requeued."""
-    if batch.status in (Batch.Status.COMPLETED, Batch.Status.COMPLETED_WITH_ERRORS):
+    """Run a paused, cancelled, failed or interrupted batch again, including every cancelled row
+    of a finished batch. Returns rows requeued."""
+    finished_without_cancelled = (
+        batch.status in (Batch.Status.COMPLETED, Batch.Status.COMPLETED_WITH_ERRORS)
+        and not batch.results.filter(status=BatchResult.Status.CANCELLED).exists()
+    )
+    if finished_without_cancelled:
         raise ActionNotAllowed(
             f"The batch is {batch.get_status_display().lower()}; "
             "use retry failed to run its failed rows again."

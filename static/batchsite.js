@@ -1,4 +1,5 @@
-// Batchsite's few behaviours beyond htmx: insert a column into the prompt, confirm risky actions.
+// Batchsite's few behaviours beyond htmx: insert a column into the prompt, confirm risky actions,
+// tell the progress poll which rows the page shows, and say when an in-place action failed.
 (function () {
   "use strict";
 
@@ -21,6 +22,22 @@
     }
   });
 
+  // The progress poll sends the rows on screen with their status; the answer carries the rows
+  // that moved on, and the filter counts, with the counters (one poll, one truth).
+  document.addEventListener("htmx:configRequest", function (event) {
+    var elt = event.detail.elt;
+    if (!elt || elt.id !== "batch-progress") { return; }
+    var results = document.getElementById("batch-results");
+    if (!results) { return; }
+    var seen = [];
+    results.querySelectorAll("tr[data-status]").forEach(function (tr) {
+      seen.push(tr.id.slice(4) + ":" + tr.getAttribute("data-status"));
+    });
+    event.detail.parameters.seen = seen.join(",");
+    event.detail.parameters.view_status = results.getAttribute("data-status") || "all";
+    event.detail.parameters.view_path = results.getAttribute("data-path") || "";
+  });
+
   // A poll after the session expired lands on the login page: show it whole, not in a card.
   document.addEventListener("htmx:beforeSwap", function (event) {
     var url = event.detail.xhr && event.detail.xhr.responseURL;
@@ -28,6 +45,14 @@
       event.detail.shouldSwap = false;
       window.location.href = url;
     }
+  });
+
+  // An in-place action the server refused (e.g. retrying a row that is no longer failed).
+  document.addEventListener("htmx:responseError", function (event) {
+    var xhr = event.detail.xhr, box = document.getElementById("live-message");
+    if (!box || !xhr || xhr.status !== 409) { return; }
+    box.textContent = xhr.responseText;
+    box.hidden = false;
   });
 
   document.addEventListener("submit", function (event) {

@@ -124,8 +124,12 @@ class BatchSummarySerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="model_name", read_only=True)
     priority = serializers.ChoiceField(source="priority_name", choices=PRIORITIES, read_only=True)
     counts = CountsSerializer(source="live.counts", read_only=True)
-    progress = serializers.FloatField(source="live.percent", read_only=True,
-                                      help_text="Percent of rows finished, 0-100.")
+    processed = serializers.IntegerField(
+        source="live.processed", read_only=True,
+        help_text="Rows that ran (succeeded or failed); cancelled rows did not run.")
+    progress = serializers.FloatField(
+        source="live.percent", read_only=True,
+        help_text="Percent of all rows processed, 0-100; cancelled rows do not count.")
     waiting_on_api_since = serializers.DateTimeField(
         source="api_waiting_since", read_only=True, allow_null=True,
         help_text="Set while the model API is unreachable and the batch waits for it.")
@@ -133,7 +137,8 @@ class BatchSummarySerializer(serializers.ModelSerializer):
     class Meta:
         model = Batch
         fields = ["id", "name", "owner", "status", "source_filename", "model", "priority",
-                  "total_rows", "counts", "progress", "waiting_on_api_since", "created_at",
+                  "total_rows", "counts", "processed", "progress", "waiting_on_api_since",
+                  "created_at",
                   "started_at", "finished_at"]
         read_only_fields = fields
 
@@ -170,10 +175,14 @@ class BatchSerializer(BatchSummarySerializer):
 
 class ResultSerializer(serializers.ModelSerializer):
     input = serializers.DictField(read_only=True, help_text="The row as read from the file.")
+    row = serializers.IntegerField(
+        source="row_number", read_only=True,
+        help_text="The row's line in the uploaded file (or its spreadsheet row), as error "
+                  "messages and exports number it; `index` is its 0-based position.")
 
     class Meta:
         model = BatchResult
-        fields = ["index", "input", "prompt", "output", "status", "error", "attempts",
+        fields = ["index", "row", "input", "prompt", "output", "status", "error", "attempts",
                   "prompt_tokens", "output_tokens", "latency_ms", "finish_reason",
                   "model_version", "started_at", "finished_at"]
         read_only_fields = fields

@@ -31,7 +31,7 @@ from rest_framework.viewsets import GenericViewSet
 from batches import exports, services
 from batches.api import serializers as s
 from batches.api.throttles import BatchCreateThrottle
-from batches.models import Batch, BatchResult, Progress
+from batches.models import Batch, BatchResult, Progress, RowTally
 
 MB = 1024 * 1024
 LIVE_COUNTS_SECONDS = 1
@@ -136,14 +136,7 @@ def live_figures(batch: Batch, *, fresh: bool = False) -> Progress:
     return Progress.for_batch(batch, counts=counts)
 
 
-class PageFigures:
-    """What a batch list shows per batch: counts and percent done."""
-
-    def __init__(self, counts: dict[str, int]):
-        self.counts = counts
-        total = sum(counts.values())
-        done = counts["succeeded"] + counts["failed"] + counts["cancelled"]
-        self.percent = round(100 * done / total, 1) if total else 100.0
+PageFigures = RowTally  # what a batch list shows per batch: counts, processed, percent
 
 
 def attach_page_figures(batches: list[Batch]) -> None:
@@ -382,8 +375,9 @@ class BatchViewSet(GenericViewSet):
         summary="Download the rows as CSV, JSONL or XLSX",
         description=(
             "Every row in index order with its current status: while the batch runs, rows not "
-            "done yet have an empty output (filter with `status`). Columns: the input columns, "
-            "then output, status, error, attempts, prompt_tokens, output_tokens, latency_ms "
+            "done yet have an empty output (filter with `status`). Columns: row (the row's line "
+            "in the uploaded file, or its spreadsheet row), the input columns, then output, "
+            "status, error, attempts, prompt_tokens, output_tokens, latency_ms "
             "(prefixed `result_` if an input column has the name). In CSV and XLSX, text that "
             "begins with =, +, -, @, tab or carriage return gets a leading ' so spreadsheets do "
             "not run it; JSONL is verbatim."),

@@ -14,6 +14,8 @@ import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+from batches.fake_gemini import demo
+
 if TYPE_CHECKING:
     from batches.fake_gemini.knobs import Knobs, Stats
 
@@ -147,9 +149,11 @@ class GeminiAnswers:
         elif not any(s in prompt for s in k.empty_answer):
             turn = (len(contents) + 1) // 2
             if config.get("responseMimeType") == "application/json":
-                text = json.dumps({"echo": prompt})
+                text = json.dumps(demo.json_answer(prompt, config.get("responseSchema"))
+                                  if k.demo_answers else {"echo": prompt})
             else:
-                text = (f"[turn {turn}] " if turn > 1 else "") + "ECHO: " + prompt
+                answer = demo.text_answer(prompt) if k.demo_answers else "ECHO: " + prompt
+                text = (f"[turn {turn}] " if turn > 1 else "") + answer
                 limit = config.get("maxOutputTokens")
                 if limit and _words(text) > limit:
                     text = " ".join(text.split()[:limit])

@@ -31,6 +31,8 @@ class Knobs:
     down: bool = False
     require_key: str | None = None
     seed: int = 0
+    # `make demo`: plausible answers (fake_gemini/demo.py) instead of the echo tests rely on.
+    demo_answers: bool = False
     log_limit: int = 100_000
 
     def update(self, **changes: Any) -> None:

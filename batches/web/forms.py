@@ -50,6 +50,7 @@ def _model_choices() -> list[tuple[str, str]]:
 
 class BatchForm(forms.Form):
     file = forms.FileField(
+        required=False,
         help_text="CSV, TSV, XLSX or JSONL with a header row.",
         widget=forms.ClearableFileInput(attrs={"accept": ACCEPTED_EXTENSIONS}),
     )
@@ -83,13 +84,18 @@ class BatchForm(forms.Form):
     sheet = forms.CharField(max_length=200, required=False,
                             help_text="XLSX only; empty takes the first sheet.")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, staged: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.staged = staged
         self.fields["model"].initial = settings.GEMINI_DEFAULT_MODEL
         self.fields["file"].help_text += f" At most {settings.BATCH_MAX_UPLOAD_MB} MB."
 
     def clean_file(self):
         file = self.cleaned_data["file"]
+        if not file:
+            if self.staged is None:
+                raise forms.ValidationError("Choose a file.")
+            return None
         # The size comes from the upload handler; the file's content is not read here.
         if file.size > max_upload_bytes():
             raise forms.ValidationError(
@@ -98,13 +104,12 @@ class BatchForm(forms.Form):
             )
         return file
 
-    def service_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for services.batch_create (without owner)."""
+    def service_kwargs(self, file: Any, filename: str) -> dict[str, Any]:
+        """Keyword arguments for services.batch_create (without owner), for the staged file."""
         data = self.cleaned_data
-        file = data["file"]
         return {
             "file": file,
-            "filename": file.name,
+            "filename": filename,
             "name": data["name"],
             "prompt": data["prompt"],
             "model": data["model"],
@@ -125,3 +130,17 @@ class BatchForm(forms.Form):
             message = f"Line {err.line}: {message}"
         field = {"rows": "file"}.get(err.field or "", err.field)
         self.add_error(field if field in self.fields else None, message)
+
+    def describe_errors(self) -> None:
+        """Mark fields with errors invalid and point them at their error and help texts, so a
+        screen reader announces both (templates give the texts these ids)."""
+        for name in self.errors:
+            if name not in self.fields:
+                continue
+            auto_id = self[name].auto_id
+            attrs = self.fields[name].widget.attrs
+            described = [f"{auto_id}_error"]
+            if self.fields[name].help_text:
+                described.append(f"{auto_id}_helptext")
+            attrs["aria-invalid"] = "true"
+            attrs["aria-describedby"] = " ".join(described)

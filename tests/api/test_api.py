@@ -371,8 +371,9 @@ def test_the_batch_shows_live_figures(api, user):
     assert body["counts"] == {"pending": 2, "running": 2, "succeeded": 2, "failed": 2,
                               "cancelled": 0}
     assert body["progress"] == 50.0
-    assert body["rows_per_minute"] == 4.0
-    assert body["eta_seconds"] == 60
+    # The rate counts every row that ran (2 succeeded + 2 failed in 30 s).
+    assert body["rows_per_minute"] == 8.0 and body["processed"] == 4
+    assert body["eta_seconds"] == 30
     assert (body["prompt_tokens"], body["output_tokens"]) == (30, 50)
     assert body["waiting_on_api_since"] is not None
     assert body["last_error"] == "Slow API" and body["warnings"] == []
@@ -668,3 +669,12 @@ def test_the_creation_throttle_lets_exactly_the_rate_through_parallel_requests(s
     with ThreadPoolExecutor(20) as pool:
         allowed = list(pool.map(attempt, range(20)))
     assert allowed.count(True) == 5
+
+
+def test_results_carry_the_rows_line_in_the_uploaded_file(api, user):
+    from batches.services import batch_create
+
+    source = io.BytesIO(b"text\nfirst\n\nsecond\n")
+    batch = batch_create(owner=user, prompt="{{text}}", file=source, filename="lines.csv")
+    body = api.get(f"/api/batches/{batch.pk}/results/").json()
+    assert [(r["index"], r["row"]) for r in body["results"]] == [(0, 2), (1, 4)]

@@ -19,8 +19,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--username", default="demo")
         parser.add_argument("--password", default="demo")
+        parser.add_argument("--address", default="127.0.0.1:8000",
+                            help="host:port the web server listens on (make demo passes its own).")
 
-    def handle(self, *args, username: str, password: str, **options):
+    def handle(self, *args, username: str, password: str, address: str, **options):
         User = get_user_model()
         user, created = User.objects.get_or_create(
             username=username, defaults={"is_staff": True, "is_superuser": True}
@@ -35,5 +37,5 @@ class Command(BaseCommand):
                                      concurrency=4)
             self.stdout.write(f"Loaded the example batch {batch.pk} ({batch.total_rows} rows).")
         self.stdout.write(self.style.SUCCESS(
-            f"Demo ready: log in at http://127.0.0.1:8000/ as {username!r} / {password!r}."
+            f"Demo ready: log in at http://{address}/ as {username!r} / {password!r}."
         ))

@@ -72,7 +72,7 @@ class Command(BaseCommand):
                            capture_output=True)
             subprocess.run([*manage, "demo_setup"], env=env, check=True, capture_output=True)
             start("fake_gemini", "--port", str(model_port), "--latency-ms", "1500",
-                  "--jitter-ms", "500", "--error-rate", "0")
+                  "--jitter-ms", "500", "--error-rate", "0", "--demo-answers")
             start("runserver", "--noreload", f"127.0.0.1:{web_port}")
             base = f"http://127.0.0.1:{web_port}"
             wait_until_up(f"{base}/login/")
