@@ -15,6 +15,7 @@ JSONL is data for programs and is written verbatim.
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import tempfile
@@ -25,12 +26,15 @@ from django.utils.text import slugify
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
+from batches import outputs
 from batches.models import Batch
 from batches.prompts import format_value
 
 FORMATS = ("csv", "jsonl", "xlsx")
 RESULT_FIELDS = ("output", "status", "error", "attempts", "prompt_tokens", "output_tokens",
                  "latency_ms")
+# A columns batch: the input columns, one column per output field, then these.
+COLUMNS_RESULT_FIELDS = ("status", "error")
 READ_CHUNK = 2000
 STREAM_CHUNK = 64 * 1024
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -60,8 +64,16 @@ def export_rows(batch: Batch, fmt: str, *, statuses: Sequence[str] | None = None
     if fmt not in writers:
         raise UnknownFormat(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
     columns = list(batch.columns)
-    headers = columns + result_headers(columns)
-    chunks = writers[fmt](headers, columns, _rows(batch, statuses))
+    fields = batch.output_fields
+    if fields:
+        chunks = _columns_chunks(fmt, batch, columns, fields, statuses)
+    elif fmt == "jsonl":
+        headers = columns + result_headers(columns)
+        chunks = _jsonl_chunks(dict(zip(headers, _cells(columns, row), strict=True))
+                               for row in _rows(batch, statuses))
+    else:
+        headers = columns + result_headers(columns)
+        chunks = writers[fmt](headers, (_cells(columns, row) for row in _rows(batch, statuses)))
     return Export(chunks=chunks, content_type=CONTENT_TYPES[fmt],
                   filename=export_filename(batch, fmt))
 
@@ -73,11 +85,11 @@ def export_filename(batch: Batch, fmt: str) -> str:
     return f"batch-{batch.pk}{'-' + slug if slug else ''}.{fmt}"
 
 
-def result_headers(columns: Sequence[str]) -> list[str]:
+def result_headers(columns: Sequence[str], names: Sequence[str] = RESULT_FIELDS) -> list[str]:
     """The result column names, prefixed where an input column already has the name."""
     taken = set(columns)
     headers = []
-    for name in RESULT_FIELDS:
+    for name in names:
         while name in taken:
             name = f"result_{name}"
         taken.add(name)
@@ -97,6 +109,33 @@ def _rows(batch: Batch, statuses: Sequence[str] | None) -> Iterator[tuple]:
     return rows.values_list("input", *RESULT_FIELDS).iterator(chunk_size=READ_CHUNK)
 
 
+def _columns_chunks(fmt: str, batch: Batch, columns: list[str], fields: list,
+                    statuses: Sequence[str] | None) -> Iterator[bytes]:
+    """A columns batch: one column per output field (typed cells in XLSX); JSONL rows are
+    {"index", "input", "data", "status", "error"}."""
+    rows = batch.results.order_by("index")
+    if statuses:
+        rows = rows.filter(status__in=list(statuses))
+    rows = rows.values_list("index", "input", "data", "status", "error").iterator(
+        chunk_size=READ_CHUNK)
+    if fmt == "jsonl":
+        return _jsonl_chunks({"index": i, "input": values, "data": data, "status": status,
+                              "error": error} for i, values, data, status, error in rows)
+    names = [f.name for f in fields]
+    headers = columns + names + result_headers(columns + names, COLUMNS_RESULT_FIELDS)
+    cell = outputs.xlsx_cell if fmt == "xlsx" else (lambda v, f: outputs.cell_text(v))
+
+    def cells(row: tuple) -> list:
+        _, values, data, status, error = row
+        values = values if isinstance(values, dict) else {}
+        data = data if isinstance(data, dict) else {}
+        return ([values.get(c) for c in columns] + [cell(data.get(f.name), f) for f in fields]
+                + [status, error])
+
+    writer = _xlsx_chunks if fmt == "xlsx" else _csv_chunks
+    return writer(headers, (cells(row) for row in rows))
+
+
 def _cells(columns: Sequence[str], row: tuple) -> list:
     values = row[0] if isinstance(row[0], dict) else {}
     return [values.get(c) for c in columns] + list(row[1:])
@@ -108,13 +147,13 @@ def _csv_value(value: object) -> object:
     return neutralise(format_value(value))
 
 
-def _csv_chunks(headers: list[str], columns: list[str], rows: Iterable[tuple]) -> Iterator[bytes]:
+def _csv_chunks(headers: list[str], rows: Iterable[list]) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     buffer.write("\ufeff")  # a BOM, so Excel reads the file as UTF-8
     writer.writerow([neutralise(h) for h in headers])
     for row in rows:
-        writer.writerow([_csv_value(v) for v in _cells(columns, row)])
+        writer.writerow([_csv_value(v) for v in row])
         if buffer.tell() >= STREAM_CHUNK:
             yield buffer.getvalue().encode("utf-8")
             buffer.seek(0)
@@ -122,12 +161,11 @@ def _csv_chunks(headers: list[str], columns: list[str], rows: Iterable[tuple]) -
     yield buffer.getvalue().encode("utf-8")
 
 
-def _jsonl_chunks(headers: list[str], columns: list[str], rows: Iterable[tuple]) -> Iterator[bytes]:
+def _jsonl_chunks(objects: Iterable[dict]) -> Iterator[bytes]:
     lines: list[str] = []
     size = 0
-    for row in rows:
-        line = json.dumps(dict(zip(headers, _cells(columns, row), strict=True)),
-                          ensure_ascii=False)
+    for obj in objects:
+        line = json.dumps(obj, ensure_ascii=False)
         lines.append(line + "\n")
         size += len(line)
         if size >= STREAM_CHUNK:
@@ -138,20 +176,20 @@ def _jsonl_chunks(headers: list[str], columns: list[str], rows: Iterable[tuple])
 
 
 def _xlsx_value(value: object) -> object:
-    if value is None or isinstance(value, (bool, int, float)):
+    if value is None or isinstance(value, (bool, int, float, datetime.date)):
         return value
     text = ILLEGAL_CHARACTERS_RE.sub("", format_value(value))
     return neutralise(text)[:XLSX_MAX_CELL]
 
 
-def _xlsx_chunks(headers: list[str], columns: list[str], rows: Iterable[tuple]) -> Iterator[bytes]:
+def _xlsx_chunks(headers: list[str], rows: Iterable[list]) -> Iterator[bytes]:
     # A ZIP cannot be streamed while it is written: the write-only workbook keeps rows on disk,
     # save() zips them into a temporary file, and the file is streamed from there.
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Results")
     sheet.append([_xlsx_value(h) for h in headers])
     for row in rows:
-        sheet.append([_xlsx_value(v) for v in _cells(columns, row)])
+        sheet.append([_xlsx_value(v) for v in row])
     with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as out:
         workbook.save(out)
         out.seek(0)
