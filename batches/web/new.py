@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from batches import ingest, prompts, services
+from batches.web import output
 from batches.web.forms import BatchForm, max_upload_bytes
 
 PREVIEW_ROWS = 3
@@ -48,6 +49,8 @@ def batch_new(request: HttpRequest) -> HttpResponse:
     return render(request, "batches/batch_new.html", {
         "form": form,
         "api_key_missing": _api_key_missing(),
+        "preview_params": output.PREVIEW_PARAMS,
+        "field_types": output.TYPE_CHOICES,
     })
 
 
@@ -127,4 +130,5 @@ def batch_new_preview(request: HttpRequest) -> HttpResponse:
         context["conversation_error"] = (
             f"The conversation column “{conversation_column}” is not a column of the file."
         )
+    context.update(output.preview_context(request.POST, columns))
     return render(request, "batches/partials/batch_new_preview.html", context)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from math import ceil
 
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
@@ -16,6 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
+from batches import outputs
 from batches.models import Batch, BatchResult
 from batches.prompts import format_value
 
@@ -150,6 +152,24 @@ class ResultsPage:
         return min(self.number * RESULTS_PAGE_SIZE, self.total)
 
 
+SUMMARY_CACHE_S = 60
+
+
+def _field_summaries(batch: Batch, fields: list, counts: dict[str, int]) -> list:
+    """Per-field summaries of the succeeded rows; recomputed only when the counts move, since
+    they read every succeeded row's data."""
+    if not fields or not counts.get("succeeded"):
+        return []
+    key = f"batch-summary:{batch.pk}:{counts['succeeded']}:{counts['failed']}"
+    summaries = cache.get(key)
+    if summaries is None:
+        rows = (batch.results.filter(status=BatchResult.Status.SUCCEEDED).order_by()
+                .values_list("data", flat=True).iterator(chunk_size=2000))
+        summaries = outputs.summarise(fields, rows)
+        cache.set(key, summaries, SUMMARY_CACHE_S)
+    return summaries
+
+
 def _results_page(batch: Batch, counts: dict[str, int], status: str, number: int) -> ResultsPage:
     # The page count comes from the per-status counts, so no COUNT(*) over a huge batch per page.
     total = sum(counts.values()) if status == "all" else counts.get(status, 0)
@@ -163,7 +183,11 @@ def _results_page(batch: Batch, counts: dict[str, int], status: str, number: int
     else:
         rows = rows.filter(status=status)[start:start + RESULTS_PAGE_SIZE]
     rows = list(rows)
+    fields = batch.output_fields
     for row in rows:
+        if fields:
+            data = row.data if isinstance(row.data, dict) else {}
+            row.cells = [outputs.cell_text(data.get(f.name)) for f in fields]
         row.compact_input = _compact_input(row.input)
         row.output_is_long = len(row.output) > LONG_OUTPUT_CHARS or row.output.count("\n") > 4
         row.output_head = row.output[:120].split("\n", 1)[0]
@@ -176,8 +200,11 @@ def _results_context(request: HttpRequest, batch: Batch, counts: dict[str, int])
         status = "all"
     filters = [(f, sum(counts.values()) if f == "all" else counts.get(f, 0))
                for f in RESULT_FILTERS]
+    fields = batch.output_fields
     return {
         "batch": batch,
+        "output_fields": fields,
+        "summaries": _field_summaries(batch, fields, counts),
         "results": _results_page(batch, counts, status, _page_number(request)),
         "filters": filters,
         "current_path": request.get_full_path(),
