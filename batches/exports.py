@@ -10,6 +10,10 @@ CSV and XLSX are opened by spreadsheet programs, so text cells that begin with a
 trigger (`=`, `+`, `-`, `@`, tab, carriage return) get a leading `'` (OWASP CSV
 injection), in the header, the input and the model's output alike. Numbers stay numbers.
 JSONL is data for programs and is written verbatim.
+
+A columns batch (structured output) exports one column per output field instead of `output`
+(cells shaped by batches.outputs: lists joined, typed cells in XLSX), then status and error;
+its JSONL rows are {"index", "input", "data", "status", "error"}.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def test_a_new_user_runs_columns_from_the_page_and_gets_typed_columns_back(
 
     detail = client.get(reverse("batch_detail", args=[batch.pk])).content.decode()
     for name in ("sentiment", "score", "reasons"):
-        assert f'<th class="field-head" title=' in detail and f">{name}</th>" in detail
+        assert '<th class="field-head" title=' in detail and f">{name}</th>" in detail
         assert f'id="summary-{name}"' in detail
     assert "show input" in detail and "median" in detail
     first = batch.results.get(index=0)

@@ -411,7 +411,10 @@ class BatchViewSet(GenericViewSet):
             "Every row in index order with its current status: while the batch runs, rows not "
             "done yet have an empty output (filter with `status`). Columns: the input columns, "
             "then output, status, error, attempts, prompt_tokens, output_tokens, latency_ms "
-            "(prefixed `result_` if an input column has the name). In CSV and XLSX, text that "
+            "(prefixed `result_` if an input column has the name). A columns batch has one "
+            "column per output field instead of output (lists joined with `; `; typed cells "
+            "in XLSX), then status and error; its JSONL rows are {index, input, data, status, "
+            "error}. In CSV and XLSX, text that "
             "begins with =, +, -, @, tab or carriage return gets a leading ' so spreadsheets do "
             "not run it; JSONL is verbatim."),
         parameters=[
