@@ -16,6 +16,7 @@ from batches import ingest, outputs, prompts
 from batches.engine import tasks
 from batches.models import Batch, BatchResult, Priority
 
+UNSET: Any = object()  # an argument not given, where None means something
 CREATE_CHUNK = 2000
 MAX_CONCURRENCY = 500
 MAX_RETRIES = 20
@@ -334,13 +335,13 @@ def results_retry(*, results) -> int:
 
 def batch_update(*, batch: Batch, name: str | None = None, priority: int | str | None = None,
                  concurrency: int | None = None, max_retries: int | None = None,
-                 output_fields: list | None = None, response_schema: dict | None = None,
-                 ) -> Batch:
+                 output_fields: Any = UNSET, response_schema: Any = UNSET) -> Batch:
     """Rename, or change how the batch runs; workers pick the change up at their next claim.
 
-    The output (fields or schema) may change only while no row has run."""
+    The output may change only while no row has run: `output_fields` or `response_schema`
+    make it columns, both None make it text again."""
     changes: dict[str, Any] = {}
-    if output_fields is not None or response_schema is not None:
+    if output_fields is not UNSET or response_schema is not UNSET:
         ran = batch.results.filter(
             Q(attempts__gt=0) | Q(status__in=[BatchResult.Status.RUNNING,
                                               BatchResult.Status.SUCCEEDED,
@@ -348,8 +349,9 @@ def batch_update(*, batch: Batch, name: str | None = None, priority: int | str |
         if ran.exists():
             raise ActionNotAllowed("The output cannot change once rows have run: the rows "
                                    "already answered follow the old one.")
-        changes["response_schema"] = output_schema(output_fields, response_schema,
-                                                   batch.columns)
+        changes["response_schema"] = output_schema(
+            None if output_fields is UNSET else output_fields,
+            None if response_schema is UNSET else response_schema, batch.columns)
     if name is not None:
         changes["name"] = name.strip()[:200]
     if priority is not None:

@@ -182,6 +182,10 @@ def test_the_output_may_change_by_patch_until_rows_run(api, enqueued):
     assert changed.status_code == 200
     assert [f["name"] for f in changed.json()["output_fields"]] == ["sentiment", "score",
                                                                     "reasons"]
+    text_again = api.patch(f"/api/batches/{created['id']}/",
+                           {"output_fields": None, "response_schema": None}, format="json")
+    assert text_again.json()["output_fields"] == []
+    assert Batch.objects.get().response_schema is None
 
 
 @pytest.mark.django_db(transaction=True)

@@ -142,9 +142,11 @@ class BatchUpdateSerializer(serializers.Serializer):
     priority = serializers.ChoiceField(choices=PRIORITIES, required=False)
     concurrency = serializers.IntegerField(min_value=1, max_value=MAX_CONCURRENCY, required=False)
     max_retries = serializers.IntegerField(min_value=0, max_value=MAX_RETRIES, required=False)
-    output_fields = OutputFieldsField(required=False,
-                                      help_text="Only while no row has run (409 after).")
-    response_schema = ResponseSchemaField(required=False,
+    output_fields = OutputFieldsField(
+        required=False, allow_null=True,
+        help_text="Only while no row has run (409 after); null with response_schema null "
+                  "makes the output text again.")
+    response_schema = ResponseSchemaField(required=False, allow_null=True,
                                           help_text="Only while no row has run (409 after).")
 
 

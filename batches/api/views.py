@@ -242,10 +242,12 @@ def too_large(request) -> Response | None:
     retrieve=extend_schema(summary="A batch with live progress",
                            responses={**AUTH_ERRORS, 200: s.BatchSerializer, 404: NOT_FOUND}),
     partial_update=extend_schema(
-        summary="Rename or change priority, concurrency or retries",
-        description="Workers pick the change up at their next claim.",
+        summary="Rename or change priority, concurrency, retries or (before rows run) output",
+        description="Workers pick the change up at their next claim. The output "
+                    "(output_fields or response_schema) answers 409 once rows have run.",
         request=s.BatchUpdateSerializer,
-        responses={**AUTH_ERRORS, 200: s.BatchSerializer, 400: BAD_INPUT, 404: NOT_FOUND}),
+        responses={**AUTH_ERRORS, 200: s.BatchSerializer, 400: BAD_INPUT, 404: NOT_FOUND,
+                   409: CONFLICT}),
     destroy=extend_schema(summary="Stop the batch and delete it with its results",
                           responses={**AUTH_ERRORS, 204: None, 404: NOT_FOUND}),
 )

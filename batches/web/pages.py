@@ -160,7 +160,9 @@ def _field_summaries(batch: Batch, fields: list, counts: dict[str, int]) -> list
     they read every succeeded row's data."""
     if not fields or not counts.get("succeeded"):
         return []
-    key = f"batch-summary:{batch.pk}:{counts['succeeded']}:{counts['failed']}"
+    # created_at too: SQLite may give a deleted batch's id to a new one (another user's).
+    key = (f"batch-summary:{batch.pk}:{batch.created_at.timestamp()}:"
+           f"{counts['succeeded']}:{counts['failed']}")
     summaries = cache.get(key)
     if summaries is None:
         rows = (batch.results.filter(status=BatchResult.Status.SUCCEEDED).order_by()
