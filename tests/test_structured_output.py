@@ -122,7 +122,9 @@ def test_a_hand_written_schema_from_the_advanced_box_is_used_and_a_bad_one_chang
         bad.content.decode())
     with REVIEWS.open("rb") as f:
         client.post(reverse("batch_new"), {**form, "file": f, "output_schema": json.dumps(schema)})
-    assert Batch.objects.get().response_schema == schema
+    stored = Batch.objects.get().response_schema
+    assert stored == {**schema, "propertyOrdering": ["label", "when"]}
+    assert [f.kind for f in Batch.objects.get().output_fields] == ["enum", "date"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -64,7 +64,7 @@ def _mismatched(schema: dict, data: Any) -> Any:
     properties = _get(schema, "properties")
     if not isinstance(data, dict) or not isinstance(properties, dict) or not properties:
         return {"unexpected": True} if not isinstance(data, dict) else 12345
-    name = next(iter(properties))
+    name = _ordered(schema)[0]
     wrong = 12345 if _type(properties[name]) == "string" else "not a valid value"
     return {**data, name: wrong}
 
@@ -73,6 +73,15 @@ def _get(node: dict, key: str) -> Any:
     # google-genai turns a response_schema's snake_case keys into camelCase; accept both.
     snake = "".join("_" + c.lower() if c.isupper() else c for c in key)
     return node.get(key, node.get(snake))
+
+
+def _ordered(node: dict) -> list[str]:
+    """Property names in `propertyOrdering` order when it lists them all, else as given."""
+    names = list(node.get("properties") or {})
+    ordering = _get(node, "propertyOrdering")
+    if isinstance(ordering, list) and sorted(map(str, ordering)) == sorted(names):
+        return [str(name) for name in ordering]
+    return names
 
 
 def _type(node: dict) -> str | None:
@@ -106,8 +115,8 @@ def _value(node: Any, prompt: str, path: str, depth: int) -> Any:
     kind = _type(node)
     if kind == "object":
         properties = node.get("properties") or {}
-        return {name: _value(sub, prompt, f"{path}.{name}", depth + 1)
-                for name, sub in properties.items()}
+        return {name: _value(properties[name], prompt, f"{path}.{name}", depth + 1)
+                for name in _ordered(node)}
     if kind == "array":
         low = int(_get(node, "minItems") or 1)
         high = max(low, int(_get(node, "maxItems") or 3))

@@ -188,9 +188,15 @@ def fields_from_schema(schema: Any) -> list[OutputField]:
     if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
         return []
     required = schema.get("required") if isinstance(schema.get("required"), list) else []
+    properties = schema["properties"]
+    names = list(properties)
+    ordering = schema.get("propertyOrdering")
+    if isinstance(ordering, list) and sorted(map(str, ordering)) == sorted(names):
+        names = ordering  # the stored order (see schema.with_property_ordering)
     return [
-        _field_of(name, prop if isinstance(prop, dict) else {}, name in required)
-        for name, prop in schema["properties"].items()
+        _field_of(name, properties[name] if isinstance(properties[name], dict) else {},
+                  name in required)
+        for name in names
     ]
 
 

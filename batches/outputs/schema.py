@@ -81,7 +81,29 @@ def check_schema(schema: Any, path: str = "response_schema") -> dict:
     except SchemaError as err:
         where = ".".join([path, *(str(p) for p in err.absolute_path)])
         raise OutputSchemaError(f"not a valid JSON Schema: {err.message}", where) from None
-    return schema
+    return with_property_ordering(schema, path)
+
+
+def with_property_ordering(node: Any, path: str = "response_schema") -> Any:
+    """A copy of the schema where every object lists its properties in `propertyOrdering`.
+
+    PostgreSQL's jsonb does not keep the order of an object's keys, and the order of the
+    properties is the order of the columns (and of the model's answer): a list keeps it.
+    `propertyOrdering` is Gemini's own keyword for it; jsonschema ignores it."""
+    if isinstance(node, list):
+        return [with_property_ordering(item, f"{path}[{i}]") for i, item in enumerate(node)]
+    if not isinstance(node, dict):
+        return node
+    copy = {key: with_property_ordering(value, f"{path}.{key}") for key, value in node.items()}
+    properties = node.get("properties")
+    if isinstance(properties, dict) and properties:
+        ordering = node.get("propertyOrdering")
+        if ordering is None:
+            copy["propertyOrdering"] = list(properties)
+        elif not isinstance(ordering, list) or sorted(map(str, ordering)) != sorted(properties):
+            raise OutputSchemaError("must list every property exactly once",
+                                    f"{path}.propertyOrdering")
+    return copy
 
 
 def check_names(names: Iterable[str], input_columns: Iterable[str],

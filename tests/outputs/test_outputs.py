@@ -35,6 +35,23 @@ def test_fields_become_a_json_schema_with_one_property_per_field_in_order():
     assert schema["required"] == ["sentiment", "score", "reasons"]
 
 
+def test_the_column_order_survives_a_database_that_reorders_object_keys():
+    schema = review_schema()
+    assert schema["propertyOrdering"] == ["sentiment", "score", "reasons", "reviewed_on"]
+    # PostgreSQL's jsonb sorts an object's keys (shortest first); the list keeps the order.
+    scrambled = {**schema, "properties": dict(sorted(schema["properties"].items(),
+                                                     key=lambda kv: (len(kv[0]), kv[0])))}
+    assert [f.name for f in outputs.fields_from_schema(scrambled)] == [
+        "sentiment", "score", "reasons", "reviewed_on"]
+    nested = outputs.check_schema({"type": "object", "properties": {
+        "b": {"type": "object", "properties": {"y": {}, "x": {}}}, "a": {}}})
+    assert nested["propertyOrdering"] == ["b", "a"]
+    assert nested["properties"]["b"]["propertyOrdering"] == ["y", "x"]
+    bad = {"type": "object", "properties": {"a": {}, "b": {}}, "propertyOrdering": ["a"]}
+    assert error_of(outputs.check_schema, bad) == (
+        "response_schema.propertyOrdering: must list every property exactly once")
+
+
 def test_the_columns_read_back_from_a_schema_are_the_fields_it_was_made_from():
     assert outputs.fields_from_schema(review_schema()) == outputs.parse_fields(REVIEW_FIELDS)
     assert outputs.fields_from_schema(None) == []

@@ -101,8 +101,9 @@ def test_a_response_schema_goes_to_a_2_5_model_verbatim_as_response_json_schema(
 
 def test_an_older_model_gets_the_schema_as_response_schema(provider, fake_gemini):
     schema = {"type": "object", "properties": {"label": {"type": "string",
-                                                         "enum": ["a", "b"]}},
-              "required": ["label"]}
+                                                         "enum": ["a", "b"]},
+                                               "n": {"type": "integer"}},
+              "required": ["label"], "propertyOrdering": ["label", "n"]}
 
     response = asyncio.run(provider.generate(Request(model="gemini-2.0-flash", prompt="x",
                                                      response_schema=schema)))
@@ -110,6 +111,9 @@ def test_an_older_model_gets_the_schema_as_response_schema(provider, fake_gemini
     assert json.loads(response.text)["label"] in ("a", "b")
     config = fake_gemini.stats.log[-1].body["generationConfig"]
     assert config["responseSchema"]["properties"]["label"]["type"].upper() == "STRING"
+    # google-genai 3.4 writes this one in snake_case; Google's JSON parsing takes both spellings.
+    sent = config["responseSchema"]
+    assert sent.get("propertyOrdering", sent.get("property_ordering")) == ["label", "n"]
     assert "responseJsonSchema" not in config
 
 
