@@ -199,8 +199,8 @@ def test_the_cli_takes_fields_and_csv_export_has_one_column_per_field(
                  "--field", "sentiment:enum(positive,mixed,negative)",
                  "--field", "score:integer:1 to 5", "--field", "reviewed_on?:date")
     batch = Batch.objects.get()
-    assert batch.response_schema["properties"]["score"] == {"type": "integer",
-                                                            "description": "1 to 5"}
+    assert batch.response_schema["properties"]["score"] == {
+        "type": "integer", "minimum": 1, "maximum": 5, "description": "1 to 5"}
     run_until_done(batch)
 
     client = APIClient()

@@ -73,6 +73,8 @@ OUTPUT_FIELDS_SCHEMA = {
         "type": {"type": "string",
                  "enum": ["text", "integer", "number", "boolean", "enum", "list", "date"]},
         "values": {"type": "array", "items": {"type": "string"}},
+        "minimum": {"type": "number"},
+        "maximum": {"type": "number"},
         "description": {"type": "string"},
         "required": {"type": "boolean", "default": True},
     }},

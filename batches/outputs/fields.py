@@ -30,6 +30,8 @@ TYPE_ALIASES = {
     "list of text": "list", "list-of-text": "list", "list(text)": "list", "array": "list",
 }
 MAX_DESCRIPTION_CHARS = 500
+NUMERIC = ("integer", "number")
+_RANGE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:to|-|\.\.|–)\s*(-?\d+(?:\.\d+)?)\s*$")
 _SPEC_TYPE = re.compile(r"^\s*([A-Za-z][A-Za-z -]*?)\s*(?:\((.*)\))?\s*$", re.DOTALL)
 
 
@@ -43,12 +45,16 @@ class OutputField:
     description: str = ""
     required: bool = True
     values: tuple[str, ...] = ()
+    minimum: float | None = None  # integer and number fields
+    maximum: float | None = None
 
     @property
     def label(self) -> str:
         label = FIELD_TYPES.get(self.kind, self.kind)
         if self.kind == "enum":
             label += f" ({', '.join(self.values)})"
+        elif self.minimum is not None or self.maximum is not None:
+            label += f" ({_range_text(self.minimum, self.maximum)})"
         return label
 
     @property
@@ -60,6 +66,10 @@ class OutputField:
                                 "description": self.description, "required": self.required}
         if self.kind == "enum":
             data["values"] = list(self.values)
+        if self.minimum is not None:
+            data["minimum"] = self.minimum
+        if self.maximum is not None:
+            data["maximum"] = self.maximum
         return data
 
 
@@ -88,7 +98,8 @@ def parse_fields(raw: Any, path: str = "output_fields") -> list[OutputField]:
 def _parse_field(item: Any, where: str) -> OutputField:
     if not isinstance(item, dict):
         raise OutputSchemaError("must be an object with name and type", where)
-    unknown = sorted(set(item) - {"name", "type", "values", "description", "required"})
+    unknown = sorted(set(item) - {"name", "type", "values", "description", "required",
+                                  "minimum", "maximum"})
     if unknown:
         raise OutputSchemaError(f"unknown key {unknown[0]!r}", f"{where}.{unknown[0]}")
     name = item.get("name")
@@ -118,9 +129,56 @@ def _parse_field(item: Any, where: str) -> OutputField:
         values = tuple(dict.fromkeys(v.strip() for v in raw_values if v.strip()))
         if not values:
             raise OutputSchemaError("a one-of field needs at least one value", f"{where}.values")
-    elif raw_values not in (None, "", []):
+    elif raw_values not in (None, "", []) and not (kind in NUMERIC and isinstance(raw_values,
+                                                                               str)):
         raise OutputSchemaError("only a one-of field has values", f"{where}.values")
-    return OutputField(name, kind, description.strip(), required, values)
+    minimum, maximum = _bounds(item, kind, raw_values, where)
+    return OutputField(name, kind, description.strip(), required, values, minimum, maximum)
+
+
+def _bounds(item: dict, kind: str, raw_values: Any, where: str
+            ) -> tuple[float | None, float | None]:
+    """A number field's range: `minimum`/`maximum`, or the editor's values cell ("1 to 5")."""
+    minimum, maximum = item.get("minimum"), item.get("maximum")
+    if kind not in NUMERIC:
+        if minimum is not None or maximum is not None:
+            key = "minimum" if minimum is not None else "maximum"
+            raise OutputSchemaError("only an integer or number field has a range",
+                                    f"{where}.{key}")
+        return None, None
+    if isinstance(raw_values, str) and raw_values.strip():
+        found = parse_range(raw_values)
+        if found is None:
+            raise OutputSchemaError(f"{raw_values!r} is not a range; write it like 1 to 5",
+                                    f"{where}.values")
+        minimum, maximum = found
+    for key, value in (("minimum", minimum), ("maximum", maximum)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise OutputSchemaError("must be a number", f"{where}.{key}")
+    if kind == "integer":
+        for key, value in (("minimum", minimum), ("maximum", maximum)):
+            if isinstance(value, float) and not value.is_integer():
+                raise OutputSchemaError("must be a whole number", f"{where}.{key}")
+        minimum = int(minimum) if minimum is not None else None
+        maximum = int(maximum) if maximum is not None else None
+    if minimum is not None and maximum is not None and minimum > maximum:
+        raise OutputSchemaError(f"the range {minimum} to {maximum} is empty", f"{where}.maximum")
+    return minimum, maximum
+
+
+def parse_range(text: str) -> tuple[float, float] | None:
+    """"1 to 5", "1-5", "1..5", "0.5 to 1" -> (low, high); None when it is not a range."""
+    match = _RANGE.match(text)
+    if match is None:
+        return None
+    low, high = (float(g) for g in match.groups())
+    return (int(low) if low.is_integer() else low), (int(high) if high.is_integer() else high)
+
+
+def _range_text(minimum: float | None, maximum: float | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"{minimum:g} to {maximum:g}"
+    return f"at least {minimum:g}" if minimum is not None else f"at most {maximum:g}"
 
 
 def normalise_type(value: Any, where: str) -> str:
@@ -153,8 +211,12 @@ def parse_field_spec(spec: str, path: str = "--field") -> dict[str, Any]:
     if values is not None:
         if kind.strip().lower() in ("list", "array"):
             field["type"] = "list"
+        elif kind.strip().lower() in NUMERIC:
+            field["values"] = values  # integer(1 to 5)
         else:
             field["values"] = values.split(",")
+    elif kind.strip().lower() in NUMERIC and parse_range(description):
+        field["values"] = description  # score:integer:1 to 5 -- a range, and said to the model
     return field
 
 
@@ -173,6 +235,10 @@ def fields_to_schema(fields: list[OutputField]) -> dict[str, Any]:
             prop = {"type": "string", "format": "date"}
         else:
             prop = {"type": field.kind}
+            if field.minimum is not None:
+                prop["minimum"] = field.minimum
+            if field.maximum is not None:
+                prop["maximum"] = field.maximum
         if field.description:
             prop["description"] = field.description
         properties[field.name] = prop
@@ -203,7 +269,9 @@ def fields_from_schema(schema: Any) -> list[OutputField]:
 def _field_of(name: str, prop: dict, required: bool) -> OutputField:
     kind, values = _kind_of(prop)
     description = prop.get("description") if isinstance(prop.get("description"), str) else ""
-    return OutputField(name, kind, description, required, values)
+    bounds = [prop.get(k) if kind in NUMERIC and isinstance(prop.get(k), (int, float))
+              and not isinstance(prop.get(k), bool) else None for k in ("minimum", "maximum")]
+    return OutputField(name, kind, description, required, values, *bounds)
 
 
 def _kind_of(prop: dict) -> tuple[str, tuple[str, ...]]:

@@ -155,7 +155,33 @@ def test_cli_field_specs_read_name_type_values_and_description():
         ("reasons", "list", (), "", True),
         ("note", "text", (), "anything: else", False),
     ]
+    assert (fields[1].minimum, fields[1].maximum, fields[1].label) == (1, 5, "integer (1 to 5)")
     assert error_of(outputs.parse_field_spec, "score").startswith("--field: 'score': write")
+
+
+@pytest.mark.parametrize("field, expected", [
+    ({"name": "n", "type": "integer", "values": "1 to 5"}, {"minimum": 1, "maximum": 5}),
+    ({"name": "n", "type": "number", "minimum": 0.5}, {"minimum": 0.5}),
+    ({"name": "n", "type": "integer", "values": "-3..3"}, {"minimum": -3, "maximum": 3}),
+])
+def test_a_number_field_may_have_a_range(field, expected):
+    schema = outputs.fields_to_schema(outputs.parse_fields([field]))
+    prop = schema["properties"]["n"]
+    assert {k: prop[k] for k in ("minimum", "maximum") if k in prop} == expected
+    assert outputs.fields_from_schema(schema) == outputs.parse_fields([field])
+
+
+@pytest.mark.parametrize("field, expected", [
+    ({"name": "n", "type": "integer", "values": "5 to 1"},
+     "output_fields[0].maximum: the range 5 to 1 is empty"),
+    ({"name": "n", "type": "integer", "values": "lots"},
+     "output_fields[0].values: 'lots' is not a range"),
+    ({"name": "n", "type": "integer", "minimum": 1.5}, "output_fields[0].minimum: must be a whole"),
+    ({"name": "n", "type": "text", "maximum": 3},
+     "output_fields[0].maximum: only an integer or number field has a range"),
+])
+def test_a_bad_range_is_refused(field, expected):
+    assert error_of(outputs.parse_fields, [field]).startswith(expected)
 
 
 def test_summaries_count_values_and_give_min_median_max():

@@ -14,7 +14,8 @@ DEMO_PROMPT = (
 # The demo batch answers in columns (structured output), so the screenshots show them.
 DEMO_FIELDS = [
     {"name": "sentiment", "type": "enum", "values": ["positive", "mixed", "negative"]},
-    {"name": "score", "type": "integer", "description": "1 (worst) to 5 (best)"},
+    {"name": "score", "type": "integer", "minimum": 1, "maximum": 5,
+     "description": "1 (worst) to 5 (best)"},
     {"name": "reasons", "type": "list", "description": "the reasons the reviewer gives"},
 ]
 
