@@ -12,7 +12,7 @@ from typing import Any
 
 from batches.outputs.fields import OutputField
 
-TOP_ITEMS = 5
+TOP_ITEMS = 3
 
 
 @dataclass
