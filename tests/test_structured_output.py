@@ -229,3 +229,36 @@ def test_the_cli_refuses_a_bad_field_or_schema_naming_it(user, tmp_path):
     with pytest.raises(CommandError, match="the name 'a' appears twice"):
         call_command("batch_run", str(REVIEWS), "--prompt", PROMPT, "--schema", str(schema))
     assert not Batch.objects.exists()
+
+
+def test_exports_type_every_kind_of_cell_and_keep_status_filters(user, client):
+    from tests.helpers.api import orm_batch
+
+    schema = {"type": "object", "properties": {
+        "ok": {"type": "boolean"}, "n": {"type": "number"}, "on": {"type": "string",
+                                                                   "format": "date"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "extra": {"type": "object", "properties": {"a": {"type": "integer"}}},
+        "note": {"type": "string"}}}
+    batch = orm_batch(user, [{"text": "a"}, {"text": "b"}], statuses=["succeeded", "failed"],
+                      response_schema=schema)
+    batch.results.filter(index=0).update(data={
+        "ok": True, "n": 2.5, "on": "2024-05-06", "tags": ["x", "y"], "extra": {"a": 1},
+        "note": "=SUM(A1)"})
+    client.force_login(user)
+
+    def export(fmt: str, query: str = "") -> bytes:
+        response = client.get(f"/api/batches/{batch.pk}/export/?format={fmt}{query}")
+        return b"".join(response.streaming_content)
+
+    sheet = xlsx_rows(export("xlsx"))
+    assert sheet[0] == ("text", "ok", "n", "on", "tags", "extra", "note", "status", "error")
+    assert sheet[1] == ("a", True, 2.5, datetime.datetime(2024, 5, 6), "x; y", '{"a": 1}',
+                        "'=SUM(A1)", "succeeded", None)
+    assert sheet[2][-2:] == ("failed", "boom")
+    rows = list(csv.reader(io.StringIO(export("csv", "&status=failed").decode("utf-8-sig"))))
+    assert rows == [list(sheet[0]), ["b", "", "", "", "", "", "", "failed", "boom"]]
+
+    fragment = client.get(reverse("batch_detail", args=[batch.pk]) + "?status=failed",
+                          **HX).content.decode()
+    assert ">tags</th>" in fragment and 'id="row-1"' in fragment and 'id="row-0"' not in fragment

@@ -158,7 +158,9 @@ def _config(request: Request) -> types.GenerateContentConfig | None:
     return types.GenerateContentConfig(**options) if options else None
 
 
-# Models that predate Gemini's JSON Schema support (announced for the 2.5 family and later).
+# Google documents JSON Schema output (responseJsonSchema, with the schema's key order kept) for
+# Gemini 2.5 and later; the models before them are documented with the OpenAPI-subset
+# responseSchema.
 _OPENAPI_SCHEMA_MODELS = re.compile(r"^(models/)?gemini-(1\.|2\.0)")
 
 
@@ -167,7 +169,8 @@ def _schema_options(model: str, schema: dict) -> dict[str, Any]:
 
     The 2.5 models (every default GEMINI_MODELS entry) take `response_json_schema`: the schema
     goes to the model verbatim, the same JSON Schema the engine validates answers with
-    (jsonschema), keeping `minimum`/`maximum`, `format: date` and key order. `response_schema`
+    (jsonschema), keeping `minimum`/`maximum` and `format: date` (outputs adds
+    `propertyOrdering`, which both forms take, for the column order). `response_schema`
     is Gemini's older OpenAPI-3.0 subset, which google-genai rebuilds into its own Schema type
     and which older models need; they get it only when a deployment lists them.
     """
