@@ -13,6 +13,7 @@ from django.core.management.base import CommandError
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from batches import outputs
 from batches.fake_gemini.structured import structured_answer
 from batches.models import Batch
 from tests.helpers import engine as engine_helpers
@@ -240,8 +241,9 @@ def test_exports_type_every_kind_of_cell_and_keep_status_filters(user, client):
         "tags": {"type": "array", "items": {"type": "string"}},
         "extra": {"type": "object", "properties": {"a": {"type": "integer"}}},
         "note": {"type": "string"}}}
+    # Stored as batch_create stores it: checked, with propertyOrdering for the column order.
     batch = orm_batch(user, [{"text": "a"}, {"text": "b"}], statuses=["succeeded", "failed"],
-                      response_schema=schema)
+                      response_schema=outputs.check_schema(schema))
     batch.results.filter(index=0).update(data={
         "ok": True, "n": 2.5, "on": "2024-05-06", "tags": ["x", "y"], "extra": {"a": 1},
         "note": "=SUM(A1)"})
