@@ -203,6 +203,9 @@ def test_the_cli_takes_fields_and_csv_export_has_one_column_per_field(
     assert batch.response_schema["properties"]["score"] == {
         "type": "integer", "minimum": 1, "maximum": 5, "description": "1 to 5"}
     run_until_done(batch)
+    call_command("batch_status", str(batch.pk))
+    assert ("Output:    columns sentiment (one of (positive, mixed, negative)), "
+            "score (integer (1 to 5)), reviewed_on (date)") in capsys.readouterr().out
 
     client = APIClient()
     client.force_authenticate(user)
