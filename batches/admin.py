@@ -352,14 +352,14 @@ class BatchResultAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("batch", "index", "status", "attempts", "conversation_key")}),
         ("Input", {"fields": ("input_pre", "prompt_pre")}),
-        ("Answer", {"fields": ("output_pre", "error", "finish_reason", "model_version",
+        ("Answer", {"fields": ("output_pre", "data", "error", "finish_reason", "model_version",
                                "prompt_tokens", "output_tokens", "latency_ms")}),
         ("Processing", {"fields": ("started_at", "finished_at", "not_before", "lease_expires_at",
                                    "claim_token")}),
     )
     readonly_fields = (
         "batch", "index", "status", "attempts", "conversation_key", "input_pre", "prompt_pre",
-        "output_pre", "error", "finish_reason", "model_version", "prompt_tokens",
+        "output_pre", "data", "error", "finish_reason", "model_version", "prompt_tokens",
         "output_tokens", "latency_ms", "started_at", "finished_at", "not_before",
         "lease_expires_at", "claim_token",
     )
@@ -369,7 +369,7 @@ class BatchResultAdmin(admin.ModelAdmin):
         match = request.resolver_match
         if match and match.url_name == "batches_batchresult_changelist":
             # The list shows previews only; long inputs and answers stay in the database.
-            queryset = queryset.defer("input", "prompt", "output", "error").annotate(
+            queryset = queryset.defer("input", "prompt", "output", "error", "data").annotate(
                 output_start=Left("output", PREVIEW_CHARS + 1),
                 error_start=Left("error", PREVIEW_CHARS + 1),
             )

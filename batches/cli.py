@@ -70,6 +70,8 @@ def figures(batch: Batch) -> list[str]:
         f"ETA:       {'-' if batch.is_finished else duration(p.eta_seconds)}",
         f"Tokens:    {p.prompt_tokens:,} prompt + {p.output_tokens:,} output = {p.tokens:,}",
     ]
+    if fields := batch.output_fields:
+        lines.insert(2, "Output:    columns " + ", ".join(f"{f.name} ({f.label})" for f in fields))
     if error := last_error(batch):
         lines.append(f"Last error: {error}")
     return lines

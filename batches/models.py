@@ -121,6 +121,13 @@ class Batch(models.Model):
     def priority_name(self) -> str:
         return Priority(self.priority).label
 
+    @property
+    def output_fields(self) -> list:
+        """The output columns (outputs.OutputField) its schema defines; [] for a text batch."""
+        from batches import outputs
+
+        return outputs.fields_from_schema(self.response_schema)
+
     def status_counts(self) -> dict[str, int]:
         """Rows per status, counted live (an index-only scan on (batch, status, index))."""
         counts = {s: 0 for s in BatchResult.Status.values}
@@ -247,6 +254,8 @@ class BatchResult(models.Model):
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The answer parsed and validated against the batch's response_schema (columns batches).
+    data = models.JSONField(null=True, blank=True)
 
     objects = BatchResultQuerySet.as_manager()
 

@@ -9,12 +9,14 @@ from typing import IO, Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from batches import ingest, prompts
+from batches import ingest, outputs, prompts
 from batches.engine import tasks
 from batches.models import Batch, BatchResult, Priority
 
+UNSET: Any = object()  # an argument not given, where None means something
 CREATE_CHUNK = 2000
 MAX_CONCURRENCY = 500
 MAX_RETRIES = 20
@@ -87,8 +89,12 @@ def batch_create(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
     response_schema: dict | None = None,
+    output_fields: list[dict] | None = None,
 ) -> Batch:
-    """Validate the input and create the batch with all its rows in one transaction, or nothing."""
+    """Validate the input and create the batch with all its rows in one transaction, or nothing.
+
+    `output_fields` (the field editor's list) or `response_schema` (a JSON Schema) make a
+    columns batch; neither makes a text batch."""
     # Browsers send CRLF from a textarea; the model should see the text as written.
     prompt = normalise_newlines(prompt)
     system_instruction = normalise_newlines(system_instruction or "")
@@ -114,6 +120,7 @@ def batch_create(
         template.validate(table.columns)
     except prompts.TemplateError as err:
         raise InvalidInput(str(err), field="prompt") from err
+    response_schema = output_schema(output_fields, response_schema, table.columns)
     if conversation_column and conversation_column not in table.columns:
         raise InvalidInput(
             f"The conversation column {conversation_column!r} is not a column of the file. "
@@ -154,6 +161,28 @@ def batch_create(
         transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
     batch.warnings = list(table.warnings)
     return batch
+
+
+def output_schema(output_fields: list | None, response_schema: dict | None,
+                  columns: list[str]) -> dict | None:
+    """The schema a batch stores for its columns output, checked against the limits and the
+    input columns; None for a text batch."""
+    if output_fields is not None and response_schema is not None:
+        raise InvalidInput("Send output_fields or response_schema, not both.",
+                           field="output_fields")
+    field = "output_fields" if output_fields is not None else "response_schema"
+    try:
+        if output_fields is not None:
+            schema = outputs.fields_to_schema(outputs.parse_fields(output_fields))
+            outputs.check_names(schema["properties"], columns, "output_fields")
+        elif response_schema is not None:
+            schema = outputs.check_schema(response_schema)
+            outputs.check_names(schema["properties"], columns, "response_schema.properties")
+        else:
+            return None
+    except outputs.OutputSchemaError as err:
+        raise InvalidInput(str(err), field=field) from err
+    return schema
 
 
 def _default_name(filename: str) -> str:
@@ -324,9 +353,24 @@ def results_retry(*, results) -> int:
 
 
 def batch_update(*, batch: Batch, name: str | None = None, priority: int | str | None = None,
-                 concurrency: int | None = None, max_retries: int | None = None) -> Batch:
-    """Rename, or change how the batch runs; workers pick the change up at their next claim."""
+                 concurrency: int | None = None, max_retries: int | None = None,
+                 output_fields: Any = UNSET, response_schema: Any = UNSET) -> Batch:
+    """Rename, or change how the batch runs; workers pick the change up at their next claim.
+
+    The output may change only while no row has run: `output_fields` or `response_schema`
+    make it columns, both None make it text again."""
     changes: dict[str, Any] = {}
+    if output_fields is not UNSET or response_schema is not UNSET:
+        ran = batch.results.filter(
+            Q(attempts__gt=0) | Q(status__in=[BatchResult.Status.RUNNING,
+                                              BatchResult.Status.SUCCEEDED,
+                                              BatchResult.Status.FAILED]))
+        if ran.exists():
+            raise ActionNotAllowed("The output cannot change once rows have run: the rows "
+                                   "already answered follow the old one.")
+        changes["response_schema"] = output_schema(
+            None if output_fields is UNSET else output_fields,
+            None if response_schema is UNSET else response_schema, batch.columns)
     if name is not None:
         changes["name"] = name.strip()[:200]
     if priority is not None:

@@ -55,6 +55,44 @@
     box.hidden = false;
   });
 
+  // The Output section: Text or Columns, the field editor's rows, the Advanced schema box.
+  function changed(element) {
+    element.dispatchEvent(new Event("change", { bubbles: true }));
+  }
+
+  document.addEventListener("change", function (event) {
+    var target = event.target;
+    if (target.matches("[data-output-mode]")) {
+      var columns = document.getElementById("output-columns");
+      if (columns) { columns.hidden = target.value !== "columns"; }
+    } else if (target.matches("[data-output-advanced]")) {
+      var editor = document.getElementById("field-editor");
+      var box = document.getElementById("output-schema-box");
+      if (editor) { editor.hidden = target.checked; }
+      if (box) { box.hidden = !target.checked; }
+    }
+  });
+
+  document.addEventListener("click", function (event) {
+    var add = event.target.closest("[data-add-field]");
+    var remove = event.target.closest("[data-remove-field]");
+    var rows = document.getElementById("field-rows");
+    if (add && rows) {
+      var template = document.getElementById("field-row-template");
+      rows.appendChild(template.content.cloneNode(true));
+      var inputs = rows.querySelectorAll("input[name=field_name]");
+      inputs[inputs.length - 1].focus();
+    } else if (remove && rows) {
+      var row = remove.closest("tr");
+      if (rows.rows.length > 1) {
+        row.remove();
+      } else {
+        row.querySelectorAll("input").forEach(function (input) { input.value = ""; });
+      }
+      changed(rows);
+    }
+  });
+
   document.addEventListener("submit", function (event) {
     var message = event.target.getAttribute("data-confirm");
     if (message && !window.confirm(message)) {

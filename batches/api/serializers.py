@@ -64,7 +64,44 @@ class _BatchSettingsSerializer(serializers.Serializer):
         return value
 
 
-class BatchFileCreateSerializer(_BatchSettingsSerializer):
+OUTPUT_FIELDS_SCHEMA = {
+    "type": "array", "maxItems": 100, "nullable": True,
+    "description": "Columns output: one field per column, in order. Types: text, integer, number, "
+                   "boolean, enum (with values), list (of text), date.",
+    "items": {"type": "object", "required": ["name", "type"], "properties": {
+        "name": {"type": "string"},
+        "type": {"type": "string",
+                 "enum": ["text", "integer", "number", "boolean", "enum", "list", "date"]},
+        "values": {"type": "array", "items": {"type": "string"}},
+        "minimum": {"type": "number"},
+        "maximum": {"type": "number"},
+        "description": {"type": "string"},
+        "required": {"type": "boolean", "default": True},
+    }},
+}
+RESPONSE_SCHEMA_SCHEMA = {
+    "type": "object", "nullable": True, "additionalProperties": True,
+    "description": "Columns output as a JSON Schema: an object whose properties are the "
+                   "columns (instead of output_fields).",
+}
+
+
+@extend_schema_field(OUTPUT_FIELDS_SCHEMA)
+class OutputFieldsField(serializers.JSONField):
+    """Checked by services.batch_create, whose errors name the path (output_fields[2].type)."""
+
+
+@extend_schema_field(RESPONSE_SCHEMA_SCHEMA)
+class ResponseSchemaField(serializers.JSONField):
+    pass
+
+
+class _OutputSerializer(serializers.Serializer):
+    output_fields = OutputFieldsField(required=False, allow_null=True, default=None)
+    response_schema = ResponseSchemaField(required=False, allow_null=True, default=None)
+
+
+class BatchFileCreateSerializer(_BatchSettingsSerializer, _OutputSerializer):
     """multipart/form-data: a CSV, XLSX or JSONL file plus the settings."""
 
     file = serializers.FileField(help_text="CSV, XLSX or JSONL; the first row is the header.")
@@ -96,7 +133,7 @@ class RowsField(serializers.JSONField):
         return data
 
 
-class BatchRowsCreateSerializer(_BatchSettingsSerializer):
+class BatchRowsCreateSerializer(_BatchSettingsSerializer, _OutputSerializer):
     """application/json: the rows themselves plus the settings."""
 
     rows = RowsField(help_text="The rows, one object per row; keys are the columns.")
@@ -107,6 +144,12 @@ class BatchUpdateSerializer(serializers.Serializer):
     priority = serializers.ChoiceField(choices=PRIORITIES, required=False)
     concurrency = serializers.IntegerField(min_value=1, max_value=MAX_CONCURRENCY, required=False)
     max_retries = serializers.IntegerField(min_value=0, max_value=MAX_RETRIES, required=False)
+    output_fields = OutputFieldsField(
+        required=False, allow_null=True,
+        help_text="Only while no row has run (409 after); null with response_schema null "
+                  "makes the output text again.")
+    response_schema = ResponseSchemaField(required=False, allow_null=True,
+                                          help_text="Only while no row has run (409 after).")
 
 
 class CountsSerializer(serializers.Serializer):
@@ -164,13 +207,21 @@ class BatchSerializer(BatchSummarySerializer):
             "prompt", "system_instruction", "temperature", "max_output_tokens", "concurrency",
             "max_retries", "conversation_column", "columns", "rows_per_minute", "eta_seconds",
             "prompt_tokens", "output_tokens", "paused", "cancel_requested", "updated_at",
-            "last_error", "warnings",
+            "last_error", "warnings", "output_fields", "response_schema",
         ]
         read_only_fields = fields
+
+    output_fields = serializers.SerializerMethodField(
+        help_text="The output columns; empty for a text batch.")
+    response_schema = ResponseSchemaField(read_only=True)
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_warnings(self, batch: Batch) -> list[str]:
         return list(getattr(batch, "warnings", []))
+
+    @extend_schema_field(OUTPUT_FIELDS_SCHEMA)
+    def get_output_fields(self, batch: Batch) -> list[dict]:
+        return [f.as_dict() for f in batch.output_fields]
 
 
 class ResultSerializer(serializers.ModelSerializer):
@@ -179,12 +230,16 @@ class ResultSerializer(serializers.ModelSerializer):
         source="row_number", read_only=True,
         help_text="The row's line in the uploaded file (or its spreadsheet row), as error "
                   "messages and exports number it; `index` is its 0-based position.")
+    data = serializers.JSONField(
+        read_only=True, allow_null=True,
+        help_text="Columns batches: the answer parsed and validated against the schema "
+                  "(`?fields=` keeps only some); null for text batches and unfinished rows.")
 
     class Meta:
         model = BatchResult
         fields = ["index", "row", "input", "prompt", "output", "status", "error", "attempts",
                   "prompt_tokens", "output_tokens", "latency_ms", "finish_reason",
-                  "model_version", "started_at", "finished_at"]
+                  "model_version", "started_at", "finished_at", "data"]
         read_only_fields = fields
 
 

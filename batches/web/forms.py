@@ -10,8 +10,10 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 
+from batches import outputs
 from batches.models import Priority
 from batches.services import MAX_CONCURRENCY, MAX_RETRIES, ServiceError
+from batches.web import output
 
 ACCEPTED_EXTENSIONS = ".csv,.tsv,.txt,.xlsx,.jsonl,.ndjson"
 
@@ -83,6 +85,11 @@ class BatchForm(forms.Form):
     )
     sheet = forms.CharField(max_length=200, required=False,
                             help_text="XLSX only; empty takes the first sheet.")
+    # The Output section (batches/web/output.py reads the field editor's rows).
+    output_mode = forms.ChoiceField(choices=[("text", "Text"), ("columns", "Columns")],
+                                    initial="text", required=False)
+    output_advanced = forms.BooleanField(required=False)
+    output_schema = forms.CharField(required=False, widget=forms.Textarea)
 
     def __init__(self, *args: Any, staged: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -104,10 +111,21 @@ class BatchForm(forms.Form):
             )
         return file
 
+    def clean(self):
+        cleaned = super().clean()
+        try:
+            self.output = output.output_kwargs(self.data)
+        except outputs.OutputSchemaError as err:
+            self.add_error("output_schema", str(err))
+        return cleaned
+
+    def editor_rows(self) -> list[dict[str, str]]:
+        return output.editor_rows(self.data if self.is_bound else None)
+
     def service_kwargs(self, file: Any, filename: str) -> dict[str, Any]:
         """Keyword arguments for services.batch_create (without owner), for the staged file."""
         data = self.cleaned_data
-        return {
+        return {**getattr(self, "output", {}),
             "file": file,
             "filename": filename,
             "name": data["name"],
@@ -128,7 +146,8 @@ class BatchForm(forms.Form):
         message = err.message
         if err.line and f"line {err.line}" not in message.lower():
             message = f"Line {err.line}: {message}"
-        field = {"rows": "file"}.get(err.field or "", err.field)
+        field = {"rows": "file", "output_fields": "output_mode",
+                 "response_schema": "output_schema"}.get(err.field or "", err.field)
         self.add_error(field if field in self.fields else None, message)
 
     def describe_errors(self) -> None:

@@ -10,13 +10,13 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from batches import ingest, prompts, services
 from batches.models import StagedUpload
-from batches.web import staging
+from batches.web import output, staging
 from batches.web.forms import BatchForm, max_upload_bytes
 
 PREVIEW_ROWS = 3
@@ -71,11 +71,10 @@ def batch_new(request: HttpRequest) -> HttpResponse:
         form.describe_errors()
     else:
         form = BatchForm()
-    context = {"form": form, "api_key_missing": _api_key_missing()}
+    context = {"form": form, "api_key_missing": _api_key_missing(),
+               "preview_params": output.PREVIEW_PARAMS, "field_types": output.TYPE_CHOICES}
     if request.method == "POST":
-        context.update(preview_context(staged, request.POST.get("prompt", ""),
-                                       request.POST.get("conversation_column", ""),
-                                       request.POST.get("sheet", "")))
+        context.update(preview_context(staged, request.POST))
         if size_error:
             context["file_error"] = size_error
     return render(request, "batches/batch_new.html", context)
@@ -110,9 +109,11 @@ def _read(staged: StagedUpload, sheet: str) -> dict[str, Any]:
             "sheets": table.sheets if len(table.sheets) > 1 else [], "sheet": table.sheet or ""}
 
 
-def preview_context(staged: StagedUpload | None, prompt_text: str, conversation_column: str,
-                    sheet: str) -> dict[str, Any]:
+def preview_context(staged: StagedUpload | None, post: QueryDict) -> dict[str, Any]:
     """What the preview shows, and whether anything in it would make Create refuse."""
+    prompt_text = post.get("prompt", "")
+    conversation_column = post.get("conversation_column", "")
+    sheet = post.get("sheet", "")
     context: dict[str, Any] = {"staged": staged}
     if staged is not None:
         context.update(_read(staged, sheet.strip()))
@@ -136,8 +137,9 @@ def preview_context(staged: StagedUpload | None, prompt_text: str, conversation_
         context["conversation_error"] = (
             f"The conversation column “{conversation_column}” is not a column of the file."
         )
+    context.update(output.preview_context(post, columns))
     context["blocking"] = any(context.get(k) for k in (
-        "file_error", "prompt_error", "unknown", "conversation_error"))
+        "file_error", "prompt_error", "unknown", "conversation_error", "output_error"))
     return context
 
 
@@ -146,10 +148,10 @@ def preview_context(staged: StagedUpload | None, prompt_text: str, conversation_
 def batch_new_preview(request: HttpRequest) -> HttpResponse:
     """The preview fragment: what the file holds and what the prompt makes of its first rows."""
     staged, size_error = _staged_from(request)
-    # A newly chosen file starts on its first sheet.
-    sheet = "" if request.FILES.get("file") else request.POST.get("sheet", "")
-    context = preview_context(staged, request.POST.get("prompt", ""),
-                              request.POST.get("conversation_column", ""), sheet)
+    post = request.POST.copy()
+    if request.FILES.get("file"):
+        post["sheet"] = ""  # a newly chosen file starts on its first sheet
+    context = preview_context(staged, post)
     if size_error:
         context.update(file_error=size_error, blocking=True)
     context["oob"] = True

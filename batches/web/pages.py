@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
@@ -18,6 +19,7 @@ from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
+from batches import outputs
 from batches.models import Batch, BatchResult, RowTally
 from batches.web.results import (
     RESULT_FILTERS,
@@ -120,6 +122,26 @@ def _filters(counts: dict[str, int]) -> list[tuple[str, int]]:
     return [(f, sum(counts.values()) if f == "all" else counts.get(f, 0)) for f in RESULT_FILTERS]
 
 
+SUMMARY_CACHE_S = 60
+
+
+def _field_summaries(batch: Batch, fields: list, counts: dict[str, int]) -> list:
+    """Per-field summaries of the succeeded rows; recomputed only when the counts move, since
+    they read every succeeded row's data."""
+    if not fields or not counts.get("succeeded"):
+        return []
+    # created_at too: SQLite may give a deleted batch's id to a new one (another user's).
+    key = (f"batch-summary:{batch.pk}:{batch.created_at.timestamp()}:"
+           f"{counts['succeeded']}:{counts['failed']}")
+    summaries = cache.get(key)
+    if summaries is None:
+        rows = (batch.results.filter(status=BatchResult.Status.SUCCEEDED).order_by()
+                .values_list("data", flat=True).iterator(chunk_size=2000))
+        summaries = outputs.summarise(fields, rows)
+        cache.set(key, summaries, SUMMARY_CACHE_S)
+    return summaries
+
+
 def _export_links(batch: Batch, status: str) -> list[tuple[str, str]]:
     """Download links; from a filtered view they export the rows that view shows."""
     base = reverse("api:batch-export", kwargs={"pk": batch.pk})
@@ -130,8 +152,11 @@ def _export_links(batch: Batch, status: str) -> list[tuple[str, str]]:
 def _results_context(request: HttpRequest, batch: Batch, counts: dict[str, int]) -> dict:
     status = _view_status(request.GET.get("status"))
     tally = RowTally(counts)
+    fields = batch.output_fields
     return {
         "batch": batch,
+        "output_fields": fields,
+        "summaries": _field_summaries(batch, fields, counts),
         "results": results_page(request, batch, counts, status, _page_number(request)),
         "filters": _filters(counts),
         "current_path": request.get_full_path(),

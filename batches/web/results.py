@@ -14,6 +14,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from batches import outputs
 from batches.models import Batch, BatchResult
 from batches.prompts import format_value
 
@@ -37,8 +38,20 @@ class ResultColumn:
 
 
 def answer_columns(batch: Batch) -> list[ResultColumn]:
-    """The columns the model fills in, beside the input's columns."""
+    """The columns the model fills in, beside the input's columns: one per output field for a
+    columns batch (a failed row's raw answer stays in the admin and the API), else the text."""
+    fields = batch.output_fields
+    if fields:
+        return [ResultColumn(f.name, f.name, _data_cell(f.name)) for f in fields]
     return [ResultColumn("output", "Answer", lambda row: row.output, long_text=True)]
+
+
+def _data_cell(name: str) -> Callable[[BatchResult], Any]:
+    def value(row: BatchResult) -> str:
+        data = row.data if isinstance(row.data, dict) else {}
+        return outputs.cell_text(data.get(name))
+
+    return value
 
 
 @dataclass

@@ -3,6 +3,7 @@ from django.urls import path
 
 from batches.web import actions as views_actions
 from batches.web import new as views_new
+from batches.web import output as views_output
 from batches.web import pages as views
 
 urlpatterns = [
@@ -11,6 +12,7 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("batches/new/", views_new.batch_new, name="batch_new"),
     path("batches/new/preview/", views_new.batch_new_preview, name="batch_new_preview"),
+    path("batches/new/schema/", views_output.batch_new_schema, name="batch_new_schema"),
     path("batches/<int:batch_id>/", views.batch_detail, name="batch_detail"),
     path("batches/<int:batch_id>/progress/", views.batch_detail_progress,
          name="batch_detail_progress"),

@@ -3,6 +3,7 @@ qcluster worker and a FakeGemini."""
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,55 @@ def test_cancelling_a_long_batch_stops_it(browser_page, live_server, person, fak
     run_rest.click()
     expect(page.locator("#batch-progress .badge")).to_have_text("completed", timeout=60_000)
     expect(page.locator("#progress-summary")).to_have_text("200 of 200 processed")
+
+def test_columns_output_from_the_field_editor_fills_one_column_per_field(
+    browser_page, live_server, person, fake, worker  # noqa: F811
+):
+    from playwright.sync_api import expect
+
+    page, base = browser_page, live_server.url
+    reviews = Path(__file__).resolve().parents[2] / "batches" / "demo" / "reviews.csv"
+    log_in(page, base, "dana", PASSWORD)
+    page.goto(f"{base}/batches/new/")
+    page.set_input_files("#id_file", str(reviews))
+    expect(page.locator("#preview-columns")).to_contain_text("review")
+    page.fill("#id_prompt", "Classify: {{review}}")
+
+    expect(page.locator("#output-columns")).to_be_hidden()
+    page.check("input[name=output_mode][value=columns]")
+    expect(page.locator("#output-columns")).to_be_visible()
+    rows = page.locator("#field-rows tr")
+    rows.nth(0).locator("input[name=field_name]").fill("sentiment")
+    rows.nth(0).locator("select[name=field_type]").select_option("enum")
+    rows.nth(0).locator("input[name=field_values]").fill("positive, mixed, negative")
+    page.click("[data-add-field]")
+    rows.nth(1).locator("input[name=field_name]").fill("score")
+    rows.nth(1).locator("select[name=field_type]").select_option("integer")
+    page.click("[data-add-field]")
+    rows.nth(2).locator("input[name=field_name]").fill("review")
+    expect(page.locator("#preview-output-error")).to_contain_text(
+        "has the name of an input column")
+    rows.nth(2).locator("input[name=field_name]").fill("reasons")
+    rows.nth(2).locator("select[name=field_type]").select_option("list")
+    expect(page.locator("#preview-output li")).to_have_count(3)
+    expect(page.locator("#preview-output")).to_contain_text("one of (positive, mixed, negative)")
+
+    page.check("#id_output_advanced")
+    expect(page.locator("#id_output_schema")).to_have_value(
+        re.compile(r'"sentiment": \{\s*"type": "string",\s*"enum"'))
+    expect(page.locator("#field-editor")).to_be_hidden()
+    page.uncheck("#id_output_advanced")
+    expect(page.locator("#field-editor")).to_be_visible()
+    page.locator("#field-rows tr").nth(2).locator("[data-remove-field]").click()
+    expect(page.locator("#preview-output li")).to_have_count(2)
+
+    page.click("text=Create batch")
+    page.wait_for_url("**/batches/*/")
+    batch = Batch.objects.get(owner=person)
+    assert [f.name for f in batch.output_fields] == ["sentiment", "score"]
+    expect(page.locator("#batch-progress .badge")).to_have_text("completed", timeout=60_000)
+    expect(page.locator(".results-table thead")).to_contain_text("sentiment")
+    expect(page.locator("#summary-score")).to_contain_text("median")
+    first = batch.results.get(index=0)
+    expect(page.locator("#row-0")).to_contain_text(first.data["sentiment"])
+    expect(page.locator("#row-0")).to_contain_text("Trail running shoes")  # an input column

@@ -98,5 +98,6 @@ class Command(BaseCommand):
             page.click("text=Product review sentiment")
             expect(page.locator("body")).to_contain_text("completed", timeout=90_000)
             page.wait_for_timeout(1500)
-            page.screenshot(path=str(out_dir / "batch.png"))
+            # The whole page: the columns and per-field summary of structured output included.
+            page.screenshot(path=str(out_dir / "batch.png"), full_page=True)
             browser.close()
