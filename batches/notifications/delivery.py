@@ -17,12 +17,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from batches.notifications import emails, outbox, payloads, sender, signing
+from batches.notifications import models as outbox_models
 from batches.notifications.models import (
     Delivery,
     DeliveryAttempt,
     NotificationSettings,
     WebhookEndpoint,
-    enqueue,
 )
 
 log = logging.getLogger("batches.notifications")
@@ -130,5 +130,5 @@ def sweep() -> tuple[int, int]:
     recorded = outbox.record_waiting_on_api()
     due = list(Delivery.objects.due().order_by("next_attempt_at")
                .values_list("id", flat=True)[:SWEEP_BATCH])
-    enqueue(due)
+    outbox_models.enqueue(due)
     return len(recorded), len(due)

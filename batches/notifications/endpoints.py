@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from batches.notifications import models as outbox_models
 from batches.notifications.models import (
     BATCH_EVENTS,
     Delivery,
@@ -16,7 +17,6 @@ from batches.notifications.models import (
     EventType,
     NotificationSettings,
     WebhookEndpoint,
-    enqueue,
     new_secret,
 )
 from batches.notifications.safety import UnsafeURL, check_url
@@ -100,7 +100,7 @@ def delivery_redeliver(*, delivery: Delivery) -> Delivery:
         Delivery.objects.filter(pk=delivery.pk).update(
             status=Delivery.Status.PENDING, next_attempt_at=now, locked_until=None,
             give_up_at=now + timedelta(seconds=settings.WEBHOOK_RETRY_FOR_S))
-        transaction.on_commit(lambda: enqueue([delivery.pk]))
+        transaction.on_commit(lambda: outbox_models.enqueue([delivery.pk]))
     delivery.refresh_from_db()
     return delivery
 
