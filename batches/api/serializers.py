@@ -56,6 +56,9 @@ class _BatchSettingsSerializer(serializers.Serializer):
     conversation_column = _StringField(
         max_length=200, required=False, allow_blank=True, default="",
         help_text="Rows sharing a value in this column form one multi-turn conversation.")
+    webhook_url = _StringField(
+        max_length=2000, required=False, allow_blank=True, default="",
+        help_text="Receives this batch's events, signed with your default secret.")
 
     def validate_model(self, value: str) -> str:
         if value and value not in settings.GEMINI_MODELS:
@@ -159,7 +162,7 @@ class BatchSerializer(BatchSummarySerializer):
             "prompt", "system_instruction", "temperature", "max_output_tokens", "concurrency",
             "max_retries", "conversation_column", "columns", "rows_per_minute", "eta_seconds",
             "prompt_tokens", "output_tokens", "paused", "cancel_requested", "updated_at",
-            "last_error", "warnings",
+            "last_error", "warnings", "webhook_url",
         ]
         read_only_fields = fields
 
