@@ -29,6 +29,7 @@ LAYERS = {
     "notifications": 1, "notifications.models": 0, "notifications.safety": 0,
     "notifications.signing": 0, "notifications.endpoints": 2, "notifications.payloads": 3,
     "notifications.emails": 3, "notifications.delivery": 3, "notifications.tasks": 3,
+    "notifications.admin": 3,
 }
 
 

@@ -82,6 +82,11 @@ class BatchForm(forms.Form):
     )
     sheet = forms.CharField(max_length=200, required=False,
                             help_text="XLSX only; empty takes the first sheet.")
+    webhook_url = forms.CharField(
+        max_length=2000, required=False, label="Webhook URL",
+        widget=forms.URLInput(attrs={"placeholder": "https://example.com/hook"}),
+        help_text="Receives this batch's events, signed with your default secret "
+                  "(Notifications page).")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -116,6 +121,7 @@ class BatchForm(forms.Form):
             "priority": data["priority"],
             "conversation_column": data["conversation_column"].strip(),
             "sheet": data["sheet"].strip() or None,
+            "webhook_url": data["webhook_url"].strip(),
         }
 
     def add_service_error(self, err: ServiceError) -> None:

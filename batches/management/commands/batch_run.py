@@ -18,6 +18,7 @@ OPTION_NAMES = {
     "max_output_tokens": "--max-output-tokens",
     "sheet": "--sheet",
     "model": "--model",
+    "webhook_url": "--webhook",
 }
 
 
@@ -42,6 +43,9 @@ class Command(BaseCommand):
         parser.add_argument("--max-output-tokens", type=int, default=None)
         parser.add_argument("--owner", default=None,
                             help="Username of the batch's owner (default: the first superuser).")
+        parser.add_argument("--webhook", default="", metavar="URL",
+                            help="POST this batch's events to URL, signed with the owner's "
+                                 "default secret (see docs/notifications.md).")
         parser.add_argument("--wait", action="store_true",
                             help="Show progress until the batch ends.")
 
@@ -114,6 +118,7 @@ class Command(BaseCommand):
                     system_instruction=options["system_instruction"],
                     temperature=options["temperature"],
                     max_output_tokens=options["max_output_tokens"],
+                    webhook_url=options["webhook"],
                 )
             except services.InvalidInput as err:
                 raise CommandError(self._where(err, path), returncode=2) from err
