@@ -9,8 +9,8 @@ Modules, lowest layer first (tests/test_layout.py holds the rule):
   models, safety, signing (layer 0: Django and the standard library only; batches/models.py
   imports models); outbox, sender (layer 1, beside the engine: they must not import services,
   exports, api, web, admin or cli); endpoints (layer 2, the write actions: may import services,
-  never api or web); payloads, emails, delivery, tasks (layer 3: a payload is the API's view of
-  a batch). No module here imports web, admin or cli.
+  never api or web); payloads, emails, delivery, tasks, admin (layer 3: a payload is the API's
+  view of a batch). No module here imports web, admin or cli.
 
 The face is lazy, like the engine's, so the engine can record events without loading the
 layers above it.

@@ -19,7 +19,14 @@ from django.utils import timezone
 
 from batches import notifications, services
 from batches.engine import db as engine_db
-from batches.models import Batch, Delivery, DeliveryAttempt, Event, WebhookEndpoint
+from batches.models import (
+    Batch,
+    Delivery,
+    DeliveryAttempt,
+    Event,
+    NotificationSettings,
+    WebhookEndpoint,
+)
 from batches.notifications import delivery as delivery_mod
 from tests.helpers.receiver import HANG, Receiver
 
@@ -290,3 +297,18 @@ def test_an_endpoint_failing_for_three_days_is_disabled_and_its_owner_emailed(
     _deliver_all()
     assert len(receiver.requests) == 1
     assert Delivery.objects.get(channel="webhook").status == "failed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batchs_own_webhook_url_is_signed_with_the_owners_default_secret(
+        user, make_batch, receiver, no_tasks):
+    batch = _finish(make_batch(webhook_url=receiver.url))
+    _deliver_all()
+    (request,) = receiver.requests
+    secret = NotificationSettings.of(user).default_secret
+    assert request.json["batch"]["id"] == batch.pk
+    assert notifications.verify(secret, timestamp=request.headers["Batchsite-Timestamp"],
+                                signature=request.headers["Batchsite-Signature"],
+                                body=request.body)
+    rotated = notifications.default_secret_rotate(user=user)
+    assert rotated != secret and NotificationSettings.of(user).default_secret == rotated
