@@ -153,6 +153,8 @@ class BatchSerializer(BatchSummarySerializer):
                                            help_text="Null while the rate is unknown.")
     prompt_tokens = serializers.IntegerField(source="live.prompt_tokens", read_only=True)
     output_tokens = serializers.IntegerField(source="live.output_tokens", read_only=True)
+    webhook_url = serializers.CharField(read_only=True,
+                                        help_text="Receives this batch's events; empty: none.")
     warnings = serializers.SerializerMethodField(
         help_text="Notes about the file (only in the answer to the creation); later they are "
                   "part of last_error.")
