@@ -3,7 +3,9 @@ attempt, and the "Redeliver" action. Registered by batches/admin.py importing th
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 
 from batches.notifications import endpoints
@@ -14,17 +16,28 @@ from batches.notifications.models import (
     NotificationSettings,
     WebhookEndpoint,
 )
+from batches.notifications.safety import UnsafeURL, check_url
 from batches.services import ServiceError
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    def clean_url(self) -> str:
+        try:
+            return check_url(self.cleaned_data["url"])
+        except UnsafeURL as err:
+            raise forms.ValidationError(str(err)) from err
 
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
+    form = WebhookEndpointForm
     list_display = ("id", "url", "owner", "active", "failing_since", "created_at")
     list_filter = ("active",)
     list_select_related = ("owner",)
     search_fields = ("url", "description", "owner__username")
     exclude = ("secret",)
     readonly_fields = ("owner", "created_at", "failing_since", "disabled_reason")
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def has_add_permission(self, request) -> bool:
         return False  # a secret is shown once, to its owner, on the Notifications page

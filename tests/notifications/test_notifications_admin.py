@@ -34,3 +34,14 @@ def test_the_admin_lists_attempts_and_redelivers_without_showing_secrets(
     assert Delivery.objects.get().status == "pending" and no_tasks[-1] == delivery.pk
     delivery_mod.deliver(delivery.pk)
     assert len(receiver.requests) == 2
+
+
+def test_the_admin_refuses_a_private_url_with_the_reason(admin_client, user, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE = False
+    endpoint = WebhookEndpoint.objects.create(owner=user, url="https://example.com/h")
+    answer = admin_client.post(
+        reverse("admin:batches_webhookendpoint_change", args=[endpoint.pk]),
+        {"url": "http://10.0.0.1/h", "description": "", "events": "[]", "active": "on"})
+    assert answer.status_code == 200 and "private, loopback" in answer.content.decode()
+    endpoint.refresh_from_db()
+    assert endpoint.url == "https://example.com/h"
