@@ -224,6 +224,8 @@ for _key in ("EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD
              "EMAIL_USE_TLS", "EMAIL_USE_SSL", "EMAIL_TIMEOUT", "EMAIL_FILE_PATH"):
     if _email.get(_key) is not None:
         globals()[_key] = _email[_key]
+# A delivery's claim lasts the webhook timeout plus a margin: an SMTP call must not outlive it.
+EMAIL_TIMEOUT = _email.get("EMAIL_TIMEOUT") or WEBHOOK_TIMEOUT_S
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Batchsite <batchsite@localhost>")
 
 # django-q2: tasks are short slices (BATCH_SLICE_SECONDS) so timeout < retry holds with room.

@@ -312,3 +312,14 @@ def test_a_batchs_own_webhook_url_is_signed_with_the_owners_default_secret(
                                 body=request.body)
     rotated = notifications.default_secret_rotate(user=user)
     assert rotated != secret and NotificationSettings.of(user).default_secret == rotated
+
+
+def test_migrate_creates_the_every_minute_sweep(db):
+    from django.core.management import call_command
+    from django_q.models import Schedule
+
+    Schedule.objects.filter(name="batches.notifications.sweep").delete()
+    call_command("migrate", verbosity=0)
+    sweep = Schedule.objects.get(name="batches.notifications.sweep")
+    assert (sweep.func, sweep.schedule_type, sweep.minutes) == (
+        "batches.notifications.tasks.sweep", Schedule.MINUTES, 1)
