@@ -217,6 +217,8 @@ WEBHOOK_RETRY_FOR_S = envint("WEBHOOK_RETRY_FOR_S", 24 * 3600)
 WEBHOOK_DISABLE_AFTER_S = envint("WEBHOOK_DISABLE_AFTER_S", 3 * 24 * 3600)
 # batch.waiting_on_api is sent once the model's API has been unreachable this long.
 WEBHOOK_WAITING_AFTER_S = envint("WEBHOOK_WAITING_AFTER_S", 180)
+# batch.progress (only to endpoints that list it) each time a batch passes another N percent.
+WEBHOOK_PROGRESS_STEP_PERCENT = envint("WEBHOOK_PROGRESS_STEP_PERCENT", 10)
 # E-mail: EMAIL_URL such as smtp+tls://user:password@smtp.example.com:587; unset prints to stdout.
 _email = dj_email_url.parse(os.environ.get("EMAIL_URL") or "console:")
 EMAIL_BACKEND = _email["EMAIL_BACKEND"]

@@ -125,9 +125,9 @@ def _note_endpoint_failure(endpoint_id: int, now) -> None:
 
 
 def sweep() -> tuple[int, int]:
-    """Record waiting-on-API events that are due and enqueue every due delivery (lost tasks,
-    killed workers, retries). Returns (events recorded, deliveries enqueued)."""
-    recorded = outbox.record_waiting_on_api()
+    """Record the waiting-on-API and progress events that are due, and enqueue every due
+    delivery (lost tasks, killed workers, retries). Returns (events recorded, enqueued)."""
+    recorded = outbox.record_waiting_on_api() + outbox.record_progress()
     due = list(Delivery.objects.due().order_by("next_attempt_at")
                .values_list("id", flat=True)[:SWEEP_BATCH])
     outbox_models.enqueue(due)

@@ -33,10 +33,13 @@ class EventType(models.TextChoices):
     CANCELLED = "batch.cancelled"
     PAUSED = "batch.paused"
     WAITING_ON_API = "batch.waiting_on_api"
+    PROGRESS = "batch.progress"
     TEST = "webhook.test"
 
 
 BATCH_EVENTS = [t for t in EventType.values if t != EventType.TEST]
+# Sent only to endpoints that ask for them by name (an empty list means the others).
+OPT_IN_EVENTS = [EventType.PROGRESS]
 # The status a batch's final state change writes, as the event it records.
 FINAL_EVENTS = {
     "completed": EventType.COMPLETED,
@@ -75,6 +78,8 @@ class WebhookEndpoint(models.Model):
         return self.url
 
     def wants(self, event_type: str) -> bool:
+        if event_type in OPT_IN_EVENTS:
+            return event_type in self.events
         return not self.events or event_type in self.events
 
 
@@ -152,7 +157,7 @@ class DeliveryQuerySet(models.QuerySet):
                 if found.wants(event.type):
                     made.append(Delivery(channel=Delivery.Channel.WEBHOOK, endpoint=found,
                                          url=found.url, **base))
-            if batch is not None and batch.webhook_url:
+            if batch is not None and batch.webhook_url and event.type not in OPT_IN_EVENTS:
                 made.append(Delivery(channel=Delivery.Channel.WEBHOOK, url=batch.webhook_url,
                                      **base))
             if event.type in EMAIL_EVENTS and self._wants_email(event.owner_id):

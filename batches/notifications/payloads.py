@@ -40,7 +40,9 @@ def build(event: Event) -> dict:
     if event.type == EventType.TEST:
         payload["message"] = "A test event from Batchsite: your endpoint is reachable."
         return payload
-    if event.reason:
+    if event.type == EventType.PROGRESS:
+        payload["percent"] = int(event.reason.rstrip("%"))
+    elif event.reason:
         payload["reason"] = event.reason
         payload["reason_text"] = _reason_text(event.reason)
     batch = Batch.objects.select_related("owner").filter(pk=event.batch_id).first()

@@ -323,3 +323,24 @@ def test_migrate_creates_the_every_minute_sweep(db):
     sweep = Schedule.objects.get(name="batches.notifications.sweep")
     assert (sweep.func, sweep.schedule_type, sweep.minutes) == (
         "batches.notifications.tasks.sweep", Schedule.MINUTES, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_progress_events_go_only_to_endpoints_that_ask_for_them(
+        settings, user, make_batch, receiver, no_tasks):
+    settings.WEBHOOK_PROGRESS_STEP_PERCENT = 25
+    everything = notifications.endpoint_create(owner=user, url=receiver.url + "?all")
+    progress = notifications.endpoint_create(owner=user, url=receiver.url + "?progress",
+                                             events=["batch.progress"])
+    batch = make_batch(rows=[{"text": str(i)} for i in range(8)])
+    Batch.objects.filter(pk=batch.pk).update(status="running")
+    batch.results.filter(index__lt=3).update(status="succeeded")  # 37.5 %: past 25
+    notifications.sweep()
+    notifications.sweep()  # nothing new
+    batch.results.filter(index__lt=6).update(status="succeeded")  # 75 %
+    notifications.sweep()
+    _deliver_all()
+    got = [(r.path.split("?")[1], r.json["type"], r.json["percent"]) for r in receiver.requests]
+    assert sorted(got) == [("progress", "batch.progress", 25), ("progress", "batch.progress", 75)]
+    assert not Delivery.objects.filter(endpoint=everything).exists()
+    assert Delivery.objects.filter(endpoint=progress).count() == 2
