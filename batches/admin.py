@@ -18,6 +18,7 @@ from django.utils.html import format_html
 
 from batches import services
 from batches.models import Batch, BatchResult, RowTally
+from batches.notifications import admin as notifications_admin  # noqa: F401 (registers)
 
 PREVIEW_CHARS = 80
 

@@ -90,6 +90,8 @@ class Batch(models.Model):
     api_waiting_since = models.DateTimeField(null=True, blank=True)
     # Renewed by every slice working on the batch; rescue re-enqueues batches whose beat stopped.
     slice_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Receives this batch's events, signed with the owner's default secret (notifications).
+    webhook_url = models.URLField(max_length=2000, blank=True)
 
     objects = BatchQuerySet.as_manager()
 
@@ -185,6 +187,8 @@ class Batch(models.Model):
                 status__in=Batch.FINAL_STATUSES
             ).update(status=final, finished_at=timezone.now(), paused=False,
                      api_waiting_since=None)
+            if won:
+                Event.objects.record(self, FINAL_EVENTS[final])
         if won:
             self.refresh_counts()
         return bool(won)
@@ -396,3 +400,14 @@ class Progress(RowTally):
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.output_tokens
+
+
+# Registered with the app here; they live with the rest of notifications.
+from batches.notifications.models import (  # noqa: E402, F401
+    FINAL_EVENTS,
+    Delivery,
+    DeliveryAttempt,
+    Event,
+    NotificationSettings,
+    WebhookEndpoint,
+)

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from batches import ingest, outputs, prompts
+from batches import ingest, notifications, outputs, prompts
 from batches.engine import tasks
 from batches.models import Batch, BatchResult, Priority
 
@@ -90,6 +90,7 @@ def batch_create(
     tpm_limit: int | None = None,
     response_schema: dict | None = None,
     output_fields: list[dict] | None = None,
+    webhook_url: str = "",
 ) -> Batch:
     """Validate the input and create the batch with all its rows in one transaction, or nothing.
 
@@ -98,6 +99,11 @@ def batch_create(
     # Browsers send CRLF from a textarea; the model should see the text as written.
     prompt = normalise_newlines(prompt)
     system_instruction = normalise_newlines(system_instruction or "")
+    if webhook_url:
+        try:
+            notifications.check_url(webhook_url)
+        except notifications.UnsafeURL as err:
+            raise InvalidInput(str(err), field="webhook_url") from err
     try:
         template = prompts.parse(prompt)
     except prompts.TemplateError as err:
@@ -147,6 +153,7 @@ def batch_create(
             rpm_limit=rpm_limit if rpm_limit is not None else settings.GEMINI_RPM,
             tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
             response_schema=response_schema,
+            webhook_url=webhook_url,
         )
         try:
             total = _create_rows(batch, table, template, conversation_column)
@@ -280,7 +287,10 @@ def batch_pause(*, batch: Batch) -> int:
             f"Only a pending or running batch can be paused; this one is "
             f"{batch.get_status_display().lower()}."
         )
-    Batch.objects.filter(pk=batch.pk).update(paused=True, status=Batch.Status.PAUSED)
+    with transaction.atomic():
+        Batch.objects.filter(pk=batch.pk).update(paused=True, status=Batch.Status.PAUSED)
+        notifications.record_batch_event(batch.pk, notifications.EventType.PAUSED,
+                                         reason=notifications.PauseReason.USER)
     batch.refresh_from_db()
     return batch.results.filter(status=BatchResult.Status.PENDING).count()
 

@@ -56,6 +56,9 @@ class _BatchSettingsSerializer(serializers.Serializer):
     conversation_column = _StringField(
         max_length=200, required=False, allow_blank=True, default="",
         help_text="Rows sharing a value in this column form one multi-turn conversation.")
+    webhook_url = _StringField(
+        max_length=2000, required=False, allow_blank=True, default="",
+        help_text="Receives this batch's events, signed with your default secret.")
 
     def validate_model(self, value: str) -> str:
         if value and value not in settings.GEMINI_MODELS:
@@ -198,6 +201,8 @@ class BatchSerializer(BatchSummarySerializer):
                                            help_text="Null while the rate is unknown.")
     prompt_tokens = serializers.IntegerField(source="live.prompt_tokens", read_only=True)
     output_tokens = serializers.IntegerField(source="live.output_tokens", read_only=True)
+    webhook_url = serializers.CharField(read_only=True,
+                                        help_text="Receives this batch's events; empty: none.")
     warnings = serializers.SerializerMethodField(
         help_text="Notes about the file (only in the answer to the creation); later they are "
                   "part of last_error.")
@@ -207,7 +212,7 @@ class BatchSerializer(BatchSummarySerializer):
             "prompt", "system_instruction", "temperature", "max_output_tokens", "concurrency",
             "max_retries", "conversation_column", "columns", "rows_per_minute", "eta_seconds",
             "prompt_tokens", "output_tokens", "paused", "cancel_requested", "updated_at",
-            "last_error", "warnings", "output_fields", "response_schema",
+            "last_error", "warnings", "output_fields", "response_schema", "webhook_url",
         ]
         read_only_fields = fields
 

@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, Min, OuterRef, Q, Sum
 from django.utils import timezone
 
+from batches import notifications
 from batches.models import Batch, BatchResult
 from batches.providers import Response
 
@@ -347,15 +348,18 @@ def _write_one(outcome: Outcome, now: datetime, *, cancelled: bool) -> bool:
 
 def _apply_events(events: BatchEvents, now: datetime) -> None:
     for batch_id, message in events.failures.items():
-        Batch.objects.filter(pk=batch_id, status__in=Batch.ACTIVE_STATUSES).update(
-            status=Batch.Status.FAILED, last_error=message, finished_at=now,
-            api_waiting_since=None)
+        if Batch.objects.filter(pk=batch_id, status__in=Batch.ACTIVE_STATUSES).update(
+                status=Batch.Status.FAILED, last_error=message, finished_at=now,
+                api_waiting_since=None):
+            notifications.record_batch_event(batch_id, notifications.EventType.FAILED)
     for batch_id, since in events.api_waiting.items():
         Batch.objects.filter(pk=batch_id, api_waiting_since__isnull=True).update(
             api_waiting_since=since)
     for batch_id, message in events.pauses.items():
-        Batch.objects.filter(pk=batch_id, status__in=RUNNABLE, cancel_requested=False).update(
-            status=Batch.Status.PAUSED, paused=True, last_error=message)
+        if Batch.objects.filter(pk=batch_id, status__in=RUNNABLE, cancel_requested=False).update(
+                status=Batch.Status.PAUSED, paused=True, last_error=message):
+            notifications.record_batch_event(batch_id, notifications.EventType.PAUSED,
+                                             reason=notifications.pause_reason(message))
 
 
 def finalise(batch_ids) -> None:

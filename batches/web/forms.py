@@ -90,6 +90,11 @@ class BatchForm(forms.Form):
                                     initial="text", required=False)
     output_advanced = forms.BooleanField(required=False)
     output_schema = forms.CharField(required=False, widget=forms.Textarea)
+    webhook_url = forms.CharField(
+        max_length=2000, required=False, label="Webhook URL",
+        widget=forms.URLInput(attrs={"placeholder": "https://example.com/hook"}),
+        help_text="Receives this batch's events, signed with your default secret "
+                  "(Notifications page).")
 
     def __init__(self, *args: Any, staged: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -139,6 +144,7 @@ class BatchForm(forms.Form):
             "priority": data["priority"],
             "conversation_column": data["conversation_column"].strip(),
             "sheet": data["sheet"].strip() or None,
+            "webhook_url": data["webhook_url"].strip(),
         }
 
     def add_service_error(self, err: ServiceError) -> None:

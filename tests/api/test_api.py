@@ -628,6 +628,9 @@ EXPECTED_PATHS = {
     "/api/batches/{id}/cancel/", "/api/batches/{id}/pause/", "/api/batches/{id}/resume/",
     "/api/batches/{id}/retry-failed/", "/api/batches/{id}/results/{index}/retry/",
     "/api/batches/{id}/export/", "/api/token/",
+    "/api/webhooks/", "/api/webhooks/{webhook_id}/", "/api/webhooks/{webhook_id}/rotate-secret/",
+    "/api/webhooks/{webhook_id}/test/", "/api/webhooks/{webhook_id}/deliveries/",
+    "/api/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver/",
 }
 
 

@@ -28,7 +28,9 @@ LENIENT_PARAMETERS = {"page", "page_size", "status"}
 # Creation has rules JSON Schema cannot state: the file's bytes must be a table, the prompt's
 # placeholders and the conversation column must name its columns. A well-formed request can
 # therefore be refused there with a (documented) 400.
-SEMANTIC_OPERATIONS = {("POST", "/api/batches/")}
+# A webhook URL likewise must name a public http(s) host, which no JSON Schema can check.
+SEMANTIC_OPERATIONS = {("POST", "/api/batches/"), ("POST", "/api/webhooks/"),
+                       ("PATCH", "/api/webhooks/{webhook_id}/")}
 STATUSES = ["succeeded", "failed", "cancelled", "pending", "succeeded", "failed"]
 
 

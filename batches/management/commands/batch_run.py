@@ -20,6 +20,7 @@ OPTION_NAMES = {
     "model": "--model",
     "output_fields": "--field",
     "response_schema": "--schema",
+    "webhook_url": "--webhook",
 }
 
 
@@ -51,6 +52,9 @@ class Command(BaseCommand):
                  'E.g. --field "sentiment:enum(positive,mixed,negative)"')
         parser.add_argument("--schema", default=None, metavar="FILE",
                             help="Output columns as a JSON Schema file (instead of --field).")
+        parser.add_argument("--webhook", default="", metavar="URL",
+                            help="POST this batch's events to URL, signed with the owner's "
+                                 "default secret (see docs/notifications.md).")
         parser.add_argument("--wait", action="store_true",
                             help="Show progress until the batch ends.")
 
@@ -147,6 +151,7 @@ class Command(BaseCommand):
                     temperature=options["temperature"],
                     max_output_tokens=options["max_output_tokens"],
                     **output,
+                    webhook_url=options["webhook"],
                 )
             except services.InvalidInput as err:
                 raise CommandError(self._where(err, path), returncode=2) from err
