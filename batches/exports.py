@@ -6,10 +6,11 @@ current status, so an export taken while the batch runs has the rows done so far
 their output and the others marked pending or running with an empty output (pass
 `statuses` to keep only some). Rows are read in chunks, never all at once.
 
-CSV and XLSX are opened by spreadsheet programs, so text cells that begin with a formula
-trigger (`=`, `+`, `-`, `@`, tab, carriage return) get a leading `'` (OWASP CSV
-injection), in the header, the input and the model's output alike. Numbers stay numbers.
-JSONL is data for programs and is written verbatim.
+CSV is opened by spreadsheet programs, so text cells that begin with a formula trigger
+(`=`, `+`, `-`, `@`, tab, carriage return) get a leading `'` (OWASP CSV injection), in the
+header, the input and the model's output alike. XLSX needs no prefix: every text cell is
+written as a string cell (xlsxwriter with formula and number conversion off), which Excel
+never evaluates, so `-5` stays `-5`. Numbers stay numbers. JSONL is written verbatim.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import xlsxwriter
 from django.utils.text import slugify
-from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from batches.models import Batch
 from batches.prompts import format_value
@@ -35,6 +36,7 @@ READ_CHUNK = 2000
 STREAM_CHUNK = 64 * 1024
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 XLSX_MAX_CELL = 32_767  # Excel refuses longer cells
+XLSX_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # XML 1.0 cannot hold these
 
 CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -140,20 +142,31 @@ def _jsonl_chunks(headers: list[str], columns: list[str], rows: Iterable[tuple])
 def _xlsx_value(value: object) -> object:
     if value is None or isinstance(value, (bool, int, float)):
         return value
-    text = ILLEGAL_CHARACTERS_RE.sub("", format_value(value))
-    return neutralise(text)[:XLSX_MAX_CELL]
+    return XLSX_ILLEGAL.sub("", format_value(value))[:XLSX_MAX_CELL]
 
 
 def _xlsx_chunks(headers: list[str], columns: list[str], rows: Iterable[tuple]) -> Iterator[bytes]:
-    # A ZIP cannot be streamed while it is written: the write-only workbook keeps rows on disk,
-    # save() zips them into a temporary file, and the file is streamed from there.
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("Results")
-    sheet.append([_xlsx_value(h) for h in headers])
-    for row in rows:
-        sheet.append([_xlsx_value(v) for v in _cells(columns, row)])
-    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as out:
-        workbook.save(out)
+    # A ZIP cannot be streamed while it is written: xlsxwriter's constant-memory mode flushes
+    # each row to a temporary file, close() zips the parts, and the result is streamed from
+    # disk. It writes 200,000 rows several times faster than openpyxl (docs/performance.md).
+    with tempfile.TemporaryFile() as out:
+        workbook = xlsxwriter.Workbook(out, {
+            "constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False,
+            "strings_to_numbers": False, "in_memory": False, "tmpdir": tempfile.gettempdir(),
+        })
+        sheet = workbook.add_worksheet("Results")
+        sheet.freeze_panes(1, 0)
+        sheet.write_row(0, 0, [_xlsx_value(h) for h in headers])
+        last = 0
+        for last, row in enumerate(rows, 1):
+            for col, value in enumerate(_cells(columns, row)):
+                value = _xlsx_value(value)
+                if isinstance(value, str):
+                    sheet.write_string(last, col, value)
+                elif value is not None:
+                    sheet.write(last, col, value)
+        sheet.autofilter(0, 0, last, max(len(headers) - 1, 0))
+        workbook.close()
         out.seek(0)
         while chunk := out.read(STREAM_CHUNK):
             yield chunk

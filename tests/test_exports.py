@@ -2,6 +2,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 
 import openpyxl
 import pytest
@@ -10,6 +11,12 @@ from batches.exports import UnknownFormat, export_rows
 from tests.helpers.api import orm_batch
 
 FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1", "-2", "@x", "\tcmd", "\rcmd"]
+
+
+def ooxml_text(value: str) -> str:
+    """Undo OOXML's _xHHHH_ escape (a carriage return is stored as _x000D_; Excel shows it as
+    one, openpyxl's reader leaves it escaped)."""
+    return re.sub(r"_x([0-9A-F]{4})_", lambda m: chr(int(m.group(1), 16)), value)
 
 
 def read(batch, fmt, **kwargs) -> bytes:
@@ -56,13 +63,22 @@ def test_it_neutralises_formulas_in_csv_output_and_input(formula_batch):
     assert [r[2] for r in rows] == ["'" + f for f in FORMULAS]
 
 
-def test_it_neutralises_formulas_in_xlsx_output_and_input(formula_batch):
-    rows = read_xlsx(formula_batch)[1:]
-    # With lxml, openpyxl keeps a carriage return as _x000D_, so it reads back unchanged.
-    expected = ["'" + f for f in FORMULAS]
-    assert [r[0] for r in rows] == expected
-    assert [r[2] for r in rows] == expected
-    assert [r[1] for r in rows] == list(range(len(FORMULAS)))  # numbers stay numbers
+def test_it_writes_formula_looking_text_as_plain_string_cells_in_xlsx(formula_batch):
+    sheet = openpyxl.load_workbook(io.BytesIO(read(formula_batch, "xlsx"))).active
+    cells = list(sheet.iter_rows(min_row=2))
+    # String cells (data type "s"), never formulas ("f"), and the text is unchanged: "-5" is
+    # still "-5", not "'-5".
+    assert [ooxml_text(c[0].value) for c in cells] == FORMULAS
+    assert [ooxml_text(c[2].value) for c in cells] == FORMULAS
+    assert {c[0].data_type for c in cells} == {"s"} == {c[2].data_type for c in cells}
+    assert [c[1].value for c in cells] == list(range(len(FORMULAS)))  # numbers stay numbers
+
+
+def test_xlsx_export_has_a_frozen_header_row_and_an_autofilter(formula_batch):
+    sheet = openpyxl.load_workbook(io.BytesIO(read(formula_batch, "xlsx"))).active
+    assert sheet.freeze_panes == "A2"
+    assert sheet.auto_filter.ref == f"A1:{sheet.cell(1, sheet.max_column).column_letter}" \
+        f"{sheet.max_row}"
 
 
 def test_it_writes_jsonl_verbatim(formula_batch):
@@ -75,7 +91,7 @@ def test_it_writes_jsonl_verbatim(formula_batch):
 def test_it_neutralises_formula_looking_column_names(user):
     batch = orm_batch(user, [{"=cmd": "x"}], prompt_template="{{=cmd}}")
     assert read_csv(batch)[0][0] == "'=cmd"
-    assert read_xlsx(batch)[0][0] == "'=cmd"
+    assert read_xlsx(batch)[0][0] == "=cmd"  # a string cell: Excel never evaluates it
     assert "=cmd" in read_jsonl(batch)[0]
 
 
