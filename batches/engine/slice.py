@@ -14,7 +14,7 @@ import math
 import random
 import signal
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -107,6 +107,10 @@ class Slice:
         self._alone_since: dict[int, float] = {}
         self._last_claim = -math.inf
         self._deadline = math.inf
+        # Slot idle time: from a row's answer to the request that takes its slot (the refill
+        # gap the latency-bound benchmark measures; see docs/performance.md).
+        self._freed_at: deque[float] = deque()
+        self.slot_idle_ms: list[float] = []
 
     # The loop -----------------------------------------------------------------------------
 
@@ -121,6 +125,8 @@ class Slice:
             self._remove_signal_handlers(loop)
             await self._db(db.close_connection)
             self._executor.shutdown(wait=True)
+            if settings.BATCH_SLOT_IDLE_LOG:
+                _append_slot_idle(settings.BATCH_SLOT_IDLE_LOG, self.slot_idle_ms)
         self.report.stop_signal = self._stop_signal
         return self.report
 
@@ -281,9 +287,11 @@ class Slice:
         except Exception as exc:  # one row's bug must not stop the others
             log.exception("Row %s failed unexpectedly", row.id)
             outcome = Outcome(row, Kind.FAILED, error=f"{type(exc).__name__}: {exc}")
-        outcome.latency_ms = round((time.monotonic() - started) * 1000)
+        finished = time.monotonic()
+        outcome.latency_ms = round((finished - started) * 1000)
         self.buffer.append(outcome)
         del self.inflight[row.id]
+        self._freed_at.append(finished)
         assert self._wake is not None
         self._wake.set()
 
@@ -305,6 +313,8 @@ class Slice:
             row.prompt + "".join(p + a for p, a in row.history) + batch.system_instruction)
         await limits.acquire(model, rpm=batch.rpm_limit, tpm=batch.tpm_limit, tokens=estimate,
                              run_db=self._run_db)
+        if self._freed_at:
+            self.slot_idle_ms.append((time.monotonic() - self._freed_at.popleft()) * 1000)
         try:
             response = await provider.generate(request)
         except RetryableError as exc:
@@ -388,6 +398,16 @@ class Slice:
         for signum, previous in self._previous_handlers.items():
             loop.remove_signal_handler(signum)
             signal.signal(signum, previous)
+
+
+def _append_slot_idle(path: str, samples: list[float]) -> None:
+    """One JSON line per slice; flock keeps lines of concurrent worker processes whole."""
+    import fcntl
+    import json
+
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(json.dumps([round(s, 2) for s in samples]) + "\n")
 
 
 def _on_db_thread(fn: Callable, *args: Any, **kwargs: Any) -> Any:
