@@ -147,10 +147,12 @@ class Slice:
                 break
             if now < deadline:
                 if self._should_claim(now):
-                    # Finished rows count as running until written, against the batch caps.
+                    # Refill first, write after: the claim discounts this slice's finished but
+                    # unwritten rows from the batch caps, so no write sits between an answer
+                    # and the request that takes its slot.
+                    await self._claim(self.max_inflight - len(self.inflight))
                     await self._flush()
                     last_flush = loop.time()
-                    await self._claim(self.max_inflight - len(self.inflight))
                     if not self.inflight:
                         await self._flush()
                         wait = await self._db(db.idle_wait)
@@ -216,9 +218,10 @@ class Slice:
         now = loop.time()
         alone_ok = {b for b, since in self._alone_since.items() if now - since >= ALONE_GRACE_S}
         others: dict[int, int] = {}
+        unwritten = Counter(o.row.batch.id for o in self.buffer)
         try:
             rows = await self._db(db.claim_rows, limit, lease_s=self.lease_s, held=held,
-                                  alone_ok=alone_ok, others=others)
+                                  alone_ok=alone_ok, others=others, unwritten=unwritten)
         except DatabaseError:
             log.exception("Claiming rows failed; trying again shortly")
             rows = []
