@@ -16,6 +16,7 @@ For the engine (inside its claim and write transactions, on its database thread)
     #     pause_message pauses the batch. No budget applies: rows == n, no I/O.
     costs.trim(budget, str(token), claimed)        # claimed fewer than reserved
     cost = costs.answer_cost(model, response, at)  # Decimal, or None: price unknown
+    cost = costs.calls_cost(model, responses, at)  # every call behind an answer (a repair)
     spend.batch_updates(batch_id)                  # F() additions for the batch's UPDATE
     costs.add_monthly_spend(spend.per_owner, now)  # the owners' month
     costs.settle([(keys, token, reserved_nanos, actual_nanos), ...])  # after the commit
@@ -51,12 +52,13 @@ from batches.costs.money import PRICE_UNKNOWN, format_money, from_nanos, parse_a
 from batches.costs.prices import Price, clear_price_cache, price_for
 from batches.costs.report import BatchSpend, MonthSpend, batch_spend, user_month
 from batches.costs.store import get_store, set_store
-from batches.costs.usage import Spend, answer_cost
+from batches.costs.usage import Spend, answer_cost, calls_cost
 
 __all__ = [
     "BUDGET_MESSAGE_PREFIXES", "BatchSpend", "ClaimBudget", "Estimate", "MAX_COUNT_CALLS",
     "MonthSpend", "PRICE_UNKNOWN", "Price", "Spend", "add_monthly_spend", "answer_cost",
-    "batch_spend", "budget_message", "claim_budget", "clear_price_cache", "count_tokens",
+    "batch_spend", "budget_message", "calls_cost", "claim_budget", "clear_price_cache",
+    "count_tokens",
     "earlier_output_per_row", "estimate", "format_money", "from_nanos", "get_store", "month_spent",
     "month_start", "monthly_limit", "parse_amount", "parse_thinking", "price_for", "release",
     "renew", "set_store", "settle", "to_nanos", "trim", "user_month",

@@ -4,6 +4,7 @@ write adds to its batches."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -23,6 +24,14 @@ def answer_cost(model: str, response: Response, at: datetime | None = None) -> D
     return price.cost(prompt=response.prompt_tokens or 0, candidates=response.output_tokens or 0,
                       thoughts=response.thoughts_tokens or 0,
                       cached=response.cached_tokens or 0)
+
+
+def calls_cost(model: str, responses: Sequence[Response],
+               at: datetime | None = None) -> Decimal | None:
+    """What every call behind one answer cost (a structured-output repair is a second call,
+    billed on its own: each call is priced by its own prompt length); None: price unknown."""
+    costs = [answer_cost(model, r, at) for r in responses]
+    return None if any(c is None for c in costs) else sum(costs, Decimal(0))
 
 
 def _totals() -> dict:

@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, Min, OuterRef, Q
 from django.utils import timezone
 
-from batches import costs
+from batches import costs, notifications
 from batches.models import Batch, BatchResult
 from batches.providers import Response
 
@@ -78,6 +78,16 @@ class Outcome:
     response: Response | None = None
     latency_ms: int | None = None
     not_before: datetime | None = None
+    data: object = None  # the validated answer of a columns batch (engine.answers)
+    extra_attempts: int = 0  # a repair request spent one more attempt
+    # Every billed call behind `response` when there were several (a repair); each is priced on
+    # its own. Empty: `response` is the only call.
+    calls: tuple[Response, ...] = ()
+
+    def cost(self, now: datetime):
+        """What the answer's calls cost (Decimal), None: price unknown."""
+        assert self.response is not None
+        return costs.calls_cost(self.row.batch.model, self.calls or (self.response,), now)
 
 
 @dataclass
@@ -112,15 +122,18 @@ def claimable(qs, now: datetime):
 
 def claim_rows(limit: int, *, lease_s: float, held: Mapping[int, int] | None = None,
                alone_ok: Collection[int] = (), others: dict[int, int] | None = None,
-               ) -> list[ClaimedRow]:
+               unwritten: Mapping[int, int] | None = None) -> list[ClaimedRow]:
     """Claim up to `limit` rows across runnable batches: priority, then batch age, then index.
 
     `held`: rows per batch this slice already has in flight. A slice takes at most its share of a
     batch's concurrency (concurrency / BATCH_SLICES_PER_BATCH), so every worker gets part of a
     batch, unless the batch is in `alone_ok` (no other slice has run its rows for a while).
-    `others`, when given, is filled with the rows per batch that other slices are running."""
+    `others`, when given, is filled with the rows per batch that other slices are running.
+    `unwritten`: rows per batch this slice has finished but not written yet; they still say
+    running in the table but no longer take a slot, so the slice can refill before it writes."""
     claimed: list[ClaimedRow] = []
     held = held or {}
+    unwritten = unwritten or {}
     # The Batch table is small; rows are then taken per batch through (batch, status, index).
     order = runnable_batches().order_by("priority", "created_at", "id")
     for batch_id in order.values_list("id", flat=True):
@@ -129,20 +142,22 @@ def claim_rows(limit: int, *, lease_s: float, held: Mapping[int, int] | None = N
             break
         claimed += claim_batch_rows(batch_id, room, lease_s=lease_s,
                                     held=held.get(batch_id, 0),
-                                    share_cap=batch_id not in alone_ok, others=others)
+                                    share_cap=batch_id not in alone_ok, others=others,
+                                    unwritten=unwritten.get(batch_id, 0))
     return claimed
 
 
 def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0,
                      share_cap: bool = False, others: dict[int, int] | None = None,
-                     ) -> list[ClaimedRow]:
+                     unwritten: int = 0) -> list[ClaimedRow]:
     with transaction.atomic():
         # Locking the batch row serialises claims per batch on PostgreSQL, so the count of
         # running rows below stays true until commit; SQLite's IMMEDIATE transactions are serial.
         batch = runnable_batches().select_for_update().filter(pk=batch_id).first()
         if batch is None:
             return []
-        running = BatchResult.objects.filter(batch=batch, status=RUNNING).count()
+        in_flight = BatchResult.objects.filter(batch=batch, status=RUNNING).count()
+        running = in_flight - unwritten
         if others is not None:
             others[batch_id] = max(0, running - held)
         n = min(limit, batch.concurrency - running)
@@ -160,11 +175,14 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
         token = uuid.uuid4()
         expires = now + timedelta(seconds=lease_s)
         claim = dict(status=RUNNING, claim_token=token, started_at=now, lease_expires_at=expires)
+        # Unwritten rows still hold their reservations until their write settles them.
         budget = costs.claim_budget(batch, n=n, token=str(token), expires_at=expires.timestamp(),
-                                    running=running)
+                                    running=in_flight)
         if budget.pause_message:
             Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.PAUSED, paused=True,
                                                      last_error=budget.pause_message)
+            notifications.record_batch_event(batch.pk, notifications.EventType.PAUSED,
+                                             reason=notifications.PauseReason.BUDGET)
             return []
         n = budget.rows
         if n <= 0:
@@ -277,17 +295,23 @@ def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None) -
             if outcome.kind is Kind.SUCCEEDED:
                 continue
             batch_id = outcome.row.batch.id
-            if not _write_one(outcome, now, cancelled=cancelled.get(batch_id, True)):
+            # A columns answer that failed validation was still answered, and billed.
+            billed = outcome.kind is Kind.FAILED and outcome.response is not None
+            cost = outcome.cost(now) if billed else None
+            if not _write_one(outcome, now, cancelled=cancelled.get(batch_id, True), cost=cost):
                 continue  # the lease was lost: a newer claim owns the row now
+            if billed:
+                _add_failed_answer(tokens, spend, outcome, cost)
             settled.append((outcome.row.budget_keys, str(outcome.row.token),
-                            outcome.row.reserved, 0))
+                            outcome.row.reserved, spend.row_costs.get(outcome.row.id, 0)))
             if outcome.kind is Kind.FAILED and outcome.row.conversation_key:
                 BatchResult.objects.filter(
                     batch_id=batch_id, conversation_key=outcome.row.conversation_key,
                     index__gt=outcome.row.index, status=PENDING,
                 ).update(status=BatchResult.Status.FAILED, error=EARLIER_TURN_FAILED,
                          finished_at=now, not_before=None)
-        for batch_id, (prompt_tokens, output_tokens) in tokens.items():
+        for batch_id in sorted(set(tokens) | set(spend.per_batch)):
+            prompt_tokens, output_tokens = tokens.get(batch_id, (0, 0))
             # Any answer means the API is back for this batch.
             Batch.objects.filter(pk=batch_id).update(
                 prompt_tokens=F("prompt_tokens") + prompt_tokens,
@@ -314,14 +338,14 @@ def _write_successes(outcomes: list[Outcome], now: datetime
     field = BatchResult._meta.get_field
 
     def prep(name: str, value):
-        return field(name).get_db_prep_value(value, connection)
+        return field(name).get_db_prep_save(value, connection)  # None is SQL NULL
 
     sql = (
         f"UPDATE {BatchResult._meta.db_table} SET status = %s, output = %s, error = '', "
         "finish_reason = %s, model_version = %s, prompt_tokens = %s, output_tokens = %s, "
-        "latency_ms = %s, finished_at = %s, not_before = NULL, attempts = attempts + 1, "
-        "claim_token = NULL, lease_expires_at = NULL, thoughts_tokens = %s, cached_tokens = %s, "
-        "cost = %s "
+        "latency_ms = %s, finished_at = %s, not_before = NULL, attempts = attempts + 1 + %s, "
+        "data = %s, claim_token = NULL, lease_expires_at = NULL, thoughts_tokens = %s, "
+        "cached_tokens = %s, cost = %s "
         "WHERE id = %s AND claim_token = %s AND status = %s"
     )
     finished_at = prep("finished_at", now)
@@ -331,12 +355,13 @@ def _write_successes(outcomes: list[Outcome], now: datetime
     for o in outcomes:
         response = o.response
         assert response is not None
-        row_costs[o.row.id] = cost = costs.answer_cost(o.row.batch.model, response, now)
+        row_costs[o.row.id] = cost = o.cost(now)
         params.append((
             BatchResult.Status.SUCCEEDED, response.text, response.finish_reason[:40],
             response.model_version[:100], response.prompt_tokens, response.output_tokens,
-            o.latency_ms, finished_at, response.thoughts_tokens, response.cached_tokens,
-            prep("cost", cost), o.row.id, prep("claim_token", o.row.token), RUNNING,
+            o.latency_ms, finished_at, o.extra_attempts, prep("data", o.data),
+            response.thoughts_tokens, response.cached_tokens, prep("cost", cost), o.row.id,
+            prep("claim_token", o.row.token), RUNNING,
         ))
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
@@ -355,16 +380,37 @@ def _write_successes(outcomes: list[Outcome], now: datetime
     return tokens, spend
 
 
-def _write_one(outcome: Outcome, now: datetime, *, cancelled: bool) -> bool:
+def _add_failed_answer(tokens: dict[int, tuple[int, int]], spend: costs.Spend,
+                       outcome: Outcome, cost) -> None:
+    """Count a failed but billed answer's tokens and cost, as a success's are."""
+    response, row = outcome.response, outcome.row
+    assert response is not None
+    p, o = tokens.get(row.batch.id, (0, 0))
+    tokens[row.batch.id] = (p + (response.prompt_tokens or 0), o + (response.output_tokens or 0))
+    spend.add(row.id, row.batch.id, row.batch.owner_id, cost, response.thoughts_tokens or 0,
+              response.cached_tokens or 0)
+
+
+def _write_one(outcome: Outcome, now: datetime, *, cancelled: bool, cost=None) -> bool:
     """Write a failure or a return to pending (successes go through _write_successes)."""
     row = outcome.row
     mine = BatchResult.objects.filter(pk=row.id, claim_token=row.token, status=RUNNING)
     released = dict(claim_token=None, lease_expires_at=None)
     kind = outcome.kind
     if kind is Kind.FAILED:
+        # A columns answer that failed validation keeps its raw text, its usage and its cost.
+        answer = {}
+        if response := outcome.response:
+            answer = dict(output=response.text, prompt_tokens=response.prompt_tokens,
+                          output_tokens=response.output_tokens,
+                          thoughts_tokens=response.thoughts_tokens,
+                          cached_tokens=response.cached_tokens, cost=cost,
+                          finish_reason=response.finish_reason[:40],
+                          model_version=response.model_version[:100])
         return bool(mine.update(
             status=BatchResult.Status.FAILED, error=outcome.error, latency_ms=outcome.latency_ms,
-            finished_at=now, not_before=None, attempts=F("attempts") + 1, **released,
+            finished_at=now, not_before=None, attempts=F("attempts") + 1 + outcome.extra_attempts,
+            **answer, **released,
         ))
     spent = {"attempts": F("attempts") + 1} if kind is Kind.RETRY else {}
     error = {"error": outcome.error} if outcome.error else {}
@@ -380,15 +426,18 @@ def _write_one(outcome: Outcome, now: datetime, *, cancelled: bool) -> bool:
 
 def _apply_events(events: BatchEvents, now: datetime) -> None:
     for batch_id, message in events.failures.items():
-        Batch.objects.filter(pk=batch_id, status__in=Batch.ACTIVE_STATUSES).update(
-            status=Batch.Status.FAILED, last_error=message, finished_at=now,
-            api_waiting_since=None)
+        if Batch.objects.filter(pk=batch_id, status__in=Batch.ACTIVE_STATUSES).update(
+                status=Batch.Status.FAILED, last_error=message, finished_at=now,
+                api_waiting_since=None):
+            notifications.record_batch_event(batch_id, notifications.EventType.FAILED)
     for batch_id, since in events.api_waiting.items():
         Batch.objects.filter(pk=batch_id, api_waiting_since__isnull=True).update(
             api_waiting_since=since)
     for batch_id, message in events.pauses.items():
-        Batch.objects.filter(pk=batch_id, status__in=RUNNABLE, cancel_requested=False).update(
-            status=Batch.Status.PAUSED, paused=True, last_error=message)
+        if Batch.objects.filter(pk=batch_id, status__in=RUNNABLE, cancel_requested=False).update(
+                status=Batch.Status.PAUSED, paused=True, last_error=message):
+            notifications.record_batch_event(batch_id, notifications.EventType.PAUSED,
+                                             reason=notifications.pause_reason(message))
 
 
 def finalise(batch_ids) -> None:

@@ -3,12 +3,13 @@ and the budget form on the batch page, the month on the dashboard."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
 from django.urls import reverse
 
-from batches.models import Batch, UserBudget
+from batches.models import Batch, StagedUpload, UserBudget
 from tests.conftest import csv_file
 from tests.helpers import costs as cost_helpers
 
@@ -53,6 +54,35 @@ def test_the_estimate_fragment_shows_tokens_cost_and_time_and_creates_nothing(al
     assert "Estimate for 2 rows on gemini-2.5-flash" in text
     assert "in batch mode" in text and "countTokens was not available" in text
     assert Batch.objects.count() == 0
+
+
+def test_the_estimate_reads_the_file_the_preview_staged(alice, settings):
+    settings.GEMINI_API_KEY = ""
+    previewed = alice.post(reverse("batch_new_preview"),
+                           {"prompt": "Say: {{text}}",
+                            "file": csv_file("text\nhello world\ngood day\nhi there\n")},
+                           HTTP_HX_REQUEST="true").content.decode()
+    token = re.search(r'name="staged_upload" value="([^"]+)"', previewed).group(1)
+    data = form(staged_upload=token)
+    del data["file"]  # the button leaves the file input out: the staged copy is read
+
+    answer = alice.post(reverse("batch_new_estimate"), data, HTTP_HX_REQUEST="true")
+
+    text = answer.content.decode()
+    assert "Estimate for 3 rows on gemini-2.5-flash" in text
+    assert 'name="staged_upload"' not in text  # nothing new was staged
+    assert StagedUpload.objects.filter(token=token).exists()  # still there for Create
+    created = alice.post(reverse("batch_new"), data)
+    assert created.status_code == 302 and Batch.objects.get().total_rows == 3
+
+
+def test_an_estimate_sent_with_the_file_stages_it_for_the_page(alice, settings):
+    settings.GEMINI_API_KEY = ""
+    answer = alice.post(reverse("batch_new_estimate"), form(), HTTP_HX_REQUEST="true")
+    text = answer.content.decode()
+    staged = StagedUpload.objects.get()
+    assert f'name="staged_upload" value="{staged.token}"' in text and 'hx-swap-oob="true"' in text
+    assert "Estimate for 2 rows" in text
 
 
 def test_the_estimate_asks_for_a_file_and_prompt_first(alice):
