@@ -30,6 +30,9 @@ class Knobs:
     fail_times: dict[str, int] = field(default_factory=dict)
     down: bool = False
     require_key: str | None = None
+    # Files API: an upload whose display name contains one of these fails once (503).
+    fail_upload_once: tuple[str, ...] = ()
+    file_ttl_s: float = 48 * 3600
     seed: int = 0
     log_limit: int = 100_000
 
@@ -39,7 +42,8 @@ class Knobs:
         if unknown:
             raise ValueError(f"unknown knob(s): {', '.join(sorted(unknown))}")
         for name, value in changes.items():
-            if name in ("fail_permanently", "block_safety", "finish_safety", "empty_answer"):
+            if name in ("fail_permanently", "block_safety", "finish_safety", "empty_answer",
+                        "fail_upload_once"):
                 value = (value,) if isinstance(value, str) else tuple(value)
             elif name == "error_mix":
                 value = {int(k): float(v) for k, v in value.items()}

@@ -1,6 +1,7 @@
 """Model providers: the interface in base, Gemini in gemini."""
 
 from batches.providers.base import (
+    Attachment,
     ConfigurationError,
     PermanentError,
     Provider,
@@ -8,9 +9,11 @@ from batches.providers.base import (
     Request,
     Response,
     RetryableError,
+    UploadedFile,
 )
 
 __all__ = [
+    "Attachment",
     "ConfigurationError",
     "PermanentError",
     "Provider",
@@ -18,4 +21,5 @@ __all__ = [
     "Request",
     "Response",
     "RetryableError",
+    "UploadedFile",
 ]
