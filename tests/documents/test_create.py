@@ -10,7 +10,6 @@ from batches.services import InvalidInput, batch_create
 from tests.conftest import csv_file
 from tests.helpers.documents import (
     encrypted_pdf_bytes,
-    media,  # noqa: F401
     pdf_bytes,
     png_bytes,
     stored_files,
@@ -19,7 +18,6 @@ from tests.helpers.documents import (
 )
 
 pytestmark = pytest.mark.usefixtures("enqueued")
-from tests.helpers.engine import enqueued  # noqa: E402,F401
 
 
 def create(user, docs, prompt="Extract the total amount from {{filename}}", **kwargs):
@@ -90,11 +88,7 @@ def test_bad_files_are_refused_naming_the_file_and_leave_nothing_behind(
         user, media, settings, name, data, message):
     settings.BATCH_MAX_FILES = 3
     if data is None:
-        from pypdf import PdfWriter
-        import io
-        out = io.BytesIO()
-        PdfWriter().write(out)
-        data = out.getvalue()
+        data = pdf_bytes(0)
     good = [upload("first.pdf", pdf_bytes(1, "good")), upload("second.png", png_bytes())]
     with pytest.raises(InvalidInput, match=message) as info:
         create(user, good + [upload(name, data)])
