@@ -47,7 +47,8 @@ def batch_add_rows(*, batch: Batch, rows: list[dict] | None = None,
             locked = Batch.objects.select_for_update().get(pk=batch.pk)
             if locked.status == Batch.Status.CANCELLED or locked.cancel_requested:
                 raise ActionNotAllowed("The batch was cancelled; rows cannot be added to it.")
-            start = (locked.results.aggregate(n=Max("index"))["n"] or -1) + 1
+            last = locked.results.aggregate(n=Max("index"))["n"]
+            start = 0 if last is None else last + 1
             before = locked.results.count()
             intake.bind(locked)
             added = _create_intake_rows(locked, intake, template, source,
