@@ -626,6 +626,7 @@ EXPECTED_PATHS = {
     "/api/batches/{id}/cancel/", "/api/batches/{id}/pause/", "/api/batches/{id}/resume/",
     "/api/batches/{id}/retry-failed/", "/api/batches/{id}/results/{index}/retry/",
     "/api/batches/{id}/export/", "/api/token/",
+    "/api/batches/{id}/rows/", "/api/batches/{id}/results/{index}/",
 }
 
 

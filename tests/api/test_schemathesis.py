@@ -27,8 +27,8 @@ schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
 LENIENT_PARAMETERS = {"page", "page_size", "status"}
 # Creation has rules JSON Schema cannot state: the file's bytes must be a table, the prompt's
 # placeholders and the conversation column must name its columns. A well-formed request can
-# therefore be refused there with a (documented) 400.
-SEMANTIC_OPERATIONS = {("POST", "/api/batches/")}
+# therefore be refused there with a (documented) 400. Adding rows follows the same rules.
+SEMANTIC_OPERATIONS = {("POST", "/api/batches/"), ("POST", "/api/batches/{id}/rows/")}
 STATUSES = ["succeeded", "failed", "cancelled", "pending", "succeeded", "failed"]
 
 
