@@ -38,6 +38,8 @@ BATCH_ENDPOINTS = [
     ("get", "/api/batches/{id}/export/?format=csv", None),
     ("get", "/api/batches/{id}/export/?format=jsonl", None),
     ("get", "/api/batches/{id}/export/?format=xlsx", None),
+    ("post", "/api/batches/{id}/rows/", {"rows": [{"text": "more"}]}),
+    ("delete", "/api/batches/{id}/results/1/", None),
 ]
 ALL_ENDPOINTS = BATCH_ENDPOINTS + [
     ("get", "/api/batches/", None),
