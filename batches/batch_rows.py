@@ -8,7 +8,7 @@ from typing import IO
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max
 
 from batches import prompts
 from batches.engine import tasks
@@ -69,9 +69,11 @@ def batch_add_rows(*, batch: Batch, rows: list[dict] | None = None,
 
 
 def batch_delete_row(*, batch: Batch, index: int) -> None:
-    """Remove a pending or failed row; its documents go too unless another row uses them."""
+    """Remove a pending or failed row; the rows after it move up one index (indexes stay
+    0..n-1, which paging relies on). Its documents go too unless another row uses them."""
     removable = (BatchResult.Status.PENDING, BatchResult.Status.FAILED)
     with transaction.atomic():
+        Batch.objects.select_for_update().filter(pk=batch.pk).first()
         row = batch.results.filter(index=index).first()
         if row is None:
             raise InvalidInput(f"The batch has no row {index}.", field="index")
@@ -84,6 +86,7 @@ def batch_delete_row(*, batch: Batch, index: int) -> None:
         if not batch.results.filter(pk=row.pk, status__in=removable).delete()[0]:
             raise ActionNotAllowed(f"Row {index} has just started running; it cannot be "
                                    "removed now.")
+        _close_gap(batch, index)
         if row.document_ids:
             _delete_unused_documents(batch, set(row.document_ids))
         Batch.objects.filter(pk=batch.pk).update(total_rows=batch.results.count())
@@ -97,6 +100,18 @@ def batch_delete_row(*, batch: Batch, index: int) -> None:
         # The failed row that made it "with errors" is gone.
         Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.COMPLETED)
         batch.refresh_from_db()
+
+
+def _close_gap(batch: Batch, index: int) -> None:
+    # Two steps through free indexes, so (batch, index) stays unique whatever order the
+    # database updates the rows in.
+    later = batch.results.filter(index__gt=index)
+    top = later.aggregate(n=Max("index"))["n"]
+    if top is None:
+        return
+    offset = top + 1
+    later.update(index=F("index") + offset)
+    batch.results.filter(index__gt=top).update(index=F("index") - offset - 1)
 
 
 def _delete_unused_documents(batch: Batch, ids: set[int]) -> None:
