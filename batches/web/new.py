@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from batches import ingest, prompts, services
+from batches import documents, ingest, prompts, services
 from batches.web.forms import BatchForm, max_upload_bytes
 
 PREVIEW_ROWS = 3
@@ -78,8 +78,19 @@ def _clip(value: Any) -> Any:
     return value
 
 
+def _documents_preview(request: HttpRequest) -> dict[str, Any]:
+    """The rows documents will make, from their names (their bytes are checked on create)."""
+    docs = request.FILES.getlist("documents")
+    rows = [{"filename": d.name, "size": d.size, "sha256": "…", "mime_type": "…",
+             "pages": "…"} for d in docs[:PREVIEW_ROWS]]
+    return {"columns": list(documents.DOCUMENT_COLUMNS), "rows": rows, "format": "documents",
+            "document_count": len(docs)}
+
+
 def _read_preview(request: HttpRequest) -> dict[str, Any]:
     """Columns and sample rows from the uploaded file, or from the page's stored sample."""
+    if request.POST.get("source") == "documents" and request.FILES.getlist("documents"):
+        return _documents_preview(request)
     upload = request.FILES.get("file")
     if upload is None:
         sample = _sample_from_post(request.POST.get("preview_sample", ""))
@@ -120,7 +131,8 @@ def batch_new_preview(request: HttpRequest) -> HttpResponse:
         else:
             context["placeholders"] = template.placeholders
             if columns is not None:
-                context["unknown"] = [p for p in template.placeholders if p not in columns]
+                context["unknown"] = [p for p in template.placeholders if p not in columns
+                                      and p.removeprefix("file:").strip() not in columns]
                 context["rendered"] = [template.render(row) for row in rows]
     conversation_column = request.POST.get("conversation_column", "").strip()
     if columns is not None and conversation_column and conversation_column not in columns:

@@ -22,4 +22,7 @@ urlpatterns = [
     path("batches/<int:batch_id>/rows/<int:index>/retry/", views_actions.batch_retry_row,
          name="batch_retry_row"),
     path("batches/<int:batch_id>/delete/", views_actions.batch_delete, name="batch_delete"),
+    path("batches/<int:batch_id>/rows/add/", views_actions.batch_add_rows, name="batch_add_rows"),
+    path("batches/<int:batch_id>/rows/<int:index>/delete/", views_actions.batch_delete_row,
+         name="batch_delete_row"),
 ]
