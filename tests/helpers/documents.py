@@ -85,3 +85,57 @@ def media(settings, tmp_path):
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": str(root)}}}
     yield root
+
+
+class S3Server:
+    """moto's S3-compatible server on a loopback port, with one bucket, as a separate host's
+    workers would reach it: plain HTTP, credentials from the environment."""
+
+    BUCKET = "batchsite-test"
+    REGION = "us-east-1"
+
+    def __init__(self) -> None:
+        import logging
+
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        self.client().create_bucket(Bucket=self.BUCKET)
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name=self.REGION,
+                            aws_access_key_id="test", aws_secret_access_key="test")
+
+    def keys(self) -> list[str]:
+        listed = self.client().list_objects_v2(Bucket=self.BUCKET)
+        return sorted(obj["Key"] for obj in listed.get("Contents", []))
+
+    def env(self) -> dict[str, str]:
+        """The settings a worker process needs (see README, Documents)."""
+        return {"STORAGE_S3_BUCKET": self.BUCKET, "STORAGE_S3_ENDPOINT_URL": self.endpoint,
+                "STORAGE_S3_REGION": self.REGION, "AWS_ACCESS_KEY_ID": "test",
+                "AWS_SECRET_ACCESS_KEY": "test"}
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+@pytest.fixture
+def s3(settings, monkeypatch):
+    """default_storage on a local S3-compatible server (this process and the workers)."""
+    server = S3Server()
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {"bucket_name": server.BUCKET, "endpoint_url": server.endpoint,
+                    "region_name": server.REGION, "default_acl": None,
+                    "file_overwrite": True}}}
+    yield server
+    server.stop()
