@@ -11,7 +11,7 @@ from batches.fake_gemini import FakeGemini
 from batches.models import Batch, BatchDocument
 from batches.services import batch_create, batch_delete
 from tests.helpers import workers
-from tests.helpers.documents import digest, pdf_bytes, png_bytes, s3, upload  # noqa: F401
+from tests.helpers.documents import digest, pdf_bytes, png_bytes, upload
 from tests.helpers.workers import wait_for_batch
 
 qclusters = workers.qclusters
