@@ -35,6 +35,8 @@ class Limits:
 
 
 def human_mb(n: int) -> str:
+    if n < MB:
+        return f"{max(1, round(n / 1024)):,} KB"
     return f"{n / MB:.1f}".removesuffix(".0") + " MB"
 
 
