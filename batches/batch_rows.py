@@ -115,8 +115,8 @@ def _close_gap(batch: Batch, index: int) -> None:
 
 
 def _delete_unused_documents(batch: Batch, ids: set[int]) -> None:
-    for used in batch.results.exclude(document_ids=[]).values_list("document_ids", flat=True):
-        ids -= set(used)
+    for used in batch.results.values_list("document_ids", flat=True):
+        ids -= set(used or ())
         if not ids:
             return
     BatchDocument.objects.filter(batch=batch, pk__in=ids).delete()

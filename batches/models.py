@@ -243,7 +243,8 @@ class BatchResult(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     # Ids of the BatchDocuments attached to this row's request, in order (after the prompt).
-    document_ids = models.JSONField(default=list, blank=True)
+    # Nullable so that rows inserted by raw SQL (the benchmark's loader) need not name it.
+    document_ids = models.JSONField(default=list, blank=True, null=True)
 
     objects = BatchResultQuerySet.as_manager()
 

@@ -209,7 +209,7 @@ def _fail_orphan_turns(batch: Batch, now: datetime) -> int:
 
 
 def _histories(batch: Batch, rows: list[tuple]) -> dict[int, tuple[tuple[str, str], ...]]:
-    keyed = [(id_, index, key) for id_, index, _, key, _ in rows if key]
+    keyed = [(row[0], row[1], row[3]) for row in rows if row[3]]
     if not keyed:
         return {}
     turns: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
