@@ -10,6 +10,12 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path_factory):
+    # Documents a test stores (also ones an API fuzzer sends) never land in the project's media/.
+    settings.MEDIA_ROOT = str(tmp_path_factory.mktemp("media"))
+
+
 @pytest.fixture
 def user(db):
     return get_user_model().objects.create_user("alice", password="pw-alice-123")
