@@ -109,7 +109,8 @@ def batch_create(
     if files and not filename:
         filename = files[0][0] if len(files) == 1 else f"{files[0][0]} and {len(files) - 1} more"
     if documents and not (file or files or rows is not None) and not filename:
-        filename = f"{len(documents)} document upload" + ("s" if len(documents) > 1 else "")
+        filename = documents[0][0] if len(documents) == 1 else \
+            f"{documents[0][0]} and {len(documents) - 1} more"
     source, intake = _gather(template, file=file, filename=filename, files=files, rows=rows,
                              documents=documents, duplicates=duplicates, sheet=sheet)
     with intake.staging:  # any error below removes the stored documents again
