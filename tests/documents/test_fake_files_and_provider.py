@@ -113,7 +113,8 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated():
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("bomb.txt", b"0" * 50_000)
     assert len(out.getvalue()) < LIMITS.max_file_bytes
-    with pytest.raises(DocumentError, match=r"bomb\.zip: bomb\.txt is 49 KB; the limit is 1 KB per file"):
+    with pytest.raises(DocumentError,
+                       match=r"bomb\.zip: bomb\.txt is 49 KB; the limit is 1 KB per file"):
         unpack("bomb.zip", out.getvalue())
 
 
