@@ -98,3 +98,9 @@ async def _file_uri(doc: BatchDocument, provider: Provider, run_db: RunDb) -> st
     await run_db(lambda: BatchDocument.objects.filter(pk=doc.pk).update(
         gemini_file_uri=uploaded.uri, gemini_file_expires_at=expires_at))
     return uploaded.uri
+
+
+def forget_files(document_ids: Sequence[int]) -> int:
+    """Drop cached Files API URIs that Gemini no longer knows, so the retry uploads again."""
+    return BatchDocument.objects.filter(pk__in=list(document_ids)).exclude(
+        gemini_file_uri="").update(gemini_file_uri="", gemini_file_expires_at=None)

@@ -32,6 +32,7 @@ from batches.engine import db
 from batches.engine.db import BatchEvents, ClaimedRow, Kind, Outcome
 from batches.providers import (
     ConfigurationError,
+    FileUnavailable,
     PermanentError,
     Request,
     Response,
@@ -312,6 +313,9 @@ class Slice:
                              run_db=self._run_db)
         try:
             response = await provider.generate(request)
+        except FileUnavailable:
+            await self._run_db(lambda: documents.forget_files(row.documents))
+            raise
         except RetryableError as exc:
             if exc.status == 429:
                 await limits.backoff(model, exc.retry_after, run_db=self._run_db)

@@ -137,6 +137,11 @@ class FakeFiles:
             self.uploads_finished += 1
         return 200, final, {"file": file.resource(base)}
 
+    def expire_all(self) -> None:
+        """As if every uploaded file had passed its expiration time (for tests)."""
+        with self._lock:
+            self._files.clear()
+
     def get(self, file_id: str, base: str) -> tuple[int, dict, dict]:
         file = self._live(file_id)
         if file is None:

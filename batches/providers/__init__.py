@@ -3,6 +3,7 @@
 from batches.providers.base import (
     Attachment,
     ConfigurationError,
+    FileUnavailable,
     PermanentError,
     Provider,
     ProviderError,
@@ -15,6 +16,7 @@ from batches.providers.base import (
 __all__ = [
     "Attachment",
     "ConfigurationError",
+    "FileUnavailable",
     "PermanentError",
     "Provider",
     "ProviderError",

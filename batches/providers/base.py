@@ -77,6 +77,10 @@ class RetryableError(ProviderError):
         return bool(self.quota_id) and "PerDay" in self.quota_id
 
 
+class FileUnavailable(RetryableError):
+    """A Files API file the request named has expired or is gone: upload it again and retry."""
+
+
 class PermanentError(ProviderError):
     """The same request will fail again: bad request, refused, blocked or empty answer."""
 

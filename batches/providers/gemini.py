@@ -19,6 +19,7 @@ from google.genai import errors, types
 from batches.providers.base import (
     Attachment,
     ConfigurationError,
+    FileUnavailable,
     PermanentError,
     Request,
     Response,
@@ -46,6 +47,8 @@ _BAD_URL_ERRORS: tuple[type[Exception], ...] = (
 _RETRYABLE_STATUSES = {408, 429, 500, 502, 503, 504}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)s\s*$")
 DEFAULT_TIMEOUT_S = 120.0
+# How Gemini words a 403 for a Files API file that expired or was deleted (not a bad key).
+_FILE_GONE = "permission to access the File"
 FILE_READY_POLLS = 30
 FILE_READY_POLL_S = 1.0
 
@@ -145,6 +148,8 @@ class GeminiProvider:
         message = str(exc.message or "")[:500]  # a proxy's error page can be long HTML
         text = self._scrub(f"Gemini API error {code} {exc.status or ''}: {message}")
         details = _error_details(exc.details)
+        if code == 403 and _FILE_GONE in message:
+            return FileUnavailable(text, status=code)
         # A refused key fails every row alike: report it once, for the whole batch.
         if code in (401, 403) or any(d.get("reason") == "API_KEY_INVALID" for d in details):
             return ConfigurationError(text)

@@ -79,6 +79,22 @@ def test_a_file_uri_close_to_expiry_is_uploaded_again(user, media, fake, setting
     assert fake.files.snapshot()["uploads_finished"] == 2
 
 
+def test_a_file_gemini_no_longer_has_is_uploaded_again_and_the_row_retried(
+        user, media, fake, settings):
+    settings.GEMINI_INLINE_MAX_MB = 0.0005
+    fake.configure(fail_permanently=["gone"])
+    batch = run_until_done(documents_batch(user, [("gone.pdf", pdf_bytes(1, "gone"))]))
+    assert fake.files.snapshot()["uploads_finished"] == 1
+    fake.files.expire_all()  # Gemini dropped it early: the cached URI still looks valid
+    fake.configure(fail_permanently=[])
+    batch_retry_row(batch=batch, index=0)
+    batch = run_until_done(batch)
+    row = batch.results.get()
+    assert row.status == "succeeded" and row.attempts == 2, row.error
+    assert fake.files.snapshot()["uploads_finished"] == 2
+    assert batch.status == Batch.Status.COMPLETED and not batch.last_error
+
+
 def test_documents_added_to_a_finished_batch_reopen_it_and_run(user, media, fake):
     batch = run_until_done(documents_batch(user, [("a.pdf", pdf_bytes(1, "a"))]))
     assert batch.status == Batch.Status.COMPLETED and batch.finished_at
