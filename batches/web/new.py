@@ -72,6 +72,14 @@ def _sample_from_post(raw: str) -> tuple[list[str], list[dict]] | None:
     return columns, rows[:PREVIEW_ROWS]
 
 
+def _document_count(raw: str) -> int | None:
+    try:
+        count = json.loads(raw).get("document_count")
+    except (ValueError, AttributeError):
+        return None
+    return count if isinstance(count, int) and count > 0 else None
+
+
 def _clip(value: Any) -> Any:
     if isinstance(value, str) and len(value) > SAMPLE_VALUE_CHARS:
         return value[:SAMPLE_VALUE_CHARS]
@@ -93,10 +101,12 @@ def _read_preview(request: HttpRequest) -> dict[str, Any]:
         return _documents_preview(request)
     upload = request.FILES.get("file")
     if upload is None:
-        sample = _sample_from_post(request.POST.get("preview_sample", ""))
+        raw = request.POST.get("preview_sample", "")
+        sample = _sample_from_post(raw)
         if sample is None:
             return {}
-        return {"columns": sample[0], "rows": sample[1]}
+        return {"columns": sample[0], "rows": sample[1],
+                "document_count": _document_count(raw)}
     if upload.size > max_upload_bytes():
         return {"file_error": f"The file is {upload.size / 1024 / 1024:.1f} MB; "
                               f"the limit is {settings.BATCH_MAX_UPLOAD_MB} MB."}
@@ -120,7 +130,8 @@ def batch_new_preview(request: HttpRequest) -> HttpResponse:
     columns = context.get("columns")
     rows = context.get("rows", [])
     if columns is not None:
-        context["sample_json"] = json.dumps({"columns": columns, "rows": rows},
+        context["sample_json"] = json.dumps({"columns": columns, "rows": rows,
+                                             "document_count": context.get("document_count")},
                                             ensure_ascii=False, default=str)
     prompt_text = request.POST.get("prompt", "")
     if prompt_text.strip():

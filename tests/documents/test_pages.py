@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html as html_lib
+
 import pytest
 from django.conf import settings as django_settings
 from django.test import Client
@@ -86,6 +88,13 @@ def test_the_preview_of_documents_shows_their_columns_and_first_prompts(web):
     assert "2 documents chosen" in html
     assert "Total of x.pdf" in html and "Total of y.png" in html
     assert 'id="preview-unknown"' not in html
+    # Typing in the prompt re-renders from the sample kept in the page, count included.
+    sample = html.split('id="preview-sample" value="', 1)[1].split('"', 1)[0]
+
+    again = web.post("/batches/new/preview/", {
+        "prompt": "Read {{filename}}", "preview_sample": html_lib.unescape(sample)},
+        headers={"HX-Request": "true"}).content.decode()
+    assert "2 documents chosen" in again and "Read y.png" in again
 
 
 def finished_batch(user, **kwargs) -> Batch:
