@@ -109,3 +109,18 @@ def test_documents_added_to_a_finished_batch_reopen_it_and_run(user, media, fake
     for row, (_, data) in zip(batch.results.filter(index__gte=1).order_by("index"), more,
                               strict=True):
         assert f"sha256:{digest(data)}" in row.output
+
+
+def test_each_spreadsheet_row_is_answered_about_the_file_its_column_names(user, media, fake):
+    from tests.conftest import csv_file
+
+    pdf, png = pdf_bytes(2, "invoice a"), png_bytes(seed=11)
+    sheet = csv_file("customer,scan\nAnn,a.pdf\nBob,b.png\nCid,a.pdf\n")
+    batch = batch_create(owner=user, prompt="Total for {{customer}} in {{file:scan}}",
+                         file=sheet, filename="rows.csv",
+                         documents=[upload("a.pdf", pdf), upload("b.png", png)])
+    batch = run_until_done(batch)
+    outputs = list(batch.results.order_by("index").values_list("output", flat=True))
+    assert outputs[0].startswith("ECHO: Total for Ann in a.pdf [application/pdf")
+    assert f"sha256:{digest(pdf)}" in outputs[0] and f"sha256:{digest(pdf)}" in outputs[2]
+    assert f"sha256:{digest(png)}" in outputs[1]
