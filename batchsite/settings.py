@@ -225,6 +225,8 @@ FILE_UPLOAD_HANDLERS = [
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
 DATA_UPLOAD_MAX_MEMORY_SIZE = (BATCH_MAX_UPLOAD_MB or 50) * 1024 * 1024
+# Documents come several to a request (Django's default cap is 100 files).
+DATA_UPLOAD_MAX_NUMBER_FILES = max(100, (BATCH_MAX_FILES or 0) + 10)
 
 # django-q2: tasks are short slices (BATCH_SLICE_SECONDS) so timeout < retry holds with room.
 Q_WORKERS = envint("Q_WORKERS", 2)

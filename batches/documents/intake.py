@@ -73,7 +73,7 @@ def gather(*, template: prompts.Template, file: IO[bytes] | None = None, filenam
     staging = Staging(existing)
     try:
         if documents:
-            _stage(staging, documents, duplicates, len(existing))
+            _stage(staging, documents, duplicates, existing)
         table, documents_only = _table(template, file, filename, files, rows, sheet, staging,
                                        duplicates)
     except BaseException:
@@ -98,10 +98,12 @@ def gather(*, template: prompts.Template, file: IO[bytes] | None = None, filenam
 
 
 def _stage(staging: Staging, documents: list[Upload], duplicates: str | None,
-           already: int) -> None:
+           existing: list[BatchDocument]) -> None:
     if duplicates not in (None, "", *DUPLICATE_CHOICES):
         raise DocumentError("duplicates must be keep or skip.")
-    for name, data in files_in(documents, Limits.from_settings(), already):
+    uploads = files_in(documents, Limits.from_settings(), len(existing),
+                       sum(doc.size for doc in existing))
+    for name, data in uploads:
         staging.add(name, data)
     dups = staging.duplicates
     if dups and not duplicates:

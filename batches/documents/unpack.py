@@ -45,18 +45,23 @@ def clean_name(name: str) -> str:
     return (name or "").replace("\\", "/").rsplit("/", 1)[-1].strip() or "unnamed"
 
 
-def files_in(uploads: list[tuple[str, IO[bytes]]], limits: Limits,
-             already: int = 0) -> Iterator[tuple[str, bytes]]:
+def files_in(uploads: list[tuple[str, IO[bytes]]], limits: Limits, already: int = 0,
+             already_bytes: int = 0) -> Iterator[tuple[str, bytes]]:
     """Yield (name, bytes) for every file, with every ZIP upload's entries in its place.
 
-    `already`: files the batch holds before these (the count limit covers the batch)."""
-    count, total = already, 0
+    `already`, `already_bytes`: the files the batch holds before these (the limits cover the
+    whole batch)."""
+    count, total = already, already_bytes
     for name, file in uploads:
         name = clean_name(name)
         size = getattr(file, "size", None)
         if isinstance(size, int) and size > max(limits.max_file_bytes, limits.max_total_bytes):
             raise _too_big(name, size, limits.max_file_bytes)
         data = _read_capped(file, max(limits.max_file_bytes, limits.max_total_bytes), name)
+        if isinstance(size, int) and size > len(data):
+            # The web's upload handler dropped the bytes past BATCH_MAX_UPLOAD_MB.
+            raise DocumentError(f"{name} is {human_mb(size)}, more than one upload may be.",
+                                filename=name)
         if is_zip(data) and extension(name) not in ("docx", "xlsx", "pptx", "odt"):
             for inner, content in _entries(name, data, limits, count):
                 count, total = _count(count, total, inner, len(content), limits)
@@ -75,8 +80,9 @@ def _count(count: int, total: int, name: str, size: int, limits: Limits) -> tupl
         raise DocumentError(f"Too many files: {name} is file number {count}; a batch holds at "
                             f"most {limits.max_files}.", filename=name)
     if total > limits.max_total_bytes:
-        raise DocumentError(f"The files add up to more than {human_mb(limits.max_total_bytes)} "
-                            f"(the limit for one batch) at {name}.", filename=name)
+        raise DocumentError(f"The batch's files add up to more than "
+                            f"{human_mb(limits.max_total_bytes)} (the limit) at {name}.",
+                            filename=name)
     return count, total
 
 

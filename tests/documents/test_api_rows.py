@@ -223,3 +223,14 @@ def test_removing_a_documents_row_removes_its_file(api, user, media,
     assert response.status_code == 204
     assert len(stored_files(media)) == 1
     assert BatchResult.objects.get(batch_id=created["id"]).input["filename"] == "b.pdf"
+
+
+def test_a_document_over_the_upload_limit_is_refused_by_size_not_as_empty(api, media, settings):
+    settings.BATCH_MAX_UPLOAD_MB = 1  # the upload handler keeps nothing past this
+    response = api.post("/api/batches/", {
+        "prompt": "Read {{filename}}",
+        "documents": [uploaded_file("huge.txt", b"x" * (3 * 1024 * 1024 // 2))],
+    }, format="multipart")
+    assert response.status_code == 400
+    assert "huge.txt is 1.5 MB" in response.json()["documents"][0]
+    assert stored_files(media) == []

@@ -166,3 +166,16 @@ def test_deleting_a_batch_deletes_its_files(user, media, django_capture_on_commi
         batch_delete(batch=batch)
     assert len(stored_files(media)) == 1
     assert other.documents.get().path in stored_files(media)
+
+
+def test_the_file_limits_cover_the_whole_batch_when_documents_are_added(user, media, settings):
+    from batches.batch_rows import batch_add_rows
+
+    settings.BATCH_MAX_FILES = 3
+    settings.BATCH_MAX_FILES_TOTAL_MB = 1
+    batch = create(user, [upload("a.txt", b"a" * 600_000), upload("b.txt", b"b")])
+    with pytest.raises(InvalidInput, match=r"c\.txt is file number 4; a batch holds at most 3"):
+        batch_add_rows(batch=batch, documents=[upload("x.txt", b"x"), upload("c.txt", b"c")])
+    with pytest.raises(InvalidInput, match=r"add up to more than 1 MB \(the limit\) at d\.txt"):
+        batch_add_rows(batch=batch, documents=[upload("d.txt", b"d" * 600_000)])
+    assert batch.results.count() == 2 and len(stored_files(media)) == 2
