@@ -106,20 +106,29 @@ def test_json_rows_added_to_a_batch_take_the_next_indexes(
     assert enqueued == [batch.pk]
 
 
-def test_a_spreadsheet_file_can_be_added_to_a_batch(api, user):
-    batch = batch_in(user, "completed")
+@pytest.mark.parametrize("status", ["pending", "running", "completed"])
+def test_a_spreadsheet_file_can_be_added_to_a_batch(api, user, status):
+    batch = batch_in(user, status)
     response = api.post(f"/api/batches/{batch.pk}/rows/",
                         {"file": uploaded_file("more.csv", b"text\nthree\nfour\n")},
                         format="multipart")
     assert response.status_code == 201, response.json()
     assert list(batch.results.order_by("index").values_list("prompt", flat=True))[2:] == [
         "Say: three", "Say: four"]
+    assert response.json()["batch"]["status"] == ("pending" if status == "pending"
+                                                  else "running")
 
 
-def test_documents_can_be_added_to_a_documents_batch(api, user, media):
+@pytest.mark.parametrize("status", ["pending", "running", "completed"])
+def test_documents_can_be_added_to_a_documents_batch(api, user, media, status):
     created = api.post("/api/batches/", {
         "prompt": "Total in {{filename}}", "documents": [uploaded_file("a.pdf", pdf_bytes())],
     }, format="multipart").json()
+    if status != "pending":
+        Batch.objects.filter(pk=created["id"]).update(status=status, started_at=timezone.now())
+        if status == "completed":
+            Batch.objects.filter(pk=created["id"]).update(finished_at=timezone.now())
+            BatchResult.objects.filter(batch_id=created["id"]).update(status="succeeded")
     response = api.post(f"/api/batches/{created['id']}/rows/", {
         "documents": [uploaded_file("b.png", png_bytes()), uploaded_file("a-again.pdf",
                                                                          pdf_bytes())],
@@ -128,6 +137,8 @@ def test_documents_can_be_added_to_a_documents_batch(api, user, media):
     assert response.json()["rows_added"] == 1
     batch = Batch.objects.get(pk=created["id"])
     assert batch.documents.count() == 2 and len(stored_files(media)) == 2
+    assert batch.status == ("pending" if status == "pending" else "running")
+    assert batch.finished_at is None
 
 
 def test_added_rows_are_validated_like_a_creation_and_nothing_is_added_on_error(api, user):
