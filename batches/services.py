@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import IO, Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from batches import documents, ingest, prompts
+from batches import documents, ingest, notifications, outputs, prompts
 from batches.engine import tasks
 from batches.models import Batch, BatchResult, Priority
 
+UNSET: Any = object()  # an argument not given, where None means something
 CREATE_CHUNK = 2000
 MAX_CONCURRENCY = 500
 MAX_RETRIES = 20
@@ -87,6 +89,8 @@ def batch_create(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
     response_schema: dict | None = None,
+    output_fields: list[dict] | None = None,
+    webhook_url: str = "",
     files: list[tuple[str, IO[bytes]]] | None = None,
     documents: list[tuple[str, IO[bytes]]] | None = None,
     duplicates: str | None = None,
@@ -96,7 +100,18 @@ def batch_create(
     Input: a `file`, several `files` (one batch, a source_file column), JSON `rows`, or
     `documents` alone (a row per file); a spreadsheet or rows may come with `documents` that
     `{{file:column}}` refers to. `duplicates` ("keep" or "skip") says what to do with files
-    whose bytes were already uploaded. Stored documents are removed again on any error."""
+    whose bytes were already uploaded. Stored documents are removed again on any error.
+
+    `output_fields` (the field editor's list) or `response_schema` (a JSON Schema) make a
+    columns batch; neither makes a text batch."""
+    # Browsers send CRLF from a textarea; the model should see the text as written.
+    prompt = normalise_newlines(prompt)
+    system_instruction = normalise_newlines(system_instruction or "")
+    if webhook_url:
+        try:
+            notifications.check_url(webhook_url)
+        except notifications.UnsafeURL as err:
+            raise InvalidInput(str(err), field="webhook_url") from err
     try:
         template = prompts.parse(prompt)
     except prompts.TemplateError as err:
@@ -114,6 +129,7 @@ def batch_create(
     source, intake = _gather(template, file=file, filename=filename, files=files, rows=rows,
                              documents=documents, duplicates=duplicates, sheet=sheet)
     with intake.staging:  # any error below removes the stored documents again
+        response_schema = output_schema(output_fields, response_schema, intake.table.columns)
         batch = _create_batch(
             intake, template, source, conversation_column,
             owner=owner,
@@ -131,6 +147,7 @@ def batch_create(
             rpm_limit=rpm_limit if rpm_limit is not None else settings.GEMINI_RPM,
             tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
             response_schema=response_schema,
+            webhook_url=webhook_url,
         )
     batch.warnings = list(intake.table.warnings)
     return batch
@@ -186,7 +203,7 @@ def _create_batch(intake: documents.Intake, template: prompts.Template, source: 
 def _create_intake_rows(batch: Batch, intake: documents.Intake, template: prompts.Template,
                         source: str, conversation_column: str, start: int = 0) -> int:
     try:
-        total = _create_rows(batch, intake.table.rows, template, conversation_column,
+        total = _create_rows(batch, intake.table, template, conversation_column,
                              start=start, documents_of=intake.document_ids)
         intake.check_references()
     except ingest.IngestError as err:
@@ -199,6 +216,28 @@ def _create_intake_rows(batch: Batch, intake: documents.Intake, template: prompt
                                field="documents")
         raise InvalidInput("The file has a header but no rows.", field=source)
     return total
+
+
+def output_schema(output_fields: list | None, response_schema: dict | None,
+                  columns: list[str]) -> dict | None:
+    """The schema a batch stores for its columns output, checked against the limits and the
+    input columns; None for a text batch."""
+    if output_fields is not None and response_schema is not None:
+        raise InvalidInput("Send output_fields or response_schema, not both.",
+                           field="output_fields")
+    field = "output_fields" if output_fields is not None else "response_schema"
+    try:
+        if output_fields is not None:
+            schema = outputs.fields_to_schema(outputs.parse_fields(output_fields))
+            outputs.check_names(schema["properties"], columns, "output_fields")
+        elif response_schema is not None:
+            schema = outputs.check_schema(response_schema)
+            outputs.check_names(schema["properties"], columns, "response_schema.properties")
+        else:
+            return None
+    except outputs.OutputSchemaError as err:
+        raise InvalidInput(str(err), field=field) from err
+    return schema
 
 
 def _default_name(filename: str) -> str:
@@ -226,16 +265,28 @@ def _check_active_limit(owner) -> None:
         )
 
 
-def _create_rows(batch: Batch, rows: Iterable[dict], template: prompts.Template,
+def normalise_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _numbered(table: ingest.Table) -> Iterator[tuple[dict, int | None]]:
+    """Each row with its line in the file, read as the row is (the table notes it); None for
+    tables without lines (documents)."""
+    for row in table.rows:
+        yield row, getattr(table, "line", None)
+
+
+def _create_rows(batch: Batch, table: ingest.Table, template: prompts.Template,
                  conversation_column: str, *, start: int = 0,
                  documents_of: Callable[[dict], list[int]] | None = None) -> int:
     total = 0
-    iterator = iter(rows)
+    iterator = _numbered(table)
     while chunk := list(islice(iterator, CREATE_CHUNK)):
         BatchResult.objects.bulk_create(
             BatchResult(
                 batch=batch,
                 index=start + total + i,
+                source_line=line,
                 input=row,
                 prompt=template.render(row),
                 conversation_key=(
@@ -244,7 +295,7 @@ def _create_rows(batch: Batch, rows: Iterable[dict], template: prompts.Template,
                 ),
                 document_ids=documents_of(row) if documents_of else [],
             )
-            for i, row in enumerate(chunk)
+            for i, (row, line) in enumerate(chunk)
         )
         total += len(chunk)
     return total
@@ -287,14 +338,22 @@ def batch_pause(*, batch: Batch) -> int:
             f"Only a pending or running batch can be paused; this one is "
             f"{batch.get_status_display().lower()}."
         )
-    Batch.objects.filter(pk=batch.pk).update(paused=True, status=Batch.Status.PAUSED)
+    with transaction.atomic():
+        Batch.objects.filter(pk=batch.pk).update(paused=True, status=Batch.Status.PAUSED)
+        notifications.record_batch_event(batch.pk, notifications.EventType.PAUSED,
+                                         reason=notifications.PauseReason.USER)
     batch.refresh_from_db()
     return batch.results.filter(status=BatchResult.Status.PENDING).count()
 
 
 def batch_resume(*, batch: Batch) -> int:
-    """Run a paused, cancelled, failed or interrupted batch again. Returns rows requeued."""
-    if batch.status in (Batch.Status.COMPLETED, Batch.Status.COMPLETED_WITH_ERRORS):
+    """Run a paused, cancelled, failed or interrupted batch again, including every cancelled row
+    of a finished batch. Returns rows requeued."""
+    finished_without_cancelled = (
+        batch.status in (Batch.Status.COMPLETED, Batch.Status.COMPLETED_WITH_ERRORS)
+        and not batch.results.filter(status=BatchResult.Status.CANCELLED).exists()
+    )
+    if finished_without_cancelled:
         raise ActionNotAllowed(
             f"The batch is {batch.get_status_display().lower()}; "
             "use retry failed to run its failed rows again."
@@ -355,9 +414,24 @@ def results_retry(*, results) -> int:
 
 
 def batch_update(*, batch: Batch, name: str | None = None, priority: int | str | None = None,
-                 concurrency: int | None = None, max_retries: int | None = None) -> Batch:
-    """Rename, or change how the batch runs; workers pick the change up at their next claim."""
+                 concurrency: int | None = None, max_retries: int | None = None,
+                 output_fields: Any = UNSET, response_schema: Any = UNSET) -> Batch:
+    """Rename, or change how the batch runs; workers pick the change up at their next claim.
+
+    The output may change only while no row has run: `output_fields` or `response_schema`
+    make it columns, both None make it text again."""
     changes: dict[str, Any] = {}
+    if output_fields is not UNSET or response_schema is not UNSET:
+        ran = batch.results.filter(
+            Q(attempts__gt=0) | Q(status__in=[BatchResult.Status.RUNNING,
+                                              BatchResult.Status.SUCCEEDED,
+                                              BatchResult.Status.FAILED]))
+        if ran.exists():
+            raise ActionNotAllowed("The output cannot change once rows have run: the rows "
+                                   "already answered follow the old one.")
+        changes["response_schema"] = output_schema(
+            None if output_fields is UNSET else output_fields,
+            None if response_schema is UNSET else response_schema, batch.columns)
     if name is not None:
         changes["name"] = name.strip()[:200]
     if priority is not None:

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from batches import limits
 from batches.documents import parts as documents
-from batches.engine import db
+from batches.engine import answers, db
 from batches.engine.db import BatchEvents, ClaimedRow, Kind, Outcome
 from batches.providers import (
     ConfigurationError,
@@ -264,8 +264,7 @@ class Slice:
     async def _run_row(self, row: ClaimedRow) -> None:
         started = time.monotonic()
         try:
-            response = await self._send(row)
-            outcome = Outcome(row, Kind.SUCCEEDED, response=response)
+            outcome = await answers.answer_row(self._send, row)
         except RetryableError as exc:
             outcome = self._after_retryable(row, exc)
         except PermanentError as exc:

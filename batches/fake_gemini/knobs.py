@@ -28,12 +28,18 @@ class Knobs:
     finish_safety: tuple[str, ...] = ()
     empty_answer: tuple[str, ...] = ()
     fail_times: dict[str, int] = field(default_factory=dict)
+    # Structured output: markers in a prompt that spoil its JSON answer (see structured.py).
+    json_invalid_once: tuple[str, ...] = ()
+    json_invalid_always: tuple[str, ...] = ()
+    json_mismatch: tuple[str, ...] = ()
     down: bool = False
     require_key: str | None = None
     # Files API: an upload whose display name contains one of these fails once (503).
     fail_upload_once: tuple[str, ...] = ()
     file_ttl_s: float = 48 * 3600
     seed: int = 0
+    # `make demo`: plausible answers (fake_gemini/demo.py) instead of the echo tests rely on.
+    demo_answers: bool = False
     log_limit: int = 100_000
 
     def update(self, **changes: Any) -> None:
@@ -43,7 +49,8 @@ class Knobs:
             raise ValueError(f"unknown knob(s): {', '.join(sorted(unknown))}")
         for name, value in changes.items():
             if name in ("fail_permanently", "block_safety", "finish_safety", "empty_answer",
-                        "fail_upload_once"):
+                        "fail_upload_once", "json_invalid_once", "json_invalid_always",
+                        "json_mismatch"):
                 value = (value,) if isinstance(value, str) else tuple(value)
             elif name == "error_mix":
                 value = {int(k): float(v) for k, v in value.items()}

@@ -47,6 +47,7 @@ def _rows(tables: list[tuple[str, Table]], columns: list[str], combined: Table,
                 if total > max_rows:
                     raise IngestError(f"The files have more than {max_rows:,} rows together "
                                       f"(the limit is {max_rows:,}); {name} goes past it.")
+                combined.line = table.line  # the row's line in its own file
                 yield {c: name if c == SOURCE_COLUMN else row.get(c, "") for c in columns}
         except IngestError as err:
             raise _in_file(name, err) from None

@@ -10,8 +10,10 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 
+from batches import outputs
 from batches.models import Priority
 from batches.services import MAX_CONCURRENCY, MAX_RETRIES, ServiceError
+from batches.web import output
 
 ACCEPTED_EXTENSIONS = ".csv,.tsv,.txt,.xlsx,.jsonl,.ndjson"
 DOCUMENT_EXTENSIONS = (".pdf,.png,.jpg,.jpeg,.webp,.heic,.heif,.txt,.md,.markdown,.html,.htm,"
@@ -107,9 +109,12 @@ class RowsUploadForm(forms.Form):
         if data.get("source") == "documents":
             if not data.get("documents"):
                 self.add_error("documents", "Choose or drop at least one document.")
-        elif not data.get("file") and not data.get("documents"):
+        elif not (data.get("file") or data.get("documents") or self.has_staged_file()):
             self.add_error("file", "Choose a file.")
         return data
+
+    def has_staged_file(self) -> bool:
+        return False
 
     def upload_kwargs(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -163,17 +168,48 @@ class BatchForm(RowsUploadForm):
         widget=forms.TextInput(attrs={"list": "column-names", "autocomplete": "off"}),
         help_text="Rows sharing this column's value run in order, as one chat.",
     )
+    # The Output section (batches/web/output.py reads the field editor's rows).
+    output_mode = forms.ChoiceField(choices=[("text", "Text"), ("columns", "Columns")],
+                                    initial="text", required=False)
+    output_advanced = forms.BooleanField(required=False)
+    output_schema = forms.CharField(required=False, widget=forms.Textarea)
+    webhook_url = forms.CharField(
+        max_length=2000, required=False, label="Webhook URL",
+        widget=forms.URLInput(attrs={"placeholder": "https://example.com/hook"}),
+        help_text="Receives this batch's events, signed with your default secret "
+                  "(Notifications page).")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, staged: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.staged = staged
         self.fields["model"].initial = settings.GEMINI_DEFAULT_MODEL
         self.fields["file"].help_text += f" At most {settings.BATCH_MAX_UPLOAD_MB} MB."
 
-    def service_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for services.batch_create (without owner)."""
+    def has_staged_file(self) -> bool:
+        return self.staged is not None
+
+    def clean(self):
+        cleaned = super().clean()
+        try:
+            self.output = output.output_kwargs(self.data)
+        except outputs.OutputSchemaError as err:
+            self.add_error("output_schema", str(err))
+        return cleaned
+
+    def editor_rows(self) -> list[dict[str, str]]:
+        return output.editor_rows(self.data if self.is_bound else None)
+
+    def service_kwargs(self, file: Any = None, filename: str = "") -> dict[str, Any]:
+        """Keyword arguments for services.batch_create (without owner): the staged `file` when
+        given (one spreadsheet, kept on the server), else the uploaded files and documents."""
         data = self.cleaned_data
+        upload = self.upload_kwargs()
+        if file is not None:
+            upload.pop("files", None)
+            upload.update(file=file, filename=filename)
         return {
-            **self.upload_kwargs(),
+            **getattr(self, "output", {}),
+            **upload,
             "name": data["name"],
             "prompt": data["prompt"],
             "model": data["model"],
@@ -184,4 +220,28 @@ class BatchForm(RowsUploadForm):
             "max_retries": data["max_retries"],
             "priority": data["priority"],
             "conversation_column": data["conversation_column"].strip(),
+            "webhook_url": data["webhook_url"].strip(),
         }
+
+    def add_service_error(self, err: ServiceError) -> None:
+        """Attach a service error to the field it concerns, with its line number."""
+        message = err.message
+        if err.line and f"line {err.line}" not in message.lower():
+            message = f"Line {err.line}: {message}"
+        field = {"rows": "file", "output_fields": "output_mode",
+                 "response_schema": "output_schema"}.get(err.field or "", err.field)
+        self.add_error(field if field in self.fields else None, message)
+
+    def describe_errors(self) -> None:
+        """Mark fields with errors invalid and point them at their error and help texts, so a
+        screen reader announces both (templates give the texts these ids)."""
+        for name in self.errors:
+            if name not in self.fields:
+                continue
+            auto_id = self[name].auto_id
+            attrs = self.fields[name].widget.attrs
+            described = [f"{auto_id}_error"]
+            if self.fields[name].help_text:
+                described.append(f"{auto_id}_helptext")
+            attrs["aria-invalid"] = "true"
+            attrs["aria-describedby"] = " ".join(described)

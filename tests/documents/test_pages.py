@@ -9,7 +9,7 @@ from django.conf import settings as django_settings
 from django.test import Client
 from django.utils import timezone
 
-from batches.models import Batch
+from batches.models import Batch, StagedUpload
 from batches.services import batch_cancel, batch_create
 from tests.helpers.documents import pdf_bytes, png_bytes, stored_files, upload, uploaded_file
 
@@ -144,7 +144,7 @@ def test_a_pending_row_is_removed_from_the_batch_page(web, user):
     page = web.get(f"/batches/{batch.pk}/").content.decode()
     assert f"/batches/{batch.pk}/rows/1/delete/" in page
     response = web.post(f"/batches/{batch.pk}/rows/1/delete/", follow=True)
-    assert "Removed row 1" in response.content.decode()
+    assert "Removed row 2" in response.content.decode()  # the row number the page showed
     assert [r.prompt for r in batch.results.order_by("index")] == ["Say: a", "Say: c"]
 
 
@@ -154,3 +154,52 @@ def test_a_succeeded_row_cannot_be_removed_from_the_page(web, user):
     assert "Row 0 is succeeded; only pending or failed rows can be removed." in \
         response.content.decode()
     assert batch.results.count() == 2
+
+
+# The new-batch page after the merge of staged uploads (one spreadsheet) with several files.
+
+def test_documents_on_the_page_keep_the_output_section_and_the_webhook(web, media):
+    response = web.post("/batches/new/", form(
+        source="documents", documents=[uploaded_file("menu.pdf", pdf_bytes(2))],
+        output_mode="columns", field_name=["total"], field_type=["number"],
+        field_values=[""], field_description=[""], field_required=["required"],
+        webhook_url="https://example.com/hook"))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    batch = Batch.objects.get()
+    assert [f.name for f in batch.output_fields] == ["total"]
+    assert batch.webhook_url == "https://example.com/hook"
+
+
+def test_several_spreadsheets_are_previewed_together_and_nothing_is_staged(web):
+    files = lambda: [uploaded_file("a.csv", b"text\none\n"),  # noqa: E731
+                     uploaded_file("b.csv", b"text,extra\ntwo,x\n")]
+    html = web.post("/batches/new/preview/", {"prompt": "Say: {{text}}", "file": files()},
+                    headers={"HX-Request": "true"}).content.decode()
+    assert "2 spreadsheets chosen" in html and "source_file" in html
+    assert "Say: one" in html and "Say: two" in html
+    assert 'name="staged_upload"' not in html and StagedUpload.objects.count() == 0
+    sample = html.split('id="preview-sample" value="', 1)[1].split('"', 1)[0]
+    again = web.post("/batches/new/preview/", {
+        "prompt": "Read {{text}} from {{source_file}}", "source": "spreadsheet",
+        "preview_sample": html_lib.unescape(sample)}, headers={"HX-Request": "true"})
+    assert "Read two from b.csv" in again.content.decode()
+
+
+def test_a_staged_spreadsheet_names_the_documents_uploaded_with_create(web, media):
+    csv = b"invoice,customer\nmenu.pdf,Ada\nlogo.png,Bob\n"
+    preview = web.post("/batches/new/preview/", {
+        "prompt": "Total for {{customer}}: {{file:invoice}}",
+        "file": uploaded_file("invoices.csv", csv)}, headers={"HX-Request": "true"})
+    staged = StagedUpload.objects.get()
+    assert f'value="{staged.token}"' in preview.content.decode()
+    response = web.post("/batches/new/", form(
+        prompt="Total for {{customer}}: {{file:invoice}}", staged_upload=str(staged.token),
+        documents=[uploaded_file("menu.pdf", pdf_bytes(2)), uploaded_file("logo.png",
+                                                                          png_bytes())]))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    batch = Batch.objects.get()
+    assert batch.source_filename == "invoices.csv"
+    rows = list(batch.results.order_by("index"))
+    assert [r.source_line for r in rows] == [2, 3]
+    assert all(len(r.document_ids) == 1 for r in rows)
+    assert StagedUpload.objects.count() == 0  # used, then discarded
