@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import IO, Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
-from batches import costs, ingest, notifications, outputs, prompts
+from batches import costs, documents, ingest, notifications, outputs, prompts
 from batches.engine import tasks
 from batches.models import Batch, BatchResult, Priority
 
@@ -91,10 +91,18 @@ def batch_create(
     response_schema: dict | None = None,
     output_fields: list[dict] | None = None,
     webhook_url: str = "",
+    files: list[tuple[str, IO[bytes]]] | None = None,
+    documents: list[tuple[str, IO[bytes]]] | None = None,
+    duplicates: str | None = None,
     thinking: str = "off",
     budget: Any = None,
 ) -> Batch:
     """Validate the input and create the batch with all its rows in one transaction, or nothing.
+
+    Input: a `file`, several `files` (one batch, a source_file column), JSON `rows`, or
+    `documents` alone (a row per file); a spreadsheet or rows may come with `documents` that
+    `{{file:column}}` refers to. `duplicates` ("keep" or "skip") says what to do with files
+    whose bytes were already uploaded. Stored documents are removed again on any error.
 
     `output_fields` (the field editor's list) or `response_schema` (a JSON Schema) make a
     columns batch; neither makes a text batch."""
@@ -106,28 +114,31 @@ def batch_create(
             notifications.check_url(webhook_url)
         except notifications.UnsafeURL as err:
             raise InvalidInput(str(err), field="webhook_url") from err
-    template, table, source = _open_input(
-        prompt=prompt, file=file, filename=filename, rows=rows, sheet=sheet,
-        concurrency=concurrency, max_retries=max_retries, temperature=temperature,
-        max_output_tokens=max_output_tokens)
-    response_schema = output_schema(output_fields, response_schema, table.columns)
+    try:
+        template = prompts.parse(prompt)
+    except prompts.TemplateError as err:
+        raise InvalidInput(str(err), field="prompt") from err
+    _check_settings(concurrency=concurrency, max_retries=max_retries, temperature=temperature,
+                    max_output_tokens=max_output_tokens)
     priority = parse_priority(priority)
     thinking = parse_thinking(thinking)
     budget = parse_budget(budget)
-    if conversation_column and conversation_column not in table.columns:
-        raise InvalidInput(
-            f"The conversation column {conversation_column!r} is not a column of the file. "
-            f"The columns are: {', '.join(table.columns)}.",
-            field="conversation_column",
-        )
-
-    with transaction.atomic():
-        _check_active_limit(owner)
-        batch = Batch.objects.create(
+    if file is None and rows is None and not files and not documents:
+        raise InvalidInput("Send a file, rows or documents.", field="file")
+    if files and not filename:
+        filename = files[0][0] if len(files) == 1 else f"{files[0][0]} and {len(files) - 1} more"
+    if documents and not (file or files or rows is not None) and not filename:
+        filename = documents[0][0] if len(documents) == 1 else \
+            f"{documents[0][0]} and {len(documents) - 1} more"
+    source, intake = _gather(template, file=file, filename=filename, files=files, rows=rows,
+                             documents=documents, duplicates=duplicates, sheet=sheet)
+    with intake.staging:  # any error below removes the stored documents again
+        response_schema = output_schema(output_fields, response_schema, intake.table.columns)
+        batch = _create_batch(
+            intake, template, source, conversation_column,
             owner=owner,
             name=name or _default_name(filename),
-            source_filename=filename or "",
-            columns=table.columns,
+            source_filename=(filename or "")[:255],
             prompt_template=prompt,
             model_name=model or settings.GEMINI_DEFAULT_MODEL,
             system_instruction=system_instruction or "",
@@ -144,47 +155,73 @@ def batch_create(
             thinking=thinking,
             budget=budget,
         )
-        try:
-            total, chars = _create_rows(batch, table, template, conversation_column)
-        except ingest.IngestError as err:
-            raise _ingest_error(err, source) from err
-        if total == 0:
-            raise InvalidInput("The file has a header but no rows.", field=source)
-        # Encoding warnings can appear while rows are read, so they are stored afterwards.
-        batch.total_rows = total
-        batch.last_error = "\n".join(table.warnings)
-        batch.prompt_chars = chars
-        Batch.objects.filter(pk=batch.pk).update(total_rows=total, last_error=batch.last_error,
-                                                 prompt_chars=chars)
-        transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
-    batch.warnings = list(table.warnings)
+    batch.warnings = list(intake.table.warnings)
     return batch
 
 
-def _open_input(*, prompt: str, file, filename: str, rows, sheet, concurrency: int,
-                max_retries: int, temperature, max_output_tokens):
-    """Check the prompt and settings and open the table: (template, table, source)."""
+def _gather(template: prompts.Template, **kwargs: Any) -> tuple[str, documents.Intake]:
+    """Open the input (see documents.gather) with errors as InvalidInput naming the field."""
+    if kwargs.get("rows") is not None:
+        source = "rows"
+    elif kwargs.get("file") is None and not kwargs.get("files"):
+        source = "documents"
+    else:
+        source = "file"
     try:
-        template = prompts.parse(prompt)
-    except prompts.TemplateError as err:
-        raise InvalidInput(str(err), field="prompt") from err
-    _check_settings(concurrency=concurrency, max_retries=max_retries, temperature=temperature,
-                    max_output_tokens=max_output_tokens)
-    if (file is None) == (rows is None):
-        raise InvalidInput("Send either a file or rows.", field="file")
-    source = "file" if file is not None else "rows"
-    try:
-        if file is not None:
-            table = ingest.open_table(file, filename=filename, sheet=sheet)
-        else:
-            table = ingest.table_from_rows(rows)
+        return source, documents.gather(template=template, **kwargs)
     except ingest.IngestError as err:
         raise _ingest_error(err, source) from err
+    except documents.DocumentError as err:
+        raise InvalidInput(err.message, field="documents") from err
+
+
+def _check_columns(table: ingest.Table, template: prompts.Template,
+                   conversation_column: str) -> None:
     try:
         template.validate(table.columns)
     except prompts.TemplateError as err:
         raise InvalidInput(str(err), field="prompt") from err
-    return template, table, source
+    if conversation_column and conversation_column not in table.columns:
+        raise InvalidInput(
+            f"The conversation column {conversation_column!r} is not a column of the file. "
+            f"The columns are: {', '.join(table.columns)}.",
+            field="conversation_column",
+        )
+
+
+def _create_batch(intake: documents.Intake, template: prompts.Template, source: str,
+                  conversation: str, *, owner, **fields: Any) -> Batch:
+    table = intake.table
+    _check_columns(table, template, conversation)
+    with transaction.atomic():
+        _check_active_limit(owner)
+        batch = Batch.objects.create(owner=owner, columns=table.columns, **fields)
+        intake.bind(batch)
+        total = _create_intake_rows(batch, intake, template, source, conversation)
+        # Encoding warnings can appear while rows are read, so they are stored afterwards.
+        batch.total_rows = total
+        batch.last_error = "\n".join(table.warnings)
+        Batch.objects.filter(pk=batch.pk).update(total_rows=total, last_error=batch.last_error)
+        transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
+    return batch
+
+
+def _create_intake_rows(batch: Batch, intake: documents.Intake, template: prompts.Template,
+                        source: str, conversation_column: str, start: int = 0) -> int:
+    try:
+        total = _create_rows(batch, intake.table, template, conversation_column,
+                             start=start, documents_of=intake.document_ids)
+        intake.check_references()
+    except ingest.IngestError as err:
+        raise _ingest_error(err, source) from err
+    except documents.DocumentError as err:
+        raise InvalidInput(err.message, field="documents") from err
+    if total == 0:
+        if source == "documents":
+            raise InvalidInput("Every file was a duplicate and was skipped; there are no rows.",
+                               field="documents")
+        raise InvalidInput("The file has a header but no rows.", field=source)
+    return total
 
 
 def parse_thinking(value: Any) -> str:
@@ -223,28 +260,46 @@ def batch_estimate(
     thinking: str = "off",
     response_schema: dict | None = None,
     output_fields: list[dict] | None = None,
+    files: list[tuple[str, IO[bytes]]] | None = None,
+    documents: list[tuple[str, IO[bytes]]] | None = None,
+    duplicates: str | None = None,
+    conversation_column: str = "",
     **ignored: Any,
 ) -> costs.Estimate:
-    """What batch_create with the same input would cost and take; creates nothing. The output
-    columns are checked as batch_create checks them, so the estimate refuses what it would."""
+    """What batch_create with the same input would cost and take; creates nothing. The input is
+    checked as batch_create checks it, so the estimate refuses what Create would."""
     prompt = normalise_newlines(prompt)
     system_instruction = normalise_newlines(system_instruction or "")
-    template, table, source = _open_input(
-        prompt=prompt, file=file, filename=filename, rows=rows, sheet=sheet,
-        concurrency=concurrency, max_retries=max_retries, temperature=temperature,
-        max_output_tokens=max_output_tokens)
-    output_schema(output_fields, response_schema, table.columns)
+    try:
+        template = prompts.parse(prompt)
+    except prompts.TemplateError as err:
+        raise InvalidInput(str(err), field="prompt") from err
+    _check_settings(concurrency=concurrency, max_retries=max_retries, temperature=temperature,
+                    max_output_tokens=max_output_tokens)
+    thinking = parse_thinking(thinking)
+    if file is None and rows is None and not files and not documents:
+        raise InvalidInput("Send a file, rows or documents.", field="file")
+    source, intake = _gather(template, file=file, filename=filename, files=files, rows=rows,
+                             documents=documents, duplicates=duplicates, sheet=sheet)
     model = model or settings.GEMINI_DEFAULT_MODEL
     try:
-        return costs.estimate(
-            model=model, prompts=(template.render(row) for row in table.rows),
-            system_instruction=system_instruction or "", max_output_tokens=max_output_tokens,
-            thinking=parse_thinking(thinking), concurrency=concurrency,
+        _check_columns(intake.table, template, conversation_column)
+        output_schema(output_fields, response_schema, intake.table.columns)
+        estimate = costs.estimate(
+            model=model, prompts=(template.render(row) for row in intake.table.rows),
+            system_instruction=system_instruction, max_output_tokens=max_output_tokens,
+            thinking=thinking, concurrency=concurrency,
             rpm_limit=rpm_limit if rpm_limit is not None else settings.GEMINI_RPM,
             tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
             output_tokens_per_row=costs.earlier_output_per_row(owner, model, prompt))
     except ingest.IngestError as err:
         raise _ingest_error(err, source) from err
+    finally:
+        intake.staging.discard()  # the estimate keeps no document
+    if intake.staging.files or template.file_columns:
+        estimate.notes.append("Attached documents are not counted in the input estimate; each "
+                              "adds its own tokens (Gemini counts 258 per PDF page).")
+    return estimate
 
 
 def batch_set_budget(*, batch: Batch, budget: Any) -> Batch:
@@ -315,21 +370,24 @@ def normalise_newlines(text: str) -> str:
 
 
 def _numbered(table: ingest.Table) -> Iterator[tuple[dict, int | None]]:
-    """Each row with its line in the file, read as the row is (the table notes it)."""
+    """Each row with its line in the file, read as the row is (the table notes it); None for
+    tables without lines (documents)."""
     for row in table.rows:
-        yield row, table.line
+        yield row, getattr(table, "line", None)
 
 
 def _create_rows(batch: Batch, table: ingest.Table, template: prompts.Template,
-                 conversation_column: str) -> tuple[int, int]:
-    """Create the rows; returns their number and the characters of all rendered prompts."""
+                 conversation_column: str, *, start: int = 0,
+                 documents_of: Callable[[dict], list[int]] | None = None) -> int:
+    """Create the rows; the batch's prompt_chars grows by their rendered prompts (budgets
+    guess a row's cost from it before any answer)."""
     total = chars = 0
     iterator = _numbered(table)
     while chunk := list(islice(iterator, CREATE_CHUNK)):
         results = [
             BatchResult(
                 batch=batch,
-                index=total + i,
+                index=start + total + i,
                 source_line=line,
                 input=row,
                 prompt=template.render(row),
@@ -337,13 +395,15 @@ def _create_rows(batch: Batch, table: ingest.Table, template: prompts.Template,
                     prompts.format_value(row.get(conversation_column))[:255]
                     if conversation_column else ""
                 ),
+                document_ids=documents_of(row) if documents_of else [],
             )
             for i, (row, line) in enumerate(chunk)
         ]
         chars += sum(len(r.prompt) for r in results)
         BatchResult.objects.bulk_create(results)
         total += len(chunk)
-    return total, chars
+    Batch.objects.filter(pk=batch.pk).update(prompt_chars=F("prompt_chars") + chars)
+    return total
 
 
 def _reopen(batch: Batch) -> None:

@@ -61,6 +61,8 @@ class ClaimedRow:
     # The row's share of the claim's budget reservation (nanos) and the budgets it is held in.
     reserved: int = 0
     budget_keys: tuple[str, ...] = ()
+    # BatchDocument ids attached after the prompt (batches.documents.parts).
+    documents: tuple[int, ...] = ()
 
 
 class Kind(enum.Enum):
@@ -207,15 +209,17 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
         rows = list(
             BatchResult.objects.filter(batch=batch, status=RUNNING, claim_token=token)
             .order_by("index")
-            .values_list("id", "index", "prompt", "conversation_key", "attempts")
+            .values_list("id", "index", "prompt", "conversation_key", "attempts",
+                         "document_ids")
         )
     settings = _settings_of(batch)
     histories = _histories(batch, rows) if batch.conversation_column else {}
     return [
         ClaimedRow(id=id_, batch=settings, index=index, prompt=prompt, conversation_key=key,
                    attempts=attempts, token=token, history=histories.get(id_, ()),
-                   reserved=budget.per_row, budget_keys=budget.keys)
-        for id_, index, prompt, key, attempts in rows
+                   reserved=budget.per_row, budget_keys=budget.keys,
+                   documents=tuple(docs or ()))
+        for id_, index, prompt, key, attempts, docs in rows
     ]
 
 
@@ -240,7 +244,7 @@ def _fail_orphan_turns(batch: Batch, now: datetime) -> int:
 
 
 def _histories(batch: Batch, rows: list[tuple]) -> dict[int, tuple[tuple[str, str], ...]]:
-    keyed = [(id_, index, key) for id_, index, _, key, _ in rows if key]
+    keyed = [(row[0], row[1], row[3]) for row in rows if row[3]]
     if not keyed:
         return {}
     turns: dict[str, list[tuple[int, str, str]]] = defaultdict(list)

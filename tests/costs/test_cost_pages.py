@@ -64,7 +64,7 @@ def test_the_estimate_reads_the_file_the_preview_staged(alice, settings):
                            HTTP_HX_REQUEST="true").content.decode()
     token = re.search(r'name="staged_upload" value="([^"]+)"', previewed).group(1)
     data = form(staged_upload=token)
-    del data["file"]  # the button leaves the file input out: the staged copy is read
+    del data["file"]  # after a refused Create the page has only the staged copy
 
     answer = alice.post(reverse("batch_new_estimate"), data, HTTP_HX_REQUEST="true")
 
