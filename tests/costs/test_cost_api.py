@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 from batches.models import Batch
 from tests.conftest import csv_file
 from tests.helpers import costs as cost_helpers
+from tests.helpers import documents as document_helpers
 
 prices = cost_helpers.prices
 
@@ -151,3 +152,22 @@ def test_a_budget_may_be_a_number_a_string_or_null_and_a_form_may_leave_it_empty
     removed = api.patch(f"/api/batches/{as_number.data['id']}/", {"budget": None},
                         format="json")
     assert removed.status_code == 200 and removed.data["budget"] is None
+
+
+media = document_helpers.media
+
+
+def test_an_estimate_of_documents_counts_a_row_per_file_and_keeps_none_of_them(api, settings,
+                                                                               media):
+    from tests.helpers.documents import pdf_bytes, png_bytes, stored_files, uploaded_file
+
+    settings.GEMINI_API_KEY = ""
+    answer = api.post("/api/batches/estimate/", {
+        "prompt": "Total in {{filename}}",
+        "documents": [uploaded_file("a.pdf", pdf_bytes()), uploaded_file("b.png", png_bytes())]},
+        format="multipart")
+
+    assert answer.status_code == 200, answer.data
+    assert answer.data["rows"] == 2
+    assert any("documents are not counted" in note for note in answer.data["notes"])
+    assert stored_files(media) == [] and not Batch.objects.exists()
