@@ -87,8 +87,13 @@ def batch_create(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
     response_schema: dict | None = None,
+    start: bool = True,
+    use_cache: bool = True,
+    parent: Batch | None = None,
 ) -> Batch:
-    """Validate the input and create the batch with all its rows in one transaction, or nothing."""
+    """Validate the input and create the batch with all its rows in one transaction, or nothing.
+
+    With `start=False` the batch is a draft: rows are stored, nothing runs (batches.iterations)."""
     try:
         template = prompts.parse(prompt)
     except prompts.TemplateError as err:
@@ -119,7 +124,8 @@ def batch_create(
         )
 
     with transaction.atomic():
-        _check_active_limit(owner)
+        if start:
+            check_active_limit(owner)
         batch = Batch.objects.create(
             owner=owner,
             name=name or _default_name(filename),
@@ -137,6 +143,9 @@ def batch_create(
             rpm_limit=rpm_limit if rpm_limit is not None else settings.GEMINI_RPM,
             tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
             response_schema=response_schema,
+            status=Batch.Status.PENDING if start else Batch.Status.DRAFT,
+            use_cache=use_cache,
+            parent=parent,
         )
         try:
             total = _create_rows(batch, table.rows, template, conversation_column)
@@ -148,7 +157,8 @@ def batch_create(
         batch.total_rows = total
         batch.last_error = "\n".join(table.warnings)
         Batch.objects.filter(pk=batch.pk).update(total_rows=total, last_error=batch.last_error)
-        transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
+        if start:
+            transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
     batch.warnings = list(table.warnings)
     return batch
 
@@ -163,7 +173,7 @@ def _ingest_error(err: ingest.IngestError, source: str) -> InvalidInput:
     return InvalidInput(str(err), field=field, line=err.line, column=err.column)
 
 
-def _check_active_limit(owner) -> None:
+def check_active_limit(owner) -> None:
     cap = settings.BATCH_MAX_ACTIVE_PER_USER
     if not cap:
         return
@@ -200,6 +210,11 @@ def _create_rows(batch: Batch, rows: Iterable[dict], template: prompts.Template,
     return total
 
 
+def _not_a_draft(batch: Batch, action: str) -> None:
+    if batch.is_draft:
+        raise ActionNotAllowed(f"The batch is a draft; start it first, then {action} it.")
+
+
 def _reopen(batch: Batch) -> None:
     """Make a batch with pending rows runnable again and start workers on it after commit."""
     changes = {}
@@ -218,8 +233,12 @@ def _reopen(batch: Batch) -> None:
     batch.refresh_from_db()
 
 
+reopen = _reopen  # for batches.iterations (re-running chosen rows)
+
+
 def batch_cancel(*, batch: Batch) -> int:
     """Stop claiming and cancel the rows not started; in-flight rows finish. Returns the count."""
+    _not_a_draft(batch, "cancel")
     if batch.is_finished:
         raise ActionNotAllowed(f"The batch is already {batch.get_status_display().lower()}.")
     with transaction.atomic():
@@ -244,6 +263,7 @@ def batch_pause(*, batch: Batch) -> int:
 
 def batch_resume(*, batch: Batch) -> int:
     """Run a paused, cancelled, failed or interrupted batch again. Returns rows requeued."""
+    _not_a_draft(batch, "resume")
     if batch.status in (Batch.Status.COMPLETED, Batch.Status.COMPLETED_WITH_ERRORS):
         raise ActionNotAllowed(
             f"The batch is {batch.get_status_display().lower()}; "
@@ -262,6 +282,7 @@ def batch_resume(*, batch: Batch) -> int:
 
 def batch_retry_failed(*, batch: Batch) -> int:
     """Send every failed row back to pending with a fresh retry budget. Returns the rows."""
+    _not_a_draft(batch, "retry")
     with transaction.atomic():
         retried = batch.results.filter(status=BatchResult.Status.FAILED).retry()
         if not retried:
@@ -298,7 +319,8 @@ def results_retry(*, results) -> int:
             .values_list("batch_id", flat=True).distinct()
         )
         retried = results.retry()
-        for batch in Batch.objects.filter(pk__in=batch_ids):
+        # A draft's rows wait for its start (or its next sample run).
+        for batch in Batch.objects.filter(pk__in=batch_ids).exclude(status=Batch.Status.DRAFT):
             if not batch.paused:
                 _reopen(batch)
     return retried

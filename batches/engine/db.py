@@ -12,21 +12,23 @@ import math
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings as django_settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, Min, OuterRef, Q, Sum
+from django.db.models import Exists, F, Min, OuterRef, Q
 from django.utils import timezone
 
+from batches import resultcache
 from batches.models import Batch, BatchResult
-from batches.providers import Response
+from batches.providers import Request, Response
 
 EARLIER_TURN_FAILED = "Not run because an earlier turn failed."
 RUNNABLE = (Batch.Status.PENDING, Batch.Status.RUNNING)
 PENDING = BatchResult.Status.PENDING
 RUNNING = BatchResult.Status.RUNNING
+DRAFT = Batch.Status.DRAFT
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class BatchSettings:
     max_retries: int
     rpm_limit: int | None
     tpm_limit: int | None
+    owner_id: int = 0
+    use_cache: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,18 @@ class ClaimedRow:
     token: uuid.UUID
     # Earlier (prompt, answer) turns of the row's conversation, oldest first.
     history: tuple[tuple[str, str], ...] = ()
+    # Result cache: the row's key (None when the batch opted out), and the answer found for it.
+    cache_key: str | None = None
+    cached: Response | None = None
+
+    def request(self) -> Request:
+        """What is sent to the model for this row."""
+        batch = self.batch
+        return Request(
+            model=batch.model, prompt=self.prompt, history=self.history,
+            system_instruction=batch.system_instruction, temperature=batch.temperature,
+            max_output_tokens=batch.max_output_tokens, response_schema=batch.response_schema,
+        )
 
 
 class Kind(enum.Enum):
@@ -72,6 +88,7 @@ class Outcome:
     response: Response | None = None
     latency_ms: int | None = None
     not_before: datetime | None = None
+    cached: bool = False  # the answer came from the result cache
 
 
 @dataclass
@@ -95,7 +112,17 @@ class BatchEvents:
 
 
 def runnable_batches():
-    return Batch.objects.filter(status__in=RUNNABLE, paused=False, cancel_requested=False)
+    # A draft runs only its sample rows, and only while a sample was asked for.
+    return Batch.objects.filter(Q(status__in=RUNNABLE) | Q(status=DRAFT, sampling=True),
+                                paused=False, cancel_requested=False)
+
+
+def runnable_rows(status: str):
+    """Rows with this status in runnable batches (of a draft, only its sample rows)."""
+    runnable = runnable_batches()
+    return BatchResult.objects.filter(status=status).filter(
+        Q(batch__in=runnable.exclude(status=DRAFT))
+        | Q(batch__in=runnable.filter(status=DRAFT), sample=True))
 
 
 def claimable(qs, now: datetime):
@@ -147,6 +174,8 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
             return []
         now = timezone.now()
         candidates = claimable(BatchResult.objects.filter(batch=batch), now)
+        if batch.status == DRAFT:
+            candidates = candidates.filter(sample=True)
         if batch.conversation_column:
             candidates = candidates.filter(Q(conversation_key="") | ~Exists(
                 _earlier_turns(BatchResult.Status.PENDING, RUNNING)))
@@ -173,15 +202,30 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
         rows = list(
             BatchResult.objects.filter(batch=batch, status=RUNNING, claim_token=token)
             .order_by("index")
-            .values_list("id", "index", "prompt", "conversation_key", "attempts")
+            .values_list("id", "index", "prompt", "conversation_key", "attempts",
+                         "bypass_cache")
         )
     settings = _settings_of(batch)
     histories = _histories(batch, rows) if batch.conversation_column else {}
-    return [
+    claimed = [
         ClaimedRow(id=id_, batch=settings, index=index, prompt=prompt, conversation_key=key,
                    attempts=attempts, token=token, history=histories.get(id_, ()))
-        for id_, index, prompt, key, attempts in rows
+        for id_, index, prompt, key, attempts, _ in rows
     ]
+    bypass = {row[0] for row in rows if row[5]}
+    return _with_cached_answers(claimed, bypass)
+
+
+def _with_cached_answers(rows: list[ClaimedRow], bypass: set[int]) -> list[ClaimedRow]:
+    """Give each row its cache key, and the answer the owner's cache already has for it."""
+    if not rows or not rows[0].batch.use_cache or not resultcache.enabled():
+        return rows
+    owner_id = rows[0].batch.owner_id
+    keyed = [replace(row, cache_key=resultcache.cache_key(owner_id, row.request()))
+             for row in rows]
+    hits = resultcache.lookup(owner_id, [r.cache_key for r in keyed if r.id not in bypass])
+    return [replace(r, cached=hits.get(r.cache_key)) if r.id not in bypass else r
+            for r in keyed]
 
 
 def _earlier_turns(*statuses: str):
@@ -205,7 +249,7 @@ def _fail_orphan_turns(batch: Batch, now: datetime) -> int:
 
 
 def _histories(batch: Batch, rows: list[tuple]) -> dict[int, tuple[tuple[str, str], ...]]:
-    keyed = [(id_, index, key) for id_, index, _, key, _ in rows if key]
+    keyed = [(id_, index, key) for id_, index, _, key, *_ in rows if key]
     if not keyed:
         return {}
     turns: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
@@ -227,7 +271,8 @@ def _settings_of(batch: Batch) -> BatchSettings:
         id=batch.pk, model=batch.model_name, system_instruction=batch.system_instruction,
         temperature=batch.temperature, max_output_tokens=batch.max_output_tokens,
         response_schema=batch.response_schema, max_retries=batch.max_retries,
-        rpm_limit=batch.rpm_limit, tpm_limit=batch.tpm_limit,
+        rpm_limit=batch.rpm_limit, tpm_limit=batch.tpm_limit, owner_id=batch.owner_id,
+        use_cache=batch.use_cache,
     )
 
 
@@ -289,8 +334,8 @@ def _write_successes(outcomes: list[Outcome], now: datetime) -> dict[int, tuple[
     sql = (
         f"UPDATE {BatchResult._meta.db_table} SET status = %s, output = %s, error = '', "
         "finish_reason = %s, model_version = %s, prompt_tokens = %s, output_tokens = %s, "
-        "latency_ms = %s, finished_at = %s, not_before = NULL, attempts = attempts + 1, "
-        "claim_token = NULL, lease_expires_at = NULL "
+        "latency_ms = %s, finished_at = %s, not_before = NULL, attempts = attempts + %s, "
+        "cached = %s, claim_token = NULL, lease_expires_at = NULL "
         "WHERE id = %s AND claim_token = %s AND status = %s"
     )
     finished_at = prep("finished_at", now)
@@ -301,18 +346,29 @@ def _write_successes(outcomes: list[Outcome], now: datetime) -> dict[int, tuple[
         params.append((
             BatchResult.Status.SUCCEEDED, response.text, response.finish_reason[:40],
             response.model_version[:100], response.prompt_tokens, response.output_tokens,
-            o.latency_ms, finished_at, o.row.id, prep("claim_token", o.row.token), RUNNING,
+            o.latency_ms, finished_at, 0 if o.cached else 1, o.cached, o.row.id,
+            prep("claim_token", o.row.token), RUNNING,
         ))
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
-    # Rows whose lease was lost were not written; count tokens only for the ones that were.
-    written = (
+    # Rows whose lease was lost were not written; count tokens only for the ones that were, and
+    # only for answers paid for (a cached answer costs nothing).
+    written = set(
         BatchResult.objects.filter(id__in=[o.row.id for o in outcomes], finished_at=now,
                                    status=BatchResult.Status.SUCCEEDED)
-        .order_by().values("batch_id")
-        .annotate(p=Sum("prompt_tokens"), o=Sum("output_tokens"))
+        .values_list("id", flat=True)
     )
-    return {r["batch_id"]: (r["p"] or 0, r["o"] or 0) for r in written}
+    tokens: dict[int, tuple[int, int]] = {}
+    fresh = [o for o in outcomes if o.row.id in written and not o.cached]
+    for o in fresh:
+        p, out = tokens.get(o.row.batch.id, (0, 0))
+        tokens[o.row.batch.id] = (p + (o.response.prompt_tokens or 0),
+                                  out + (o.response.output_tokens or 0))
+    resultcache.store(
+        resultcache.Entry(o.row.batch.owner_id, o.row.cache_key, o.row.batch.model, o.response)
+        for o in fresh if o.row.cache_key
+    )
+    return tokens
 
 
 def _write_one(outcome: Outcome, now: datetime, *, cancelled: bool) -> bool:
@@ -390,11 +446,10 @@ def idle_wait() -> float | None:
     the pending rows are all in backoff (or behind a conversation turn in backoff): wait for
     the soonest."""
     now = timezone.now()
-    runnable = runnable_batches()
-    pending = BatchResult.objects.filter(batch__in=runnable, status=PENDING)
+    pending = runnable_rows(PENDING)
     if not pending.exists():
         return None
-    if BatchResult.objects.filter(batch__in=runnable, status=RUNNING).exists():
+    if runnable_rows(RUNNING).exists():
         return None
     soonest = pending.filter(not_before__gt=now).aggregate(t=Min("not_before"))["t"]
     if soonest is None:
@@ -403,7 +458,7 @@ def idle_wait() -> float | None:
 
 
 def has_work() -> bool:
-    return BatchResult.objects.filter(batch__in=runnable_batches(), status=PENDING).exists()
+    return runnable_rows(PENDING).exists()
 
 
 def close_connection() -> None:

@@ -32,7 +32,6 @@ from batches.engine.db import BatchEvents, ClaimedRow, Kind, Outcome
 from batches.providers import (
     ConfigurationError,
     PermanentError,
-    Request,
     Response,
     RetryableError,
     gemini,
@@ -144,8 +143,8 @@ class Slice:
                     # Finished rows count as running until written, against the batch caps.
                     await self._flush()
                     last_flush = loop.time()
-                    await self._claim(self.max_inflight - len(self.inflight))
-                    if not self.inflight:
+                    claimed = await self._claim(self.max_inflight - len(self.inflight))
+                    if not self.inflight and not claimed:
                         await self._flush()
                         wait = await self._db(db.idle_wait)
                         if wait is None or loop.time() + wait >= deadline:
@@ -227,9 +226,14 @@ class Slice:
         self.window = self.max_inflight if len(rows) == limit else max(1, len(self.inflight)
                                                                         + len(rows))
         for row in rows:
+            self.report.batches.add(row.batch.id)
+            if row.cached is not None:
+                # Written by the same bulk write as a model answer; no request, no limiter token.
+                self.buffer.append(Outcome(row, Kind.SUCCEEDED, response=row.cached,
+                                           latency_ms=0, cached=True))
+                continue
             task = asyncio.create_task(self._run_row(row), name=f"row {row.id}")
             self.inflight[row.id] = (row, task)
-            self.report.batches.add(row.batch.id)
         self.report.claimed += len(rows)
         return len(rows)
 
@@ -290,11 +294,7 @@ class Slice:
     async def _send(self, row: ClaimedRow) -> Response:
         """The one place a request leaves the engine: breaker, shared rate limit, provider."""
         batch, model = row.batch, row.batch.model
-        request = Request(
-            model=model, prompt=row.prompt, history=row.history,
-            system_instruction=batch.system_instruction, temperature=batch.temperature,
-            max_output_tokens=batch.max_output_tokens, response_schema=batch.response_schema,
-        )
+        request = row.request()
         provider = gemini.get_provider()
         if not await limits.allow(model, run_db=self._run_db):
             self._api_waiting(row)
