@@ -88,6 +88,11 @@ class Batch(models.Model):
     cancelled_count = models.PositiveIntegerField(default=0)
     prompt_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
+    # Rows answered from the result cache, and the tokens they would have cost; kept live by the
+    # engine's writes like the token totals.
+    cached_count = models.PositiveIntegerField(default=0)
+    saved_prompt_tokens = models.BigIntegerField(default=0)
+    saved_output_tokens = models.BigIntegerField(default=0)
 
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -155,6 +160,9 @@ class Batch(models.Model):
         tokens = BatchResult.objects.filter(batch=self, cached=False).aggregate(
             p=Sum("prompt_tokens"), o=Sum("output_tokens")
         )
+        saved = BatchResult.objects.filter(batch=self, cached=True).aggregate(
+            n=Count("id"), p=Sum("prompt_tokens"), o=Sum("output_tokens")
+        )
         Batch.objects.filter(pk=self.pk).update(
             total_rows=sum(counts.values()),
             succeeded_count=counts["succeeded"],
@@ -162,6 +170,9 @@ class Batch(models.Model):
             cancelled_count=counts["cancelled"],
             prompt_tokens=tokens["p"] or 0,
             output_tokens=tokens["o"] or 0,
+            cached_count=saved["n"],
+            saved_prompt_tokens=saved["p"] or 0,
+            saved_output_tokens=saved["o"] or 0,
         )
         self.refresh_from_db()
 

@@ -28,8 +28,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
-from batches import exports, services
+from batches import exports, iterations, services
 from batches.api import serializers as s
+from batches.api.iterations import IterationActions
 from batches.api.throttles import BatchCreateThrottle
 from batches.models import Batch, BatchResult, Progress
 
@@ -222,14 +223,17 @@ def too_large(request) -> Response | None:
     retrieve=extend_schema(summary="A batch with live progress",
                            responses={**AUTH_ERRORS, 200: s.BatchSerializer, 404: NOT_FOUND}),
     partial_update=extend_schema(
-        summary="Rename or change priority, concurrency or retries",
-        description="Workers pick the change up at their next claim.",
-        request=s.BatchUpdateSerializer,
-        responses={**AUTH_ERRORS, 200: s.BatchSerializer, 400: BAD_INPUT, 404: NOT_FOUND}),
+        summary="Rename or change priority, concurrency or retries; edit a draft",
+        description="Workers pick the change up at their next claim. A draft can also change "
+                    "its prompt, system instruction, model, temperature, max output tokens, "
+                    "output schema and use_cache (409 once started).",
+        request=s.DraftUpdateSerializer,
+        responses={**AUTH_ERRORS, 200: s.BatchSerializer, 400: BAD_INPUT, 404: NOT_FOUND,
+                   409: CONFLICT}),
     destroy=extend_schema(summary="Stop the batch and delete it with its results",
                           responses={**AUTH_ERRORS, 204: None, 404: NOT_FOUND}),
 )
-class BatchViewSet(GenericViewSet):
+class BatchViewSet(IterationActions, GenericViewSet):
     parser_classes = [JSONParser, MultiPartParser]
     pagination_class = BatchPagination
     serializer_class = s.BatchSerializer
@@ -301,9 +305,12 @@ class BatchViewSet(GenericViewSet):
 
     def partial_update(self, request, pk=None):
         batch = self.get_object()
-        serializer = s.BatchUpdateSerializer(data=request.data)
+        serializer = s.DraftUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return self._batch_response(services.batch_update(batch=batch, **serializer.validated_data))
+        data = serializer.validated_data
+        if batch.is_draft or any(f in data for f in s.DraftUpdateSerializer.DRAFT_ONLY):
+            return self._batch_response(iterations.batch_edit_draft(batch=batch, **data))
+        return self._batch_response(services.batch_update(batch=batch, **data))
 
     def destroy(self, request, pk=None):
         services.batch_delete(batch=self.get_object())

@@ -309,21 +309,33 @@ def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None) -
                     index__gt=outcome.row.index, status=PENDING,
                 ).update(status=BatchResult.Status.FAILED, error=EARLIER_TURN_FAILED,
                          finished_at=now, not_before=None)
-        for batch_id, (prompt_tokens, output_tokens) in tokens.items():
+        for batch_id, (prompt_tokens, output_tokens, *saved) in tokens.items():
             # Any answer means the API is back for this batch.
             Batch.objects.filter(pk=batch_id).update(
                 prompt_tokens=F("prompt_tokens") + prompt_tokens,
                 output_tokens=F("output_tokens") + output_tokens,
                 api_waiting_since=None,
+                **_cache_savings(saved),
             )
         _apply_events(events, now)
     finalise(batch_ids)
     return set(batch_ids)
 
 
-def _write_successes(outcomes: list[Outcome], now: datetime) -> dict[int, tuple[int, int]]:
+def _cache_savings(saved: list[int]) -> dict:
+    rows, prompt_tokens, output_tokens = saved
+    if not rows:
+        return {}
+    return {"cached_count": F("cached_count") + rows,
+            "saved_prompt_tokens": F("saved_prompt_tokens") + prompt_tokens,
+            "saved_output_tokens": F("saved_output_tokens") + output_tokens}
+
+
+def _write_successes(outcomes: list[Outcome], now: datetime,
+                     ) -> dict[int, tuple[int, int, int, int, int]]:
     """Write successes in one statement (the hot path), each only if this slice still holds its
-    claim. Returns (prompt, output) tokens per batch of the rows actually written."""
+    claim. Returns per batch, of the rows actually written: (prompt, output) tokens paid for,
+    then the rows from the cache and the (prompt, output) tokens they saved."""
     if not outcomes:
         return {}
     field = BatchResult._meta.get_field
@@ -358,12 +370,15 @@ def _write_successes(outcomes: list[Outcome], now: datetime) -> dict[int, tuple[
                                    status=BatchResult.Status.SUCCEEDED)
         .values_list("id", flat=True)
     )
-    tokens: dict[int, tuple[int, int]] = {}
+    tokens: dict[int, tuple[int, int, int, int, int]] = {}
+    for o in outcomes:
+        if o.row.id not in written:
+            continue
+        p, out = o.response.prompt_tokens or 0, o.response.output_tokens or 0
+        sums = tokens.get(o.row.batch.id, (0, 0, 0, 0, 0))
+        add = (0, 0, 1, p, out) if o.cached else (p, out, 0, 0, 0)
+        tokens[o.row.batch.id] = tuple(a + b for a, b in zip(sums, add, strict=True))
     fresh = [o for o in outcomes if o.row.id in written and not o.cached]
-    for o in fresh:
-        p, out = tokens.get(o.row.batch.id, (0, 0))
-        tokens[o.row.batch.id] = (p + (o.response.prompt_tokens or 0),
-                                  out + (o.response.output_tokens or 0))
     resultcache.store(
         resultcache.Entry(o.row.batch.owner_id, o.row.cache_key, o.row.batch.model, o.response)
         for o in fresh if o.row.cache_key

@@ -22,6 +22,10 @@ class _Unchanged:
 
 UNCHANGED: Any = _Unchanged()  # "leave this setting as it is" (None is a value: no temperature)
 
+# The batch's running totals, for when its finished rows are reset.
+NO_SPEND = dict(prompt_tokens=0, output_tokens=0, cached_count=0, saved_prompt_tokens=0,
+                saved_output_tokens=0)
+
 # Settings whose change alters what the model is asked, so earlier sample answers are stale.
 _REQUEST_FIELDS = ("prompt_template", "system_instruction", "model_name", "temperature",
                    "max_output_tokens", "response_schema")
@@ -91,8 +95,7 @@ def batch_edit_draft(*, batch: Batch, prompt: Any = UNCHANGED, system_instructio
             # Running sample rows lose their claim too, so a late answer to the old prompt is
             # never written.
             batch.results.exclude(status=BatchResult.Status.PENDING).reset()
-            Batch.objects.filter(pk=batch.pk).update(sampling=False, prompt_tokens=0,
-                                                     output_tokens=0)
+            Batch.objects.filter(pk=batch.pk).update(sampling=False, **NO_SPEND)
     batch.refresh_from_db()
     return batch
 
@@ -112,7 +115,7 @@ def batch_start(*, batch: Batch) -> Batch:
         services.check_active_limit(batch.owner)
         # The status guard makes two concurrent starts start it once.
         started = Batch.objects.filter(pk=batch.pk, status=Batch.Status.DRAFT).update(
-            status=Batch.Status.PENDING, sampling=False, prompt_tokens=0, output_tokens=0)
+            status=Batch.Status.PENDING, sampling=False, **NO_SPEND)
         if not started:
             raise services.ActionNotAllowed("The batch has been started already.")
         # Finished sample rows run again: unchanged requests are answered by the cache at no

@@ -33,7 +33,7 @@ def results_rerun(*, results) -> int:
         count = BatchResult.objects.filter(pk__in=list(rows.values_list("pk", flat=True))
                                            ).reset(bypass_cache=True)
         for batch in Batch.objects.filter(pk__in=batch_ids):
-            # Rows done again: the batch's totals are counted afresh when it finishes.
+            batch.refresh_counts()  # the reset rows' answers no longer count
             if not batch.paused:
                 services.reopen(batch)
     return count

@@ -38,6 +38,12 @@ BATCH_ENDPOINTS = [
     ("get", "/api/batches/{id}/export/?format=csv", None),
     ("get", "/api/batches/{id}/export/?format=jsonl", None),
     ("get", "/api/batches/{id}/export/?format=xlsx", None),
+    ("post", "/api/batches/{id}/start/", None),
+    ("post", "/api/batches/{id}/sample/", {"size": 2}),
+    ("post", "/api/batches/{id}/versions/", {"name": "v2"}),
+    ("get", "/api/batches/{id}/compare/?with={id}", None),
+    ("get", "/api/batches/{id}/compare/export/?with={id}", None),
+    ("post", "/api/batches/{id}/results/retry/", {"indexes": [0]}),
 ]
 ALL_ENDPOINTS = BATCH_ENDPOINTS + [
     ("get", "/api/batches/", None),
@@ -626,6 +632,9 @@ EXPECTED_PATHS = {
     "/api/batches/{id}/cancel/", "/api/batches/{id}/pause/", "/api/batches/{id}/resume/",
     "/api/batches/{id}/retry-failed/", "/api/batches/{id}/results/{index}/retry/",
     "/api/batches/{id}/export/", "/api/token/",
+    "/api/batches/{id}/start/", "/api/batches/{id}/sample/", "/api/batches/{id}/versions/",
+    "/api/batches/{id}/compare/", "/api/batches/{id}/compare/export/",
+    "/api/batches/{id}/results/retry/",
 }
 
 

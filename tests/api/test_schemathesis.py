@@ -29,6 +29,14 @@ LENIENT_PARAMETERS = {"page", "page_size", "status"}
 # placeholders and the conversation column must name its columns. A well-formed request can
 # therefore be refused there with a (documented) 400.
 SEMANTIC_OPERATIONS = {("POST", "/api/batches/")}
+# So do these: a draft's new prompt must name its columns (and multipart sends null as text),
+# a corrected file must be a table, the indexes must be rows of the batch, a comparison needs a
+# parent or `with`.
+SEMANTIC_OPERATIONS |= {
+    ("PATCH", "/api/batches/{id}/"), ("POST", "/api/batches/{id}/versions/"),
+    ("POST", "/api/batches/{id}/sample/"), ("POST", "/api/batches/{id}/results/retry/"),
+    ("GET", "/api/batches/{id}/compare/"), ("GET", "/api/batches/{id}/compare/export/"),
+}
 STATUSES = ["succeeded", "failed", "cancelled", "pending", "succeeded", "failed"]
 
 
