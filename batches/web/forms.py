@@ -82,6 +82,10 @@ class BatchForm(forms.Form):
     )
     sheet = forms.CharField(max_length=200, required=False,
                             help_text="XLSX only; empty takes the first sheet.")
+    always_call_model = forms.BooleanField(
+        required=False, label="Always call the model",
+        help_text="Never reuse an identical earlier answer (e.g. for fresh samples at a high "
+                  "temperature).")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -116,6 +120,7 @@ class BatchForm(forms.Form):
             "priority": data["priority"],
             "conversation_column": data["conversation_column"].strip(),
             "sheet": data["sheet"].strip() or None,
+            "use_cache": not data["always_call_model"],
         }
 
     def add_service_error(self, err: ServiceError) -> None:

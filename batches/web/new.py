@@ -31,14 +31,17 @@ def batch_new(request: HttpRequest) -> HttpResponse:
         form = BatchForm(request.POST, request.FILES)
         if form.is_valid():
             try:
-                batch = services.batch_create(owner=request.user, **form.service_kwargs())
+                draft = bool(request.POST.get("draft"))
+                batch = services.batch_create(owner=request.user, start=not draft,
+                                              **form.service_kwargs())
             except services.InvalidInput as err:
                 form.add_service_error(err)
             except services.ServiceError as err:
                 form.add_error(None, err.message)
             else:
                 messages.success(
-                    request, f"Created “{batch.display_name}” with {batch.total_rows:,} rows."
+                    request, f"Created “{batch.display_name}” with {batch.total_rows:,} rows"
+                    + (" as a draft: try it on a few rows, then start it." if draft else ".")
                 )
                 for warning in getattr(batch, "warnings", []):
                     messages.warning(request, warning)

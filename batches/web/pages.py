@@ -16,8 +16,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
+from batches import iterations
 from batches.models import Batch, BatchResult
 from batches.prompts import format_value
+from batches.web.iterate_panel import panel_context
 
 DASHBOARD_PAGE_SIZE = 25
 RESULTS_PAGE_SIZE = 50
@@ -189,6 +191,7 @@ def _progress_context(batch: Batch) -> dict:
     counts = progress.counts
     return {
         "batch": batch,
+        "cache": iterations.cache_figures(batch),
         "progress": progress,
         "counts": counts,
         "can_pause": batch.status in (Batch.Status.PENDING, Batch.Status.RUNNING)
@@ -214,6 +217,7 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
                       _results_context(request, batch, counts))
     context = _progress_context(batch)
     context.update(_results_context(request, batch, context["counts"]))
+    context.update(panel_context(batch))
     return render(request, "batches/batch_detail.html", context)
 
 
