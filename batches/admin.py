@@ -16,7 +16,7 @@ from django.utils.formats import number_format
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from batches import services
+from batches import iterations, services
 from batches.models import Batch, BatchResult
 
 PREVIEW_CHARS = 80
@@ -92,7 +92,7 @@ def _batch_action(service: Callable[..., int], description: str, done: str):
         for batch in queryset.order_by("pk"):
             try:
                 changed_rows += service(batch=batch)
-            except services.ActionNotAllowed as err:
+            except services.ServiceError as err:  # not allowed now, or the active-batch cap
                 modeladmin.message_user(request, f"{batch.display_name} (#{batch.pk}): {err}",
                                         messages.WARNING)
             else:
@@ -105,6 +105,10 @@ def _batch_action(service: Callable[..., int], description: str, done: str):
 
     action.__name__ = service.__name__
     return admin.action(description=description, permissions=("change",))(action)
+
+
+def _start_draft(*, batch: Batch) -> int:
+    return iterations.batch_start(batch=batch).total_rows
 
 
 def _plural(n: int, one: str, many: str) -> str:
@@ -132,6 +136,8 @@ class BatchAdmin(admin.ModelAdmin):
                       "Resumed {batches}: {rows} back to pending."),
         _batch_action(services.batch_retry_failed, "Retry the failed rows of the selected batches",
                       "Retrying {batches}: {rows} back to pending."),
+        _batch_action(_start_draft, "Start the selected drafts",
+                      "Started {batches}: {rows} to run."),
     ]
     fieldsets = (
         (None, {"fields": ("name", "owner", "status", "results_link", "figures")}),
@@ -340,9 +346,10 @@ class BatchResultAdmin(admin.ModelAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 100
-    actions = ["retry_rows"]
+    actions = ["retry_rows", "rerun_rows"]
     fieldsets = (
-        (None, {"fields": ("batch", "index", "status", "attempts", "conversation_key")}),
+        (None, {"fields": ("batch", "index", "status", "attempts", "conversation_key",
+                           "cached")}),
         ("Input", {"fields": ("input_pre", "prompt_pre")}),
         ("Answer", {"fields": ("output_pre", "error", "finish_reason", "model_version",
                                "prompt_tokens", "output_tokens", "latency_ms")}),
@@ -350,7 +357,8 @@ class BatchResultAdmin(admin.ModelAdmin):
                                    "claim_token")}),
     )
     readonly_fields = (
-        "batch", "index", "status", "attempts", "conversation_key", "input_pre", "prompt_pre",
+        "batch", "index", "status", "attempts", "conversation_key", "cached", "input_pre",
+        "prompt_pre",
         "output_pre", "error", "finish_reason", "model_version", "prompt_tokens",
         "output_tokens", "latency_ms", "started_at", "finished_at", "not_before",
         "lease_expires_at", "claim_token",
@@ -392,6 +400,18 @@ class BatchResultAdmin(admin.ModelAdmin):
             text += (f" Skipped {_plural(skipped, 'row', 'rows')} that "
                      f"{'was' if skipped == 1 else 'were'} not failed or cancelled.")
         self.message_user(request, text, messages.SUCCESS if retried else messages.WARNING)
+
+    @admin.action(description="Run the selected rows again, succeeded ones too (not from the "
+                              "cache)", permissions=("change",))
+    def rerun_rows(self, request, queryset: QuerySet) -> None:
+        selected = BatchResult.objects.filter(pk__in=queryset.values("pk"))
+        total = selected.count()
+        rerun = iterations.results_rerun(results=selected)
+        text = f"Running {_plural(rerun, 'row', 'rows')} again."
+        if skipped := total - rerun:
+            text += (f" Skipped {_plural(skipped, 'row', 'rows')} still running or in a "
+                     "draft.")
+        self.message_user(request, text, messages.SUCCESS if rerun else messages.WARNING)
 
     @admin.display(description="output")
     def output_preview(self, obj: BatchResult) -> str:

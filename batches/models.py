@@ -70,12 +70,12 @@ class Batch(models.Model):
     rpm_limit = models.PositiveIntegerField(null=True, blank=True)
     tpm_limit = models.PositiveIntegerField(null=True, blank=True)
     # Reuse identical earlier answers (batches.resultcache); off means "always call the model".
-    use_cache = models.BooleanField(default=True)
+    use_cache = models.BooleanField(default=True, db_default=True)
     # The batch this one is a new version of (batches.iterations).
     parent = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True,
                                related_name="versions")
     # A draft whose sample rows may be claimed by the engine.
-    sampling = models.BooleanField(default=False)
+    sampling = models.BooleanField(default=False, db_default=False)
 
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.PENDING)
     cancel_requested = models.BooleanField(default=False)
@@ -90,9 +90,9 @@ class Batch(models.Model):
     output_tokens = models.BigIntegerField(default=0)
     # Rows answered from the result cache, and the tokens they would have cost; kept live by the
     # engine's writes like the token totals.
-    cached_count = models.PositiveIntegerField(default=0)
-    saved_prompt_tokens = models.BigIntegerField(default=0)
-    saved_output_tokens = models.BigIntegerField(default=0)
+    cached_count = models.PositiveIntegerField(default=0, db_default=0)
+    saved_prompt_tokens = models.BigIntegerField(default=0, db_default=0)
+    saved_output_tokens = models.BigIntegerField(default=0, db_default=0)
 
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -275,11 +275,11 @@ class BatchResult(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     # The answer was reused from the result cache: no request, no cost, no rate-limit token.
-    cached = models.BooleanField(default=False)
+    cached = models.BooleanField(default=False, db_default=False)
     # Part of a draft's sample run; the engine claims only these rows of a draft.
-    sample = models.BooleanField(default=False)
+    sample = models.BooleanField(default=False, db_default=False)
     # Re-run on request: the next answer comes from the model even if the cache has one.
-    bypass_cache = models.BooleanField(default=False)
+    bypass_cache = models.BooleanField(default=False, db_default=False)
 
     objects = BatchResultQuerySet.as_manager()
 
