@@ -145,6 +145,9 @@ def batch_rerun(request: HttpRequest, batch_id: int) -> HttpResponse:
 def batch_compare(request: HttpRequest, batch_id: int) -> HttpResponse:
     batch = _get_batch_or_404(request, batch_id)
     other = _other(request, batch)
+    if other is None:
+        return render(request, "batches/batch_compare.html", {
+            "batch": batch, "choices": _choices(request, batch)})
     changed_only = request.GET.get("changed") == "1"
     number = _page_number(request)
     comparison = iterations.compare_batches(
@@ -162,6 +165,8 @@ def batch_compare(request: HttpRequest, batch_id: int) -> HttpResponse:
 def batch_compare_export(request: HttpRequest, batch_id: int) -> HttpResponse:
     batch = _get_batch_or_404(request, batch_id)
     other = _other(request, batch)
+    if other is None:
+        return redirect("batch_compare", batch_id=batch.pk)
     response = StreamingHttpResponse(
         iterations.compare_csv(other, batch, changed_only=request.GET.get("changed") == "1"),
         content_type="text/csv; charset=utf-8")
@@ -170,9 +175,21 @@ def batch_compare_export(request: HttpRequest, batch_id: int) -> HttpResponse:
     return response
 
 
-def _other(request: HttpRequest, batch: Batch) -> Batch:
-    """The batch to compare with: `?with=`, else the parent; either must be visible."""
+def _other(request: HttpRequest, batch: Batch) -> Batch | None:
+    """The batch to compare with: `?with=`, else the parent (None: neither); it must be
+    visible to the user."""
     raw = request.GET.get("with", "") or str(batch.parent_id or "")
+    if not raw:
+        return None
     if not raw.isdigit():
-        raise Http404("Nothing to compare with: the batch has no parent.")
+        raise Http404("No such batch.")
     return get_object_or_404(Batch.objects.visible_to(request.user), pk=int(raw))
+
+
+COMPARE_CHOICES = 100
+
+
+def _choices(request: HttpRequest, batch: Batch) -> list[Batch]:
+    """Batches to offer for a comparison: the user's others, newest first."""
+    return list(Batch.objects.filter(owner=batch.owner).exclude(pk=batch.pk)
+                .exclude(status=Batch.Status.DRAFT)[:COMPARE_CHOICES])

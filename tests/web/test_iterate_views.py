@@ -147,7 +147,9 @@ def test_compare_with_another_users_batch_is_404(alice, make_batch, other_user, 
     assert alice.get(url("batch_compare", theirs.pk) + f"?with={mine.pk}").status_code == 404
     assert alice.get(url("batch_compare_export", mine.pk) + f"?with={theirs.pk}"
                      ).status_code == 404
-    assert alice.get(url("batch_compare", mine.pk)).status_code == 404  # no parent
+    other_mine = finished(make_batch, ["z"])
+    choose = alice.get(url("batch_compare", mine.pk)).content.decode()  # no parent: choose one
+    assert f'value="{other_mine.pk}"' in choose and f'value="{theirs.pk}"' not in choose
 
 
 def test_ticked_rows_run_again_including_succeeded_ones(alice, make_batch, enqueued):
