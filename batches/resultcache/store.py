@@ -62,7 +62,8 @@ def store(entries: Iterable[Entry]) -> int:
                      model_version=e.response.model_version[:100],
                      prompt_tokens=e.response.prompt_tokens,
                      output_tokens=e.response.output_tokens, created_at=now)
-        for e in latest.values()
+        # In key order, so two writers upserting the same keys lock them in the same order.
+        for _, e in sorted(latest.items())
     ]
     if objs:
         CachedAnswer.objects.bulk_create(
