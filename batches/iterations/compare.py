@@ -9,12 +9,13 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from django.db.models import F, OuterRef, Q, Subquery
+
 from batches.exports import STREAM_CHUNK, neutralise
-from batches.models import Batch
+from batches.models import Batch, BatchResult
 from batches.prompts import format_value
 
 READ_CHUNK = 2000
-_FIELDS = ("index", "input", "status", "output", "cached")
 
 
 @dataclass(frozen=True)
@@ -50,28 +51,50 @@ class Comparison:
         return self.rows - self.changed
 
 
-def compared_rows(a: Batch, b: Batch) -> Iterator[ComparedRow]:
-    """Every row index of either batch, in order, read in chunks of index ranges."""
-    end = max(a.total_rows, b.total_rows, _last_index(a) + 1, _last_index(b) + 1)
-    for start in range(0, end, READ_CHUNK):
-        window = {"index__gte": start, "index__lt": start + READ_CHUNK}
-        left = {r[0]: r for r in a.results.filter(**window).values_list(*_FIELDS)}
-        right = {r[0]: r for r in b.results.filter(**window).values_list(*_FIELDS)}
-        for index in sorted(left.keys() | right.keys()):
-            ra, rb = left.get(index), right.get(index)
-            a_output, b_output = (ra[3] if ra else ""), (rb[3] if rb else "")
-            yield ComparedRow(
-                index=index, input=(rb or ra)[1] if isinstance((rb or ra)[1], dict) else {},
-                a_status=ra[2] if ra else None, a_output=a_output,
-                b_status=rb[2] if rb else None, b_output=b_output,
-                a_cached=bool(ra and ra[4]), b_cached=bool(rb and rb[4]),
-                changed_fields=_changed_fields(a_output, b_output),
-            )
+def _pairs(a: Batch, b: Batch):
+    """B's rows, each with A's row of the same index beside it (indexes run 0..n-1)."""
+    theirs = BatchResult.objects.filter(batch=a, index=OuterRef("index"))
+    return (b.results.order_by("index")
+            .annotate(a_status=Subquery(theirs.values("status")[:1]),
+                      a_output=Subquery(theirs.values("output")[:1]),
+                      a_cached=Subquery(theirs.values("cached")[:1]))
+            .values_list("index", "input", "status", "output", "cached", "a_status", "a_output",
+                         "a_cached"))
 
 
-def _last_index(batch: Batch) -> int:
-    last = batch.results.order_by("-index").values_list("index", flat=True).first()
-    return -1 if last is None else last
+# The answer differs, or the status does, or A has no such row. Compared in the database, so a
+# page or a count never reads every row's text into Python.
+_CHANGED = Q(a_status__isnull=True) | ~Q(status=F("a_status")) | ~Q(output=F("a_output"))
+
+
+def _only_in_a(a: Batch, b: Batch):
+    return (a.results.filter(index__gte=b.total_rows).order_by("index")
+            .values_list("index", "input", "status", "output", "cached"))
+
+
+def _from_pair(row: tuple) -> ComparedRow:
+    index, input_, b_status, b_output, b_cached, a_status, a_output, a_cached = row
+    a_output = a_output or ""
+    return ComparedRow(index=index, input=input_ if isinstance(input_, dict) else {},
+                       a_status=a_status, a_output=a_output, b_status=b_status,
+                       b_output=b_output, a_cached=bool(a_cached), b_cached=bool(b_cached),
+                       changed_fields=_changed_fields(a_output, b_output))
+
+
+def _from_a_only(row: tuple) -> ComparedRow:
+    index, input_, status, output, cached = row
+    return ComparedRow(index=index, input=input_ if isinstance(input_, dict) else {},
+                       a_status=status, a_output=output, b_status=None, b_output="",
+                       a_cached=bool(cached))
+
+
+def compared_rows(a: Batch, b: Batch, *, changed_only: bool = False) -> Iterator[ComparedRow]:
+    """Every row index of either batch in order (only changed ones if asked), streamed."""
+    pairs = _pairs(a, b).filter(_CHANGED) if changed_only else _pairs(a, b)
+    for row in pairs.iterator(chunk_size=READ_CHUNK):
+        yield _from_pair(row)
+    for row in _only_in_a(a, b).iterator(chunk_size=READ_CHUNK):
+        yield _from_a_only(row)
 
 
 def _as_object(text: str) -> dict | None:
@@ -96,21 +119,24 @@ def _changed_fields(a: str, b: str) -> tuple[str, ...]:
 def compare_batches(a: Batch, b: Batch, *, changed_only: bool = False, offset: int = 0,
                     limit: int | None = 50) -> Comparison:
     """The summary over all rows, and one page of rows (only changed ones if asked)."""
-    result = Comparison(a=a, b=b)
+    only_a = _only_in_a(a, b).count()
+    pairs = _pairs(a, b)
+    changed_pairs = pairs.filter(_CHANGED)
+    result = Comparison(a=a, b=b, rows=pairs.count() + only_a)
+    result.changed = changed_pairs.count() + only_a
+    # Field counts need the answers parsed, but only of the rows that changed.
     fields: Counter[str] = Counter()
-    seen = 0
-    for row in compared_rows(a, b):
-        result.rows += 1
-        if row.changed:
-            result.changed += 1
-            fields.update(row.changed_fields)
-        if changed_only and not row.changed:
-            continue
-        if seen >= offset and (limit is None or len(result.page) < limit):
-            result.page.append(row)
-        seen += 1
+    for _, _, _, b_output, _, _, a_output, _ in changed_pairs.iterator(chunk_size=READ_CHUNK):
+        fields.update(_changed_fields(a_output or "", b_output))
     result.field_changes = dict(sorted(fields.items()))
-    result.listed = seen
+    listed = changed_pairs if changed_only else pairs
+    in_b = result.changed - only_a if changed_only else result.rows - only_a
+    result.listed = in_b + only_a
+    end = None if limit is None else offset + limit
+    result.page = [_from_pair(r) for r in listed[offset:end]] if offset < in_b else []
+    if end is None or end > in_b:
+        rest = _only_in_a(a, b)[max(0, offset - in_b):None if end is None else end - in_b]
+        result.page += [_from_a_only(r) for r in rest]
     return result
 
 
@@ -123,9 +149,7 @@ def compare_csv(a: Batch, b: Batch, *, changed_only: bool = False) -> Iterator[b
     writer = csv.writer(buffer)
     buffer.write("\ufeff")
     writer.writerow([neutralise(h) for h in header])
-    for row in compared_rows(a, b):
-        if changed_only and not row.changed:
-            continue
+    for row in compared_rows(a, b, changed_only=changed_only):
         cells = [row.index, *(_cell(row.input.get(c)) for c in columns),
                  row.a_status or "", _cell(row.a_output), row.b_status or "",
                  _cell(row.b_output), "yes" if row.changed else "no",

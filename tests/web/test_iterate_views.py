@@ -86,6 +86,9 @@ def test_try_on_rows_runs_a_sample_and_shows_it_next_to_the_inputs(alice, draft,
     assert 'id="sample-row-1"' in fragment and "answer &lt;script&gt;" in fragment
     assert "14 tokens paid" in fragment and 'hx-trigger="every 1s"' in fragment
     assert 'id="sample-row-3"' not in fragment
+    draft.results.filter(sample=True).update(status="succeeded")
+    done = alice.get(url("batch_sample_rows", draft.pk), **HX).content.decode()
+    assert 'hx-trigger' not in done and 'name="indexes" value="0,1,2"' in done
 
 
 def test_try_on_chosen_rows_and_on_a_seeded_random_sample(alice, draft, enqueued):
