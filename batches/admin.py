@@ -17,7 +17,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from batches import iterations, services
-from batches.models import Batch, BatchResult
+from batches.models import Batch, BatchResult, CachedAnswer
 
 PREVIEW_CHARS = 80
 RESULTS_BATCH_PARAM = "batch__id__exact"
@@ -437,3 +437,21 @@ class BatchResultAdmin(admin.ModelAdmin):
 def _preview(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+
+@admin.register(CachedAnswer)
+class CachedAnswerAdmin(admin.ModelAdmin):
+    """The result cache: look, or delete entries to make their requests reach the model again."""
+
+    list_display = ("id", "owner", "model_name", "key", "created_at")
+    list_filter = ("model_name", ("owner", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("owner",)
+    search_fields = ("key",)
+    readonly_fields = ("owner", "key", "model_name", "output", "finish_reason", "model_version",
+                       "prompt_tokens", "output_tokens", "created_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

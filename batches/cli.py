@@ -70,6 +70,10 @@ def figures(batch: Batch) -> list[str]:
         f"ETA:       {'-' if batch.is_finished else duration(p.eta_seconds)}",
         f"Tokens:    {p.prompt_tokens:,} prompt + {p.output_tokens:,} output = {p.tokens:,}",
     ]
+    if batch.cached_count:
+        saved = batch.saved_prompt_tokens + batch.saved_output_tokens
+        lines.append(f"Cache:     {batch.cached_count:,} of {p.total:,} rows from the cache, "
+                     f"{saved:,} tokens saved")
     if error := last_error(batch):
         lines.append(f"Last error: {error}")
     return lines

@@ -42,3 +42,20 @@ def test_start_drafts_starts_drafts_and_says_why_others_were_skipped(
     assert Batch.objects.get(pk=draft.pk).status == "pending"
     assert any("Only a draft can be started" in m for m in msgs)
     assert any(m.startswith("Started 1 batch: 3 rows") for m in msgs)
+
+
+def test_cache_entries_are_listed_and_can_be_deleted_but_not_edited(operator, user):
+    from batches import resultcache
+    from batches.models import CachedAnswer
+    from batches.providers import Request, Response
+
+    key = resultcache.cache_key(user.pk, Request(model="m", prompt="p"))
+    resultcache.store([resultcache.Entry(user.pk, key, "m", Response("answer", "STOP", 1, 2,
+                                                                      "v"))])
+    entry = CachedAnswer.objects.get()
+    listing = operator.get("/admin/batches/cachedanswer/").content.decode()
+    assert key in listing
+    change = operator.post(f"/admin/batches/cachedanswer/{entry.pk}/change/", {"output": "x"})
+    assert change.status_code in (302, 403) and CachedAnswer.objects.get().output == "answer"
+    operator.post(f"/admin/batches/cachedanswer/{entry.pk}/delete/", {"post": "yes"})
+    assert not CachedAnswer.objects.exists()

@@ -83,3 +83,11 @@ def test_batch_start_starts_a_draft_once(admin_user, rows_csv, enqueued):
     assert enqueued == [batch.pk]
     with pytest.raises(CommandError, match="Only a draft can be started"):
         run("batch_start", str(batch.pk))
+
+
+def test_batch_status_says_how_many_rows_came_from_the_cache(admin_user, make_batch, enqueued):
+    batch = make_batch()
+    Batch.objects.filter(pk=batch.pk).update(cached_count=2, saved_prompt_tokens=30,
+                                             saved_output_tokens=12)
+    out = run("batch_status", str(batch.pk))
+    assert "Cache:     2 of 3 rows from the cache, 42 tokens saved" in out
