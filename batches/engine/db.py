@@ -12,7 +12,7 @@ import math
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings as django_settings
@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, Min, OuterRef, Q
 from django.utils import timezone
 
-from batches import resultcache
+from batches.engine import reuse
 from batches.models import Batch, BatchResult
 from batches.providers import Request, Response
 
@@ -212,20 +212,7 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
                    attempts=attempts, token=token, history=histories.get(id_, ()))
         for id_, index, prompt, key, attempts, _ in rows
     ]
-    bypass = {row[0] for row in rows if row[5]}
-    return _with_cached_answers(claimed, bypass)
-
-
-def _with_cached_answers(rows: list[ClaimedRow], bypass: set[int]) -> list[ClaimedRow]:
-    """Give each row its cache key, and the answer the owner's cache already has for it."""
-    if not rows or not rows[0].batch.use_cache or not resultcache.enabled():
-        return rows
-    owner_id = rows[0].batch.owner_id
-    keyed = [replace(row, cache_key=resultcache.cache_key(owner_id, row.request()))
-             for row in rows]
-    hits = resultcache.lookup(owner_id, [r.cache_key for r in keyed if r.id not in bypass])
-    return [replace(r, cached=hits.get(r.cache_key)) if r.id not in bypass else r
-            for r in keyed]
+    return reuse.with_cached_answers(claimed, bypass={row[0] for row in rows if row[5]})
 
 
 def _earlier_turns(*statuses: str):
@@ -315,20 +302,11 @@ def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None) -
                 prompt_tokens=F("prompt_tokens") + prompt_tokens,
                 output_tokens=F("output_tokens") + output_tokens,
                 api_waiting_since=None,
-                **_cache_savings(saved),
+                **reuse.savings_update(*saved),
             )
         _apply_events(events, now)
     finalise(batch_ids)
     return set(batch_ids)
-
-
-def _cache_savings(saved: list[int]) -> dict:
-    rows, prompt_tokens, output_tokens = saved
-    if not rows:
-        return {}
-    return {"cached_count": F("cached_count") + rows,
-            "saved_prompt_tokens": F("saved_prompt_tokens") + prompt_tokens,
-            "saved_output_tokens": F("saved_output_tokens") + output_tokens}
 
 
 def _write_successes(outcomes: list[Outcome], now: datetime,
@@ -370,20 +348,9 @@ def _write_successes(outcomes: list[Outcome], now: datetime,
                                    status=BatchResult.Status.SUCCEEDED)
         .values_list("id", flat=True)
     )
-    tokens: dict[int, tuple[int, int, int, int, int]] = {}
-    for o in outcomes:
-        if o.row.id not in written:
-            continue
-        p, out = o.response.prompt_tokens or 0, o.response.output_tokens or 0
-        sums = tokens.get(o.row.batch.id, (0, 0, 0, 0, 0))
-        add = (0, 0, 1, p, out) if o.cached else (p, out, 0, 0, 0)
-        tokens[o.row.batch.id] = tuple(a + b for a, b in zip(sums, add, strict=True))
-    fresh = [o for o in outcomes if o.row.id in written and not o.cached]
-    resultcache.store(
-        resultcache.Entry(o.row.batch.owner_id, o.row.cache_key, o.row.batch.model, o.response)
-        for o in fresh if o.row.cache_key
-    )
-    return tokens
+    done = [o for o in outcomes if o.row.id in written]
+    reuse.remember(done)
+    return reuse.tally(done)
 
 
 def _write_one(outcome: Outcome, now: datetime, *, cancelled: bool) -> bool:
