@@ -198,5 +198,6 @@ def test_the_batch_page_counts_rows_from_the_cache(alice, make_batch, enqueued):
                                                             output_tokens=2)
     batch.refresh_counts()
     page = alice.get(url("batch_detail", batch.pk)).content.decode()
-    assert "1 of 2 rows, 7 tokens saved" in page and "badge-cached" in page
+    assert "1 of 2 rows reused identical earlier answers: 5 prompt + 2 output tokens" in page
+    assert "<dt>Tokens saved</dt><dd>7</dd>" in page and "badge-cached" in page
     assert iterations.cache_figures(batch).rows == 1
