@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterator
 from itertools import islice
 from typing import IO, Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from batches import ingest, prompts
+from batches import ingest, notifications, outputs, prompts
 from batches.engine import tasks
 from batches.models import Batch, BatchResult, Priority
 
+UNSET: Any = object()  # an argument not given, where None means something
 CREATE_CHUNK = 2000
 MAX_CONCURRENCY = 500
 MAX_RETRIES = 20
@@ -87,13 +89,25 @@ def batch_create(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
     response_schema: dict | None = None,
+    output_fields: list[dict] | None = None,
+    webhook_url: str = "",
     start: bool = True,
     use_cache: bool = True,
     parent: Batch | None = None,
 ) -> Batch:
     """Validate the input and create the batch with all its rows in one transaction, or nothing.
 
-    With `start=False` the batch is a draft: rows are stored, nothing runs (batches.iterations)."""
+    `output_fields` (the field editor's list) or `response_schema` (a JSON Schema) make a
+    columns batch; neither makes a text batch. With `start=False` the batch is a draft: rows
+    are stored, nothing runs (batches.iterations)."""
+    # Browsers send CRLF from a textarea; the model should see the text as written.
+    prompt = normalise_newlines(prompt)
+    system_instruction = normalise_newlines(system_instruction or "")
+    if webhook_url:
+        try:
+            notifications.check_url(webhook_url)
+        except notifications.UnsafeURL as err:
+            raise InvalidInput(str(err), field="webhook_url") from err
     try:
         template = prompts.parse(prompt)
     except prompts.TemplateError as err:
@@ -116,6 +130,7 @@ def batch_create(
         template.validate(table.columns)
     except prompts.TemplateError as err:
         raise InvalidInput(str(err), field="prompt") from err
+    response_schema = output_schema(output_fields, response_schema, table.columns)
     if conversation_column and conversation_column not in table.columns:
         raise InvalidInput(
             f"The conversation column {conversation_column!r} is not a column of the file. "
@@ -143,12 +158,13 @@ def batch_create(
             rpm_limit=rpm_limit if rpm_limit is not None else settings.GEMINI_RPM,
             tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
             response_schema=response_schema,
+            webhook_url=webhook_url,
             status=Batch.Status.PENDING if start else Batch.Status.DRAFT,
             use_cache=use_cache,
             parent=parent,
         )
         try:
-            total = _create_rows(batch, table.rows, template, conversation_column)
+            total = _create_rows(batch, table, template, conversation_column)
         except ingest.IngestError as err:
             raise _ingest_error(err, source) from err
         if total == 0:
@@ -161,6 +177,28 @@ def batch_create(
             transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
     batch.warnings = list(table.warnings)
     return batch
+
+
+def output_schema(output_fields: list | None, response_schema: dict | None,
+                  columns: list[str]) -> dict | None:
+    """The schema a batch stores for its columns output, checked against the limits and the
+    input columns; None for a text batch."""
+    if output_fields is not None and response_schema is not None:
+        raise InvalidInput("Send output_fields or response_schema, not both.",
+                           field="output_fields")
+    field = "output_fields" if output_fields is not None else "response_schema"
+    try:
+        if output_fields is not None:
+            schema = outputs.fields_to_schema(outputs.parse_fields(output_fields))
+            outputs.check_names(schema["properties"], columns, "output_fields")
+        elif response_schema is not None:
+            schema = outputs.check_schema(response_schema)
+            outputs.check_names(schema["properties"], columns, "response_schema.properties")
+        else:
+            return None
+    except outputs.OutputSchemaError as err:
+        raise InvalidInput(str(err), field=field) from err
+    return schema
 
 
 def _default_name(filename: str) -> str:
@@ -188,15 +226,26 @@ def check_active_limit(owner) -> None:
         )
 
 
-def _create_rows(batch: Batch, rows: Iterable[dict], template: prompts.Template,
+def normalise_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _numbered(table: ingest.Table) -> Iterator[tuple[dict, int | None]]:
+    """Each row with its line in the file, read as the row is (the table notes it)."""
+    for row in table.rows:
+        yield row, table.line
+
+
+def _create_rows(batch: Batch, table: ingest.Table, template: prompts.Template,
                  conversation_column: str) -> int:
     total = 0
-    iterator = iter(rows)
+    iterator = _numbered(table)
     while chunk := list(islice(iterator, CREATE_CHUNK)):
         BatchResult.objects.bulk_create(
             BatchResult(
                 batch=batch,
                 index=total + i,
+                source_line=line,
                 input=row,
                 prompt=template.render(row),
                 conversation_key=(
@@ -204,7 +253,7 @@ def _create_rows(batch: Batch, rows: Iterable[dict], template: prompts.Template,
                     if conversation_column else ""
                 ),
             )
-            for i, row in enumerate(chunk)
+            for i, (row, line) in enumerate(chunk)
         )
         total += len(chunk)
     return total
@@ -256,15 +305,23 @@ def batch_pause(*, batch: Batch) -> int:
             f"Only a pending or running batch can be paused; this one is "
             f"{batch.get_status_display().lower()}."
         )
-    Batch.objects.filter(pk=batch.pk).update(paused=True, status=Batch.Status.PAUSED)
+    with transaction.atomic():
+        Batch.objects.filter(pk=batch.pk).update(paused=True, status=Batch.Status.PAUSED)
+        notifications.record_batch_event(batch.pk, notifications.EventType.PAUSED,
+                                         reason=notifications.PauseReason.USER)
     batch.refresh_from_db()
     return batch.results.filter(status=BatchResult.Status.PENDING).count()
 
 
 def batch_resume(*, batch: Batch) -> int:
-    """Run a paused, cancelled, failed or interrupted batch again. Returns rows requeued."""
+    """Run a paused, cancelled, failed or interrupted batch again, including every cancelled row
+    of a finished batch. Returns rows requeued."""
     _not_a_draft(batch, "resume")
-    if batch.status in (Batch.Status.COMPLETED, Batch.Status.COMPLETED_WITH_ERRORS):
+    finished_without_cancelled = (
+        batch.status in (Batch.Status.COMPLETED, Batch.Status.COMPLETED_WITH_ERRORS)
+        and not batch.results.filter(status=BatchResult.Status.CANCELLED).exists()
+    )
+    if finished_without_cancelled:
         raise ActionNotAllowed(
             f"The batch is {batch.get_status_display().lower()}; "
             "use retry failed to run its failed rows again."
@@ -327,9 +384,24 @@ def results_retry(*, results) -> int:
 
 
 def batch_update(*, batch: Batch, name: str | None = None, priority: int | str | None = None,
-                 concurrency: int | None = None, max_retries: int | None = None) -> Batch:
-    """Rename, or change how the batch runs; workers pick the change up at their next claim."""
+                 concurrency: int | None = None, max_retries: int | None = None,
+                 output_fields: Any = UNSET, response_schema: Any = UNSET) -> Batch:
+    """Rename, or change how the batch runs; workers pick the change up at their next claim.
+
+    The output may change only while no row has run: `output_fields` or `response_schema`
+    make it columns, both None make it text again."""
     changes: dict[str, Any] = {}
+    if output_fields is not UNSET or response_schema is not UNSET:
+        ran = batch.results.filter(
+            Q(attempts__gt=0) | Q(status__in=[BatchResult.Status.RUNNING,
+                                              BatchResult.Status.SUCCEEDED,
+                                              BatchResult.Status.FAILED]))
+        if ran.exists():
+            raise ActionNotAllowed("The output cannot change once rows have run: the rows "
+                                   "already answered follow the old one.")
+        changes["response_schema"] = output_schema(
+            None if output_fields is UNSET else output_fields,
+            None if response_schema is UNSET else response_schema, batch.columns)
     if name is not None:
         changes["name"] = name.strip()[:200]
     if priority is not None:

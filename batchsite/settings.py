@@ -5,6 +5,7 @@ import tempfile
 from pathlib import Path
 
 import dj_database_url
+import dj_email_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -138,6 +139,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Django's default storage (staged uploads); any shared storage backend works for several hosts.
+MEDIA_ROOT = os.environ.get("MEDIA_ROOT") or str(BASE_DIR / "media")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -187,6 +190,8 @@ BATCH_MAX_UPLOAD_MB = envint("BATCH_MAX_UPLOAD_MB", 50)
 BATCH_MAX_ROWS = envint("BATCH_MAX_ROWS", 200_000)
 BATCH_CREATE_RATE = os.environ.get("BATCH_CREATE_RATE", "60/hour")
 BATCH_MAX_ACTIVE_PER_USER = envint("BATCH_MAX_ACTIVE_PER_USER", 10)
+# A file chosen on the new-batch page is kept this long for its preview and Create.
+BATCH_STAGED_UPLOAD_HOURS = envint("BATCH_STAGED_UPLOAD_HOURS", 24)
 BATCH_LEASE_SECONDS = envint("BATCH_LEASE_SECONDS", 120)
 BATCH_SLICE_SECONDS = envint("BATCH_SLICE_SECONDS", 60)
 # Rows one slice keeps in flight at most (each batch's own concurrency caps it further).
@@ -205,6 +210,31 @@ FILE_UPLOAD_HANDLERS = [
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
 DATA_UPLOAD_MAX_MEMORY_SIZE = (BATCH_MAX_UPLOAD_MB or 50) * 1024 * 1024
+
+# Notifications (docs/notifications.md). Links in webhooks and e-mails start with SITE_URL.
+SITE_URL = os.environ.get("SITE_URL", "http://localhost:8000")
+WEBHOOK_TIMEOUT_S = envfloat("WEBHOOK_TIMEOUT_S", 10.0)
+WEBHOOK_ALLOW_PRIVATE = envbool("WEBHOOK_ALLOW_PRIVATE", False)
+WEBHOOK_MAX_ENDPOINTS = envint("WEBHOOK_MAX_ENDPOINTS", 20)
+# Retries wait base, 2 x base, 4 x base ... (at most WEBHOOK_RETRY_MAX_S) for WEBHOOK_RETRY_FOR_S.
+WEBHOOK_RETRY_BASE_S = envfloat("WEBHOOK_RETRY_BASE_S", 30.0)
+WEBHOOK_RETRY_MAX_S = envfloat("WEBHOOK_RETRY_MAX_S", 3600.0)
+WEBHOOK_RETRY_FOR_S = envint("WEBHOOK_RETRY_FOR_S", 24 * 3600)
+WEBHOOK_DISABLE_AFTER_S = envint("WEBHOOK_DISABLE_AFTER_S", 3 * 24 * 3600)
+# batch.waiting_on_api is sent once the model's API has been unreachable this long.
+WEBHOOK_WAITING_AFTER_S = envint("WEBHOOK_WAITING_AFTER_S", 180)
+# batch.progress (only to endpoints that list it) each time a batch passes another N percent.
+WEBHOOK_PROGRESS_STEP_PERCENT = envint("WEBHOOK_PROGRESS_STEP_PERCENT", 10)
+# E-mail: EMAIL_URL such as smtp+tls://user:password@smtp.example.com:587; unset prints to stdout.
+_email = dj_email_url.parse(os.environ.get("EMAIL_URL") or "console:")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+for _key in ("EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD",
+             "EMAIL_USE_TLS", "EMAIL_USE_SSL", "EMAIL_TIMEOUT", "EMAIL_FILE_PATH"):
+    if _email.get(_key) is not None:
+        globals()[_key] = _email[_key]
+# A delivery's claim lasts the webhook timeout plus a margin: an SMTP call must not outlive it.
+EMAIL_TIMEOUT = _email.get("EMAIL_TIMEOUT") or WEBHOOK_TIMEOUT_S
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Batchsite <batchsite@localhost>")
 
 # django-q2: tasks are short slices (BATCH_SLICE_SECONDS) so timeout < retry holds with room.
 Q_WORKERS = envint("Q_WORKERS", 2)

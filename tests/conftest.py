@@ -10,6 +10,12 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def media_in_tmp(settings, tmp_path):
+    # Staged uploads go to Django's default storage; tests keep them out of the worktree.
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
 @pytest.fixture
 def user(db):
     return get_user_model().objects.create_user("alice", password="pw-alice-123")

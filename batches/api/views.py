@@ -32,7 +32,7 @@ from batches import exports, iterations, services
 from batches.api import serializers as s
 from batches.api.iterations import IterationActions
 from batches.api.throttles import BatchCreateThrottle
-from batches.models import Batch, BatchResult, Progress
+from batches.models import Batch, BatchResult, Progress, RowTally
 
 MB = 1024 * 1024
 LIVE_COUNTS_SECONDS = 1
@@ -89,6 +89,26 @@ def parse_statuses(request, choices) -> list[str]:
     return wanted
 
 
+OUTPUT_FIELDS_PARAM = OpenApiParameter(
+    "fields", {"type": "array", "items": {"type": "string"}}, style="form", explode=False,
+    description="Columns batches: keep only these output fields in each row's `data` "
+                "(comma-separated names).")
+
+
+def parse_output_fields(request, batch: Batch) -> list[str] | None:
+    raw = request.query_params.get("fields")
+    if raw is None:
+        return None
+    wanted = [v.strip() for v in raw.split(",") if v.strip()]
+    names = [f.name for f in batch.output_fields]
+    unknown = [v for v in wanted if v not in names]
+    if unknown:
+        known = ", ".join(names) if names else "none: this batch's output is text"
+        raise ValidationError({"fields": [
+            f"Unknown output field {unknown[0]!r}; the batch's fields are {known}."]})
+    return wanted
+
+
 def stored_counts(batch: Batch) -> dict[str, int] | None:
     """The counts written on a finished batch, when they add up; None when they must be counted."""
     done = batch.succeeded_count + batch.failed_count + batch.cancelled_count
@@ -137,14 +157,7 @@ def live_figures(batch: Batch, *, fresh: bool = False) -> Progress:
     return Progress.for_batch(batch, counts=counts)
 
 
-class PageFigures:
-    """What a batch list shows per batch: counts and percent done."""
-
-    def __init__(self, counts: dict[str, int]):
-        self.counts = counts
-        total = sum(counts.values())
-        done = counts["succeeded"] + counts["failed"] + counts["cancelled"]
-        self.percent = round(100 * done / total, 1) if total else 100.0
+PageFigures = RowTally  # what a batch list shows per batch: counts, processed, percent
 
 
 def attach_page_figures(batches: list[Batch]) -> None:
@@ -223,10 +236,12 @@ def too_large(request) -> Response | None:
     retrieve=extend_schema(summary="A batch with live progress",
                            responses={**AUTH_ERRORS, 200: s.BatchSerializer, 404: NOT_FOUND}),
     partial_update=extend_schema(
-        summary="Rename or change priority, concurrency or retries; edit a draft",
-        description="Workers pick the change up at their next claim. A draft can also change "
-                    "its prompt, system instruction, model, temperature, max output tokens, "
-                    "output schema and use_cache (409 once started).",
+        summary="Rename or change priority, concurrency, retries or (before rows run) output; "
+                "edit a draft",
+        description="Workers pick the change up at their next claim. The output "
+                    "(output_fields or response_schema) answers 409 once rows have run, except "
+                    "on a draft. A draft can also change its prompt, system instruction, model, "
+                    "temperature, max output tokens and use_cache (409 once started).",
         request=s.DraftUpdateSerializer,
         responses={**AUTH_ERRORS, 200: s.BatchSerializer, 400: BAD_INPUT, 404: NOT_FOUND,
                    409: CONFLICT}),
@@ -356,7 +371,8 @@ class BatchViewSet(IterationActions, GenericViewSet):
             return sum(counts[w] for w in wanted), False
         return batch.results.filter(status__in=wanted).count(), False
 
-    @extend_schema(summary="The batch's rows in index order", parameters=[RESULT_STATUS_PARAM],
+    @extend_schema(summary="The batch's rows in index order",
+                   parameters=[RESULT_STATUS_PARAM, OUTPUT_FIELDS_PARAM],
                    responses={**AUTH_ERRORS, 200: s.ResultSerializer(many=True),
                               400: BAD_INPUT, 404: NOT_FOUND})
     @action(detail=True, methods=["get"], pagination_class=ResultsPagination,
@@ -369,8 +385,14 @@ class BatchViewSet(IterationActions, GenericViewSet):
                                                       "not_before", "conversation_key")
         if wanted:
             rows = rows.filter(status__in=wanted)
+        only = parse_output_fields(request, batch)
         page = self.paginate_queryset(rows)
-        return self.get_paginated_response(s.ResultSerializer(page, many=True).data)
+        data = s.ResultSerializer(page, many=True).data
+        if only is not None:
+            for row in data:
+                if isinstance(row["data"], dict):
+                    row["data"] = {k: v for k, v in row["data"].items() if k in only}
+        return self.get_paginated_response(data)
 
     @extend_schema(summary="Run one failed or cancelled row again", request=None,
                    parameters=[OpenApiParameter("index", int, OpenApiParameter.PATH)],
@@ -389,9 +411,13 @@ class BatchViewSet(IterationActions, GenericViewSet):
         summary="Download the rows as CSV, JSONL or XLSX",
         description=(
             "Every row in index order with its current status: while the batch runs, rows not "
-            "done yet have an empty output (filter with `status`). Columns: the input columns, "
-            "then output, status, error, attempts, prompt_tokens, output_tokens, latency_ms "
-            "(prefixed `result_` if an input column has the name). In CSV and XLSX, text that "
+            "done yet have an empty output (filter with `status`). Columns: row (the row's line "
+            "in the uploaded file, or its spreadsheet row), the input columns, then output, "
+            "status, error, attempts, prompt_tokens, output_tokens, latency_ms "
+            "(prefixed `result_` if an input column has the name). A columns batch has one "
+            "column per output field instead of output (lists joined with `; `; typed cells "
+            "in XLSX), then status and error; its JSONL rows are {index, input, data, status, "
+            "error}. In CSV and XLSX, text that "
             "begins with =, +, -, @, tab or carriage return gets a leading ' so spreadsheets do "
             "not run it; JSONL is verbatim."),
         parameters=[

@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, Min, OuterRef, Q
 from django.utils import timezone
 
+from batches import notifications
 from batches.engine import reuse
 from batches.models import Batch, BatchResult
 from batches.providers import Request, Response
@@ -88,6 +89,8 @@ class Outcome:
     response: Response | None = None
     latency_ms: int | None = None
     not_before: datetime | None = None
+    data: object = None  # the validated answer of a columns batch (engine.answers)
+    extra_attempts: int = 0  # a repair request spent one more attempt
     cached: bool = False  # the answer came from the result cache
 
 
@@ -319,13 +322,13 @@ def _write_successes(outcomes: list[Outcome], now: datetime,
     field = BatchResult._meta.get_field
 
     def prep(name: str, value):
-        return field(name).get_db_prep_value(value, connection)
+        return field(name).get_db_prep_save(value, connection)  # None is SQL NULL
 
     sql = (
         f"UPDATE {BatchResult._meta.db_table} SET status = %s, output = %s, error = '', "
         "finish_reason = %s, model_version = %s, prompt_tokens = %s, output_tokens = %s, "
         "latency_ms = %s, finished_at = %s, not_before = NULL, attempts = attempts + %s, "
-        "cached = %s, claim_token = NULL, lease_expires_at = NULL "
+        "data = %s, cached = %s, claim_token = NULL, lease_expires_at = NULL "
         "WHERE id = %s AND claim_token = %s AND status = %s"
     )
     finished_at = prep("finished_at", now)
@@ -336,7 +339,8 @@ def _write_successes(outcomes: list[Outcome], now: datetime,
         params.append((
             BatchResult.Status.SUCCEEDED, response.text, response.finish_reason[:40],
             response.model_version[:100], response.prompt_tokens, response.output_tokens,
-            o.latency_ms, finished_at, 0 if o.cached else 1, o.cached, o.row.id,
+            o.latency_ms, finished_at, 0 if o.cached else 1 + o.extra_attempts,
+            prep("data", o.data), o.cached, o.row.id,
             prep("claim_token", o.row.token), RUNNING,
         ))
     with connection.cursor() as cursor:
@@ -360,9 +364,12 @@ def _write_one(outcome: Outcome, now: datetime, *, cancelled: bool) -> bool:
     released = dict(claim_token=None, lease_expires_at=None)
     kind = outcome.kind
     if kind is Kind.FAILED:
+        # A columns answer that failed validation keeps its raw text for the user to see.
+        answer = {"output": outcome.response.text} if outcome.response else {}
         return bool(mine.update(
             status=BatchResult.Status.FAILED, error=outcome.error, latency_ms=outcome.latency_ms,
-            finished_at=now, not_before=None, attempts=F("attempts") + 1, **released,
+            finished_at=now, not_before=None, attempts=F("attempts") + 1 + outcome.extra_attempts,
+            **answer, **released,
         ))
     spent = {"attempts": F("attempts") + 1} if kind is Kind.RETRY else {}
     error = {"error": outcome.error} if outcome.error else {}
@@ -378,15 +385,18 @@ def _write_one(outcome: Outcome, now: datetime, *, cancelled: bool) -> bool:
 
 def _apply_events(events: BatchEvents, now: datetime) -> None:
     for batch_id, message in events.failures.items():
-        Batch.objects.filter(pk=batch_id, status__in=Batch.ACTIVE_STATUSES).update(
-            status=Batch.Status.FAILED, last_error=message, finished_at=now,
-            api_waiting_since=None)
+        if Batch.objects.filter(pk=batch_id, status__in=Batch.ACTIVE_STATUSES).update(
+                status=Batch.Status.FAILED, last_error=message, finished_at=now,
+                api_waiting_since=None):
+            notifications.record_batch_event(batch_id, notifications.EventType.FAILED)
     for batch_id, since in events.api_waiting.items():
         Batch.objects.filter(pk=batch_id, api_waiting_since__isnull=True).update(
             api_waiting_since=since)
     for batch_id, message in events.pauses.items():
-        Batch.objects.filter(pk=batch_id, status__in=RUNNABLE, cancel_requested=False).update(
-            status=Batch.Status.PAUSED, paused=True, last_error=message)
+        if Batch.objects.filter(pk=batch_id, status__in=RUNNABLE, cancel_requested=False).update(
+                status=Batch.Status.PAUSED, paused=True, last_error=message):
+            notifications.record_batch_event(batch_id, notifications.EventType.PAUSED,
+                                             reason=notifications.pause_reason(message))
 
 
 def finalise(batch_ids) -> None:

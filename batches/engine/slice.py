@@ -27,7 +27,7 @@ from django.db import Error as DatabaseError
 from django.utils import timezone
 
 from batches import limits
-from batches.engine import db
+from batches.engine import answers, db
 from batches.engine.db import BatchEvents, ClaimedRow, Kind, Outcome
 from batches.providers import (
     ConfigurationError,
@@ -227,10 +227,10 @@ class Slice:
                                                                         + len(rows))
         for row in rows:
             self.report.batches.add(row.batch.id)
-            if row.cached is not None:
+            cached = answers.from_cache(row) if row.cached is not None else None
+            if cached is not None:
                 # Written by the same bulk write as a model answer; no request, no limiter token.
-                self.buffer.append(Outcome(row, Kind.SUCCEEDED, response=row.cached,
-                                           latency_ms=0, cached=True))
+                self.buffer.append(cached)
                 continue
             task = asyncio.create_task(self._run_row(row), name=f"row {row.id}")
             self.inflight[row.id] = (row, task)
@@ -266,8 +266,7 @@ class Slice:
     async def _run_row(self, row: ClaimedRow) -> None:
         started = time.monotonic()
         try:
-            response = await self._send(row)
-            outcome = Outcome(row, Kind.SUCCEEDED, response=response)
+            outcome = await answers.answer_row(self._send, row)
         except RetryableError as exc:
             outcome = self._after_retryable(row, exc)
         except PermanentError as exc:

@@ -28,9 +28,15 @@ class Knobs:
     finish_safety: tuple[str, ...] = ()
     empty_answer: tuple[str, ...] = ()
     fail_times: dict[str, int] = field(default_factory=dict)
+    # Structured output: markers in a prompt that spoil its JSON answer (see structured.py).
+    json_invalid_once: tuple[str, ...] = ()
+    json_invalid_always: tuple[str, ...] = ()
+    json_mismatch: tuple[str, ...] = ()
     down: bool = False
     require_key: str | None = None
     seed: int = 0
+    # `make demo`: plausible answers (fake_gemini/demo.py) instead of the echo tests rely on.
+    demo_answers: bool = False
     log_limit: int = 100_000
 
     def update(self, **changes: Any) -> None:
@@ -39,7 +45,8 @@ class Knobs:
         if unknown:
             raise ValueError(f"unknown knob(s): {', '.join(sorted(unknown))}")
         for name, value in changes.items():
-            if name in ("fail_permanently", "block_safety", "finish_safety", "empty_answer"):
+            if name in ("fail_permanently", "block_safety", "finish_safety", "empty_answer",
+                        "json_invalid_once", "json_invalid_always", "json_mismatch"):
                 value = (value,) if isinstance(value, str) else tuple(value)
             elif name == "error_mix":
                 value = {int(k): float(v) for k, v in value.items()}

@@ -54,8 +54,10 @@ def open_xlsx(file: IO[bytes], *, sheet: str | None, max_rows: int, max_bytes: i
     except BaseException:
         workbook.close()
         raise
-    return Table(columns=columns, rows=_rows(workbook, values, columns, line, max_rows),
-                 format="xlsx")
+    table = Table(columns=columns, rows=iter(()), format="xlsx",
+                  sheets=list(workbook.sheetnames), sheet=worksheet.title)
+    table.rows = _rows(table, workbook, values, columns, line, max_rows)
+    return table
 
 
 def _check_zip(file: IO[bytes], max_bytes: int) -> None:
@@ -102,7 +104,8 @@ def _header(values: Iterator[tuple], title: str) -> tuple[int, list[str]]:
     raise IngestError(f"The sheet '{title}' is empty.")
 
 
-def _rows(workbook: Any, values: Iterator[tuple], columns: list[str], header_line: int,
+def _rows(table: Table, workbook: Any, values: Iterator[tuple], columns: list[str],
+          header_line: int,
           max_rows: int) -> Iterator[dict[str, str]]:
     width = len(columns)
     count = 0
@@ -124,6 +127,7 @@ def _rows(workbook: Any, values: Iterator[tuple], columns: list[str], header_lin
             count += 1
             if count > max_rows:
                 raise too_many_rows(max_rows, line)
+            table.line = line
             yield dict(zip(columns, texts, strict=True))
     except _READ_ERRORS as exc:
         raise IngestError(f"The workbook is damaged after row {line}; open it in Excel and "

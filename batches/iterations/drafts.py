@@ -40,15 +40,22 @@ def _require_draft(batch: Batch, action: str) -> None:
 def batch_edit_draft(*, batch: Batch, prompt: Any = UNCHANGED, system_instruction: Any = UNCHANGED,
                      model: Any = UNCHANGED, temperature: Any = UNCHANGED,
                      max_output_tokens: Any = UNCHANGED, response_schema: Any = UNCHANGED,
-                     name: Any = UNCHANGED, concurrency: Any = UNCHANGED,
-                     max_retries: Any = UNCHANGED, priority: Any = UNCHANGED,
-                     use_cache: Any = UNCHANGED) -> Batch:
+                     output_fields: Any = UNCHANGED, name: Any = UNCHANGED,
+                     concurrency: Any = UNCHANGED, max_retries: Any = UNCHANGED,
+                     priority: Any = UNCHANGED, use_cache: Any = UNCHANGED) -> Batch:
     """Change a draft; a new prompt is checked against the columns as at creation and every
-    row's rendered prompt is rebuilt. Answers of earlier sample runs are dropped when what the
-    model is asked changes. Nothing changes when anything is invalid."""
+    row's rendered prompt is rebuilt. The output (`output_fields` or `response_schema`; both
+    None: text) is checked as at creation and may change even after a sample ran. Answers of
+    earlier sample runs are dropped when what the model is asked changes. Nothing changes when
+    anything is invalid."""
     _require_draft(batch, "edited")
     changes: dict[str, Any] = {}
     template = None
+    # Browsers send CRLF from a textarea; the model sees the text as written (as at creation).
+    if prompt is not UNCHANGED:
+        prompt = services.normalise_newlines(prompt)
+    if system_instruction not in (UNCHANGED, None):
+        system_instruction = services.normalise_newlines(system_instruction)
     if prompt is not UNCHANGED:
         try:
             template = prompts.parse(prompt)
@@ -68,12 +75,12 @@ def batch_edit_draft(*, batch: Batch, prompt: Any = UNCHANGED, system_instructio
         max_retries=batch.max_retries if max_retries is UNCHANGED else max_retries,
         temperature=None if temperature is UNCHANGED else temperature,
         max_output_tokens=None if max_output_tokens is UNCHANGED else max_output_tokens)
-    if response_schema is not UNCHANGED and response_schema is not None and not isinstance(
-            response_schema, dict):
-        raise services.InvalidInput("The output schema must be a JSON object.",
-                                    field="response_schema")
+    if output_fields is not UNCHANGED or response_schema is not UNCHANGED:
+        changes["response_schema"] = services.output_schema(
+            None if output_fields is UNCHANGED else output_fields,
+            None if response_schema is UNCHANGED else response_schema, batch.columns)
     simple = {"system_instruction": system_instruction, "temperature": temperature,
-              "max_output_tokens": max_output_tokens, "response_schema": response_schema,
+              "max_output_tokens": max_output_tokens,
               "concurrency": concurrency, "max_retries": max_retries, "use_cache": use_cache}
     changes.update({k: v for k, v in simple.items() if v is not UNCHANGED})
     if name is not UNCHANGED:

@@ -1,6 +1,5 @@
 """Pages, htmx fragments and actions through Django's test client."""
 
-import html
 import io
 import re
 
@@ -314,7 +313,7 @@ def test_retry_failed_and_retry_one_row(alice, batch):
     response = alice.post(url("batch_retry_row", batch.pk, 1),
                           {"next": url("batch_detail", batch.pk) + "?status=failed"})
     assert response["Location"] == url("batch_detail", batch.pk) + "?status=failed"
-    assert messages_of(response) == ["Retrying row 1."]
+    assert messages_of(response) == ["Retrying row 2."]  # index 1 is the second row
     assert BatchResult.objects.get(batch=batch, index=1).status == "pending"
     response = alice.post(url("batch_retry_failed", batch.pk))
     assert messages_of(response)[-1] == "Retrying 1 failed row."
@@ -372,7 +371,9 @@ def test_a_bad_file_shows_the_line_next_to_the_file_field_and_creates_nothing(al
     content = response.content.decode()
     field = content.split('id="field-file"', 1)[1].split('id="field-name"', 1)[0]
     assert re.search(r'class="error"[^>]*>[^<]*line 3', field, re.IGNORECASE)
-    assert "choose the file again" in content
+    # The file stays on the server: the form comes back using it, so it need not be chosen again.
+    assert "Using <strong>rows.csv</strong>" in content
+    assert 'name="staged_upload"' in content
     assert 'value="Kept name"' in content
     assert "Say: {{text}}</textarea>" in content
     assert Batch.objects.count() == 0 and BatchResult.objects.count() == 0
@@ -429,18 +430,6 @@ def test_the_preview_shows_columns_rendered_prompts_and_unknown_placeholders(ali
     assert "Bob said &lt;b&gt;bad&lt;/b&gt;" in body
     unknown = body.split('id="preview-unknown"', 1)[1].split("</div>", 1)[0]
     assert "{{stars}}" in unknown and "{{name}}" not in unknown
-
-
-def test_the_preview_rerenders_from_the_stored_sample_without_the_file(alice):
-    first = alice.post(url("batch_new_preview"), {
-        "file": upload("name\nAnn\n"), "prompt": "Hi {{name}}",
-    }, **HX).content.decode()
-    sample = re.search(r'name="preview_sample" id="preview-sample" value="([^"]*)"', first)
-    stored = html.unescape(sample.group(1))
-    body = alice.post(url("batch_new_preview"), {
-        "prompt": "Bye {{name}}", "preview_sample": stored,
-    }, **HX).content.decode()
-    assert "Bye Ann" in body
 
 
 def test_the_preview_shows_ingest_errors_with_their_line(alice):
