@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Q
 
 from batches import services
 from batches.engine import tasks
@@ -62,10 +63,14 @@ def _check_indexes(indexes: Sequence[int], total: int) -> list[int]:
 
 
 def batch_sample(*, batch: Batch, size: int | None = None, seed: int | None = None,
-                 random_sample: bool = False, indexes: Sequence[int] | None = None) -> SampleRun:
+                 random_sample: bool = False, indexes: Sequence[int] | None = None,
+                 row_numbers: Sequence[int] | None = None) -> SampleRun:
     """Run some rows of a draft now; their answers show next to their inputs. Rows answered by
-    an identical earlier request come from the cache."""
+    an identical earlier request come from the cache. Rows are chosen by `indexes` (0-based, as
+    the API counts) or by `row_numbers` (as the pages show them: the file's line)."""
     _require_draft(batch, "tried on a sample")
+    if row_numbers is not None:
+        indexes = row_indexes(batch, row_numbers)
     chosen, seed = pick_indexes(batch.total_rows, size=size, seed=seed,
                                 random_sample=random_sample, indexes=indexes)
     with transaction.atomic():
@@ -81,6 +86,22 @@ def batch_sample(*, batch: Batch, size: int | None = None, seed: int | None = No
         transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
     batch.refresh_from_db()
     return SampleRun(indexes=chosen, seed=seed)
+
+
+def row_indexes(batch: Batch, numbers: Sequence[int]) -> list[int]:
+    """The indexes of the rows the user knows by these numbers (BatchResult.row_number: the
+    file's line, or the 1-based position of rows that have none)."""
+    wanted = set(numbers)
+    matches = batch.results.filter(
+        Q(source_line__in=wanted) | Q(source_line__isnull=True, index__in=[n - 1 for n in wanted])
+    ).values_list("source_line", "index")
+    by_number = {line if line is not None else index + 1: index for line, index in matches}
+    missing = sorted(wanted - set(by_number))
+    if missing:
+        first, last = (batch.results.order_by(order).first() for order in ("index", "-index"))
+        span = f" (rows are numbered {first.row_number} to {last.row_number})" if first else ""
+        raise services.InvalidInput(f"The batch has no row {missing[0]}{span}.", field="indexes")
+    return sorted(by_number[n] for n in wanted)
 
 
 def _with_earlier_turns(batch: Batch, rows):

@@ -12,6 +12,7 @@ from batches.iterations import DEFAULT_SAMPLE_SIZE
 from batches.models import Batch, BatchResult
 from batches.services import MAX_CONCURRENCY, MAX_RETRIES
 from batches.web.forms import ACCEPTED_EXTENSIONS, _model_choices
+from batches.web.results import answer_columns, decorate
 
 SAMPLE_ROWS_SHOWN = 100
 MAX_CHOSEN_ROWS = 10_000
@@ -68,7 +69,8 @@ class SampleForm(forms.Form):
     mode = forms.ChoiceField(choices=MODES, initial="first", widget=forms.RadioSelect)
     size = forms.IntegerField(min_value=1, initial=DEFAULT_SAMPLE_SIZE, required=False)
     seed = forms.IntegerField(required=False, min_value=0, help_text="Same seed, same rows.")
-    indexes = forms.CharField(required=False, help_text="Row numbers, e.g. 0, 4, 10-12.")
+    indexes = forms.CharField(required=False,
+                              help_text="Row numbers as the results show them, e.g. 2, 5, 10-12.")
 
     def clean(self):
         data = super().clean()
@@ -81,7 +83,7 @@ class SampleForm(forms.Form):
     def service_kwargs(self) -> dict[str, Any]:
         data = self.cleaned_data
         if data["mode"] == "indexes":
-            return {"indexes": data["index_list"]}
+            return {"row_numbers": data["index_list"]}
         kwargs: dict[str, Any] = {"size": data.get("size") or DEFAULT_SAMPLE_SIZE}
         if data["mode"] == "random":
             kwargs.update(random_sample=True, seed=data.get("seed"))
@@ -98,6 +100,8 @@ class NewVersionForm(forms.Form):
 def sample_context(batch: Batch) -> dict:
     rows = list(batch.results.filter(sample=True).order_by("index")
                 .defer("claim_token", "lease_expires_at")[:SAMPLE_ROWS_SHOWN])
+    # The answer as the results table shows it: the text, or one cell per output field.
+    decorate(rows, [], answer_columns(batch))
     running = any(r.status in (BatchResult.Status.PENDING, BatchResult.Status.RUNNING)
                   for r in rows)
     paid = [r for r in rows if r.status == BatchResult.Status.SUCCEEDED and not r.cached]

@@ -88,17 +88,18 @@ def test_try_on_rows_runs_a_sample_and_shows_it_next_to_the_inputs(alice, draft,
     assert 'id="sample-row-3"' not in fragment
     draft.results.filter(sample=True).update(status="succeeded")
     done = alice.get(url("batch_sample_rows", draft.pk), **HX).content.decode()
-    assert 'hx-trigger' not in done and 'name="indexes" value="0,1,2"' in done
+    # Rows go by the numbers the results show (rows sent as JSON count from 1).
+    assert 'hx-trigger' not in done and 'name="indexes" value="1,2,3"' in done
 
 
 def test_try_on_chosen_rows_and_on_a_seeded_random_sample(alice, draft, enqueued):
     alice.post(url("batch_sample", draft.pk), {"mode": "indexes", "indexes": "1, 4-5"})
-    assert set(draft.results.filter(sample=True).values_list("index", flat=True)) == {1, 4, 5}
+    assert set(draft.results.filter(sample=True).values_list("index", flat=True)) == {0, 3, 4}
     response = alice.post(url("batch_sample", draft.pk), {"mode": "random", "size": "2",
                                                          "seed": "7"})
     assert messages_of(response)[-1] == "Trying 2 rows (seed 7)."
     bad = alice.post(url("batch_sample", draft.pk), {"mode": "indexes", "indexes": "1, 99"})
-    assert messages_of(bad)[-1] == "The batch has no row 99 (rows are numbered 0 to 7)."
+    assert messages_of(bad)[-1] == "The batch has no row 99 (rows are numbered 1 to 8)."
     junk = alice.post(url("batch_sample", draft.pk), {"mode": "indexes", "indexes": "x"})
     assert "is not a row number" in messages_of(junk)[-1]
 
@@ -201,3 +202,30 @@ def test_the_batch_page_counts_rows_from_the_cache(alice, make_batch, enqueued):
     assert "1 of 2 rows reused identical earlier answers: 5 prompt + 2 output tokens" in page
     assert "<dt>Tokens saved</dt><dd>7</dd>" in page and "badge-cached" in page
     assert iterations.cache_figures(batch).rows == 1
+
+
+def test_chosen_rows_of_a_file_go_by_its_line_numbers_as_the_results_show_them(
+        alice, user, enqueued):
+    alice.post(url("batch_new"), form_data(
+        file=upload("text\nfirst\nsecond\nthird\n", "lines.csv"), draft="1"))
+    batch = Batch.objects.get(owner=user)
+    page = alice.get(url("batch_detail", batch.pk)).content.decode()
+    assert '<th scope="row" class="num muted row-number" data-label="Row">3</th>' in page
+
+    alice.post(url("batch_sample", batch.pk), {"mode": "indexes", "indexes": "3"})
+
+    assert list(batch.results.filter(sample=True).values_list("input", flat=True)) == [
+        {"text": "second"}]
+    bad = alice.post(url("batch_sample", batch.pk), {"mode": "indexes", "indexes": "1"})
+    assert messages_of(bad)[-1] == "The batch has no row 1 (rows are numbered 2 to 4)."
+
+
+def test_a_columns_drafts_sample_shows_one_line_per_output_field(alice, make_batch, enqueued):
+    draft = make_batch([{"text": "a"}], start=False, output_fields=[
+        {"name": "mood", "type": "text"}, {"name": "stars", "type": "integer"}])
+    iterations.batch_sample(batch=draft, size=1)
+    draft.results.update(status="succeeded", output='{"mood": "calm", "stars": 4}',
+                         data={"mood": "calm", "stars": 4})
+    fragment = alice.get(url("batch_sample_rows", draft.pk), **HX).content.decode()
+    assert '<span class="muted">mood:</span> calm' in fragment
+    assert '<span class="muted">stars:</span> 4' in fragment
