@@ -196,6 +196,8 @@ BATCH_LEASE_SECONDS = envint("BATCH_LEASE_SECONDS", 120)
 BATCH_SLICE_SECONDS = envint("BATCH_SLICE_SECONDS", 60)
 # Rows one slice keeps in flight at most (each batch's own concurrency caps it further).
 BATCH_SLICE_MAX_INFLIGHT = envint("BATCH_SLICE_MAX_INFLIGHT", 256)
+# Diagnostics for `manage.py bench`: each slice appends its slot idle times (ms) to this file.
+BATCH_SLOT_IDLE_LOG = os.environ.get("BATCH_SLOT_IDLE_LOG", "")
 # Retry backoff: full jitter over base * 2^attempts seconds, capped.
 BATCH_RETRY_BASE_S = envfloat("BATCH_RETRY_BASE_S", 1.0)
 BATCH_RETRY_MAX_S = envfloat("BATCH_RETRY_MAX_S", 60.0)

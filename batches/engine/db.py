@@ -136,15 +136,18 @@ def claimable(qs, now: datetime):
 
 def claim_rows(limit: int, *, lease_s: float, held: Mapping[int, int] | None = None,
                alone_ok: Collection[int] = (), others: dict[int, int] | None = None,
-               ) -> list[ClaimedRow]:
+               unwritten: Mapping[int, int] | None = None) -> list[ClaimedRow]:
     """Claim up to `limit` rows across runnable batches: priority, then batch age, then index.
 
     `held`: rows per batch this slice already has in flight. A slice takes at most its share of a
     batch's concurrency (concurrency / BATCH_SLICES_PER_BATCH), so every worker gets part of a
     batch, unless the batch is in `alone_ok` (no other slice has run its rows for a while).
-    `others`, when given, is filled with the rows per batch that other slices are running."""
+    `others`, when given, is filled with the rows per batch that other slices are running.
+    `unwritten`: rows per batch this slice has finished but not written yet; they still say
+    running in the table but no longer take a slot, so the slice can refill before it writes."""
     claimed: list[ClaimedRow] = []
     held = held or {}
+    unwritten = unwritten or {}
     # The Batch table is small; rows are then taken per batch through (batch, status, index).
     order = runnable_batches().order_by("priority", "created_at", "id")
     for batch_id in order.values_list("id", flat=True):
@@ -153,20 +156,21 @@ def claim_rows(limit: int, *, lease_s: float, held: Mapping[int, int] | None = N
             break
         claimed += claim_batch_rows(batch_id, room, lease_s=lease_s,
                                     held=held.get(batch_id, 0),
-                                    share_cap=batch_id not in alone_ok, others=others)
+                                    share_cap=batch_id not in alone_ok, others=others,
+                                    unwritten=unwritten.get(batch_id, 0))
     return claimed
 
 
 def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0,
                      share_cap: bool = False, others: dict[int, int] | None = None,
-                     ) -> list[ClaimedRow]:
+                     unwritten: int = 0) -> list[ClaimedRow]:
     with transaction.atomic():
         # Locking the batch row serialises claims per batch on PostgreSQL, so the count of
         # running rows below stays true until commit; SQLite's IMMEDIATE transactions are serial.
         batch = runnable_batches().select_for_update().filter(pk=batch_id).first()
         if batch is None:
             return []
-        running = BatchResult.objects.filter(batch=batch, status=RUNNING).count()
+        running = BatchResult.objects.filter(batch=batch, status=RUNNING).count() - unwritten
         if others is not None:
             others[batch_id] = max(0, running - held)
         n = min(limit, batch.concurrency - running)
