@@ -3,6 +3,7 @@ and what it shows (the sample's rows, the cache's savings)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -30,6 +31,21 @@ class DraftForm(forms.Form):
     concurrency = forms.IntegerField(min_value=1, max_value=MAX_CONCURRENCY)
     max_retries = forms.IntegerField(min_value=0, max_value=MAX_RETRIES)
     always_call_model = forms.BooleanField(required=False, label="Always call the model")
+    output_schema = forms.CharField(
+        required=False, label="Output schema (JSON)",
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "schema-text"}),
+        help_text="Empty: the answer is text. A JSON Schema object makes it columns, as "
+                  "Output on the new-batch page.")
+
+    def clean_output_schema(self) -> dict | None:
+        text = self.cleaned_data["output_schema"].strip()
+        if not text:
+            return None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise forms.ValidationError(
+                f"not valid JSON: {err.msg} (line {err.lineno}, column {err.colno}).") from None
 
     @classmethod
     def for_batch(cls, batch) -> DraftForm:
@@ -38,11 +54,14 @@ class DraftForm(forms.Form):
             "model": batch.model_name, "temperature": batch.temperature,
             "max_output_tokens": batch.max_output_tokens, "concurrency": batch.concurrency,
             "max_retries": batch.max_retries, "always_call_model": not batch.use_cache,
+            "output_schema": (json.dumps(batch.response_schema, indent=2)
+                              if batch.response_schema is not None else ""),
         })
 
     def service_kwargs(self) -> dict[str, Any]:
         data = dict(self.cleaned_data)
         data["use_cache"] = not data.pop("always_call_model")
+        data["response_schema"] = data.pop("output_schema")
         return data
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import pytest
 from django.urls import reverse
@@ -229,3 +230,37 @@ def test_a_columns_drafts_sample_shows_one_line_per_output_field(alice, make_bat
     fragment = alice.get(url("batch_sample_rows", draft.pk), **HX).content.decode()
     assert '<span class="muted">mood:</span> calm' in fragment
     assert '<span class="muted">stars:</span> 4' in fragment
+
+
+def test_a_drafts_output_schema_is_edited_in_the_panel_and_kept_when_unchanged(
+        alice, make_batch, enqueued):
+    draft = make_batch([{"text": "a"}, {"text": "b"}], start=False, output_fields=[
+        {"name": "mood", "type": "text"}])
+    page = alice.get(url("batch_detail", draft.pk)).content.decode()
+    assert "&quot;mood&quot;" in page  # the schema, escaped, in the panel's box
+    iterations.batch_sample(batch=draft, size=1)
+    draft.results.filter(index=0).update(status="succeeded", output='{"mood": "calm"}',
+                                         data={"mood": "calm"})
+
+    # Saving the panel as shown (same schema) keeps the sample's answer.
+    form = {**DRAFT_FORM, "prompt": "Say: {{text}}", "concurrency": "16",
+            "output_schema": json.dumps(draft.response_schema, indent=2)}
+    alice.post(url("batch_draft_edit", draft.pk), form)
+    assert draft.results.get(index=0).status == "succeeded"
+
+    alice.post(url("batch_draft_edit", draft.pk), {**form, "output_schema": ""})
+    draft.refresh_from_db()
+    assert draft.response_schema is None and draft.results.get(index=0).status == "pending"
+
+
+def test_a_bad_output_schema_in_the_draft_panel_is_refused_naming_the_problem(alice, draft,
+                                                                             enqueued):
+    junk = alice.post(url("batch_draft_edit", draft.pk),
+                      {**DRAFT_FORM, "output_schema": "{not json"}, follow=True)
+    assert "Output schema (JSON): not valid JSON" in junk.content.decode()
+    schema = {"type": "object", "properties": {"text": {"type": "string"}}}
+    clash = alice.post(url("batch_draft_edit", draft.pk),
+                       {**DRAFT_FORM, "output_schema": json.dumps(schema)}, follow=True)
+    assert "input column" in clash.content.decode()
+    draft.refresh_from_db()
+    assert draft.response_schema is None and draft.prompt_template == "Say: {{text}}"
