@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import IO, Any
 
@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from batches import ingest, notifications, outputs, prompts
+from batches import documents, ingest, notifications, outputs, prompts
 from batches.engine import tasks
 from batches.models import Batch, BatchResult, Priority
 
@@ -91,11 +91,19 @@ def batch_create(
     response_schema: dict | None = None,
     output_fields: list[dict] | None = None,
     webhook_url: str = "",
+    files: list[tuple[str, IO[bytes]]] | None = None,
+    documents: list[tuple[str, IO[bytes]]] | None = None,
+    duplicates: str | None = None,
     start: bool = True,
     use_cache: bool = True,
     parent: Batch | None = None,
 ) -> Batch:
     """Validate the input and create the batch with all its rows in one transaction, or nothing.
+
+    Input: a `file`, several `files` (one batch, a source_file column), JSON `rows`, or
+    `documents` alone (a row per file); a spreadsheet or rows may come with `documents` that
+    `{{file:column}}` refers to. `duplicates` ("keep" or "skip") says what to do with files
+    whose bytes were already uploaded. Stored documents are removed again on any error.
 
     `output_fields` (the field editor's list) or `response_schema` (a JSON Schema) make a
     columns batch; neither makes a text batch. With `start=False` the batch is a draft: rows
@@ -115,37 +123,22 @@ def batch_create(
     _check_settings(concurrency=concurrency, max_retries=max_retries, temperature=temperature,
                     max_output_tokens=max_output_tokens)
     priority = parse_priority(priority)
-    if (file is None) == (rows is None):
-        raise InvalidInput("Send either a file or rows.", field="file")
-
-    source = "file" if file is not None else "rows"
-    try:
-        if file is not None:
-            table = ingest.open_table(file, filename=filename, sheet=sheet)
-        else:
-            table = ingest.table_from_rows(rows)
-    except ingest.IngestError as err:
-        raise _ingest_error(err, source) from err
-    try:
-        template.validate(table.columns)
-    except prompts.TemplateError as err:
-        raise InvalidInput(str(err), field="prompt") from err
-    response_schema = output_schema(output_fields, response_schema, table.columns)
-    if conversation_column and conversation_column not in table.columns:
-        raise InvalidInput(
-            f"The conversation column {conversation_column!r} is not a column of the file. "
-            f"The columns are: {', '.join(table.columns)}.",
-            field="conversation_column",
-        )
-
-    with transaction.atomic():
-        if start:
-            check_active_limit(owner)
-        batch = Batch.objects.create(
+    if file is None and rows is None and not files and not documents:
+        raise InvalidInput("Send a file, rows or documents.", field="file")
+    if files and not filename:
+        filename = files[0][0] if len(files) == 1 else f"{files[0][0]} and {len(files) - 1} more"
+    if documents and not (file or files or rows is not None) and not filename:
+        filename = documents[0][0] if len(documents) == 1 else \
+            f"{documents[0][0]} and {len(documents) - 1} more"
+    source, intake = _gather(template, file=file, filename=filename, files=files, rows=rows,
+                             documents=documents, duplicates=duplicates, sheet=sheet)
+    with intake.staging:  # any error below removes the stored documents again
+        response_schema = output_schema(output_fields, response_schema, intake.table.columns)
+        batch = _create_batch(
+            intake, template, source, conversation_column,
             owner=owner,
             name=name or _default_name(filename),
-            source_filename=filename or "",
-            columns=table.columns,
+            source_filename=(filename or "")[:255],
             prompt_template=prompt,
             model_name=model or settings.GEMINI_DEFAULT_MODEL,
             system_instruction=system_instruction or "",
@@ -163,20 +156,76 @@ def batch_create(
             use_cache=use_cache,
             parent=parent,
         )
-        try:
-            total = _create_rows(batch, table, template, conversation_column)
-        except ingest.IngestError as err:
-            raise _ingest_error(err, source) from err
-        if total == 0:
-            raise InvalidInput("The file has a header but no rows.", field=source)
+    batch.warnings = list(intake.table.warnings)
+    return batch
+
+
+def _gather(template: prompts.Template, **kwargs: Any) -> tuple[str, documents.Intake]:
+    """Open the input (see documents.gather) with errors as InvalidInput naming the field."""
+    if kwargs.get("rows") is not None:
+        source = "rows"
+    elif kwargs.get("file") is None and not kwargs.get("files"):
+        source = "documents"
+    else:
+        source = "file"
+    try:
+        return source, documents.gather(template=template, **kwargs)
+    except ingest.IngestError as err:
+        raise _ingest_error(err, source) from err
+    except documents.DocumentError as err:
+        raise InvalidInput(err.message, field="documents") from err
+
+
+def _check_columns(table: ingest.Table, template: prompts.Template,
+                   conversation_column: str) -> None:
+    try:
+        template.validate(table.columns)
+    except prompts.TemplateError as err:
+        raise InvalidInput(str(err), field="prompt") from err
+    if conversation_column and conversation_column not in table.columns:
+        raise InvalidInput(
+            f"The conversation column {conversation_column!r} is not a column of the file. "
+            f"The columns are: {', '.join(table.columns)}.",
+            field="conversation_column",
+        )
+
+
+def _create_batch(intake: documents.Intake, template: prompts.Template, source: str,
+                  conversation: str, *, owner, **fields: Any) -> Batch:
+    table = intake.table
+    _check_columns(table, template, conversation)
+    draft = fields.get("status") == Batch.Status.DRAFT
+    with transaction.atomic():
+        if not draft:  # drafts do not count against the cap (batches.iterations)
+            check_active_limit(owner)
+        batch = Batch.objects.create(owner=owner, columns=table.columns, **fields)
+        intake.bind(batch)
+        total = _create_intake_rows(batch, intake, template, source, conversation)
         # Encoding warnings can appear while rows are read, so they are stored afterwards.
         batch.total_rows = total
         batch.last_error = "\n".join(table.warnings)
         Batch.objects.filter(pk=batch.pk).update(total_rows=total, last_error=batch.last_error)
-        if start:
+        if not draft:
             transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
-    batch.warnings = list(table.warnings)
     return batch
+
+
+def _create_intake_rows(batch: Batch, intake: documents.Intake, template: prompts.Template,
+                        source: str, conversation_column: str, start: int = 0) -> int:
+    try:
+        total = _create_rows(batch, intake.table, template, conversation_column,
+                             start=start, documents_of=intake.document_ids)
+        intake.check_references()
+    except ingest.IngestError as err:
+        raise _ingest_error(err, source) from err
+    except documents.DocumentError as err:
+        raise InvalidInput(err.message, field="documents") from err
+    if total == 0:
+        if source == "documents":
+            raise InvalidInput("Every file was a duplicate and was skipped; there are no rows.",
+                               field="documents")
+        raise InvalidInput("The file has a header but no rows.", field=source)
+    return total
 
 
 def output_schema(output_fields: list | None, response_schema: dict | None,
@@ -231,20 +280,22 @@ def normalise_newlines(text: str) -> str:
 
 
 def _numbered(table: ingest.Table) -> Iterator[tuple[dict, int | None]]:
-    """Each row with its line in the file, read as the row is (the table notes it)."""
+    """Each row with its line in the file, read as the row is (the table notes it); None for
+    tables without lines (documents)."""
     for row in table.rows:
-        yield row, table.line
+        yield row, getattr(table, "line", None)
 
 
 def _create_rows(batch: Batch, table: ingest.Table, template: prompts.Template,
-                 conversation_column: str) -> int:
+                 conversation_column: str, *, start: int = 0,
+                 documents_of: Callable[[dict], list[int]] | None = None) -> int:
     total = 0
     iterator = _numbered(table)
     while chunk := list(islice(iterator, CREATE_CHUNK)):
         BatchResult.objects.bulk_create(
             BatchResult(
                 batch=batch,
-                index=total + i,
+                index=start + total + i,
                 source_line=line,
                 input=row,
                 prompt=template.render(row),
@@ -252,6 +303,7 @@ def _create_rows(batch: Batch, table: ingest.Table, template: prompts.Template,
                     prompts.format_value(row.get(conversation_column))[:255]
                     if conversation_column else ""
                 ),
+                document_ids=documents_of(row) if documents_of else [],
             )
             for i, (row, line) in enumerate(chunk)
         )

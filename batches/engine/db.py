@@ -60,17 +60,20 @@ class ClaimedRow:
     token: uuid.UUID
     # Earlier (prompt, answer) turns of the row's conversation, oldest first.
     history: tuple[tuple[str, str], ...] = ()
+    # BatchDocument ids attached after the prompt (batches.documents.parts).
+    documents: tuple[int, ...] = ()
     # Result cache: the row's key (None when the batch opted out), and the answer found for it.
     cache_key: str | None = None
     cached: Response | None = None
 
-    def request(self) -> Request:
-        """What is sent to the model for this row."""
+    def request(self, documents: tuple = ()) -> Request:
+        """What is sent to the model for this row, with its documents' attachments."""
         batch = self.batch
         return Request(
             model=batch.model, prompt=self.prompt, history=self.history,
             system_instruction=batch.system_instruction, temperature=batch.temperature,
             max_output_tokens=batch.max_output_tokens, response_schema=batch.response_schema,
+            documents=documents,
         )
 
 
@@ -210,16 +213,17 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
             BatchResult.objects.filter(batch=batch, status=RUNNING, claim_token=token)
             .order_by("index")
             .values_list("id", "index", "prompt", "conversation_key", "attempts",
-                         "bypass_cache")
+                         "document_ids", "bypass_cache")
         )
     settings = _settings_of(batch)
     histories = _histories(batch, rows) if batch.conversation_column else {}
     claimed = [
         ClaimedRow(id=id_, batch=settings, index=index, prompt=prompt, conversation_key=key,
-                   attempts=attempts, token=token, history=histories.get(id_, ()))
-        for id_, index, prompt, key, attempts, _ in rows
+                   attempts=attempts, token=token, history=histories.get(id_, ()),
+                   documents=tuple(docs or ()))
+        for id_, index, prompt, key, attempts, docs, _ in rows
     ]
-    return reuse.with_cached_answers(claimed, bypass={row[0] for row in rows if row[5]})
+    return reuse.with_cached_answers(claimed, bypass={row[0] for row in rows if row[6]})
 
 
 def _earlier_turns(*statuses: str):
@@ -243,7 +247,7 @@ def _fail_orphan_turns(batch: Batch, now: datetime) -> int:
 
 
 def _histories(batch: Batch, rows: list[tuple]) -> dict[int, tuple[tuple[str, str], ...]]:
-    keyed = [(id_, index, key) for id_, index, _, key, *_ in rows if key]
+    keyed = [(row[0], row[1], row[3]) for row in rows if row[3]]
     if not keyed:
         return {}
     turns: dict[str, list[tuple[int, str, str]]] = defaultdict(list)

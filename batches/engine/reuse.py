@@ -14,6 +14,7 @@ from typing import Any
 from django.db.models import F
 
 from batches import resultcache
+from batches.models import BatchDocument
 
 
 def with_cached_answers(rows: list[Any], bypass: set[int]) -> list[Any]:
@@ -22,11 +23,31 @@ def with_cached_answers(rows: list[Any], bypass: set[int]) -> list[Any]:
     if not rows or not rows[0].batch.use_cache or not resultcache.enabled():
         return rows
     owner_id = rows[0].batch.owner_id
-    keyed = [replace(row, cache_key=resultcache.cache_key(owner_id, row.request()))
-             for row in rows]
-    hits = resultcache.lookup(owner_id, [r.cache_key for r in keyed if r.id not in bypass])
-    return [replace(r, cached=hits.get(r.cache_key)) if r.id not in bypass else r
-            for r in keyed]
+    digests = _document_digests({d for row in rows for d in row.documents})
+    keyed = [replace(row, cache_key=_key(owner_id, row, digests)) for row in rows]
+    hits = resultcache.lookup(owner_id, [r.cache_key for r in keyed
+                                         if r.cache_key and r.id not in bypass])
+    return [replace(r, cached=hits.get(r.cache_key)) if r.cache_key and r.id not in bypass
+            else r for r in keyed]
+
+
+def _document_digests(ids: set[int]) -> dict[int, list[str]]:
+    """Each attached document as the key sees it: its content's sha256 and MIME type (not its
+    Files API URI, which changes with every upload, nor its bytes, not read at claim time)."""
+    if not ids:
+        return {}
+    return {pk: [sha, mime] for pk, sha, mime in BatchDocument.objects.filter(pk__in=ids)
+            .values_list("pk", "sha256", "mime_type")}
+
+
+def _key(owner_id: int, row: Any, digests: dict[int, list[str]]) -> str | None:
+    """The row's cache key; None (no reuse, no fill) if one of its documents is gone."""
+    if not row.documents:
+        return resultcache.cache_key(owner_id, row.request())
+    if any(d not in digests for d in row.documents):
+        return None
+    return resultcache.cache_key(owner_id, row.request(),
+                                 documents=[digests[d] for d in row.documents])
 
 
 def tally(outcomes: Iterable[Any]) -> dict[int, tuple[int, int, int, int, int]]:

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('batches', '0009_notifications'),
+        ('batches', '0010_documents'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

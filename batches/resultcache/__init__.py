@@ -13,8 +13,8 @@ Layer: beside the engine, which is its only writer and reader of hits. It may im
 providers; it must never import engine, services, web, api, admin or cli.
 """
 
-from batches.resultcache.key import KEY_INPUTS, NOT_IN_KEY, cache_key, key_inputs
+from batches.resultcache.key import KEY_INPUTS, KEYED_AS_EXTRA, NOT_IN_KEY, cache_key, key_inputs
 from batches.resultcache.store import Entry, enabled, fresh_after, lookup, purge_expired, store
 
-__all__ = ["KEY_INPUTS", "NOT_IN_KEY", "Entry", "cache_key", "enabled", "fresh_after",
-           "key_inputs", "lookup", "purge_expired", "store"]
+__all__ = ["KEYED_AS_EXTRA", "KEY_INPUTS", "NOT_IN_KEY", "Entry", "cache_key", "enabled",
+           "fresh_after", "key_inputs", "lookup", "purge_expired", "store"]

@@ -1,8 +1,9 @@
 """The cache key: a sha256 over the owner and the named inputs of a provider Request.
 
 Every field of `providers.Request` must appear in KEY_INPUTS (it reaches the model or shapes its
-answer) or in NOT_IN_KEY (it cannot change the answer); tests/resultcache checks that, so a new
-request field (documents, thinking budget, ...) is one more named input here, never forgotten.
+answer), in KEYED_AS_EXTRA (it does, and enters the key as a named extra, e.g. documents by
+digest) or in NOT_IN_KEY (it cannot change the answer); tests/resultcache checks that, so a new
+request field (thinking budget, ...) is one more named input here, never forgotten.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ KEY_INPUTS: tuple[str, ...] = (
     "response_schema",
 )
 NOT_IN_KEY: tuple[str, ...] = ()
+# Request fields that change the answer but enter the key as a named extra of the same name:
+# attached documents go in as their content digests and MIME types (batches.engine.reuse), not
+# as bytes (not read at claim time) nor Files API URIs (new with every upload).
+KEYED_AS_EXTRA: tuple[str, ...] = ("documents",)
 
 
 def _as_float(value: Any) -> Any:
@@ -48,6 +53,9 @@ def cache_key(owner_id: int, request: Request, **extra: Any) -> str:
     """sha256 hex of the owner and the request's inputs; `extra` adds named inputs that are not
     fields of the Request (e.g. a document's digest)."""
     inputs = key_inputs(request)
+    unkeyed = [n for n in KEYED_AS_EXTRA if getattr(request, n) and n not in extra]
+    if unkeyed:
+        raise ValueError(f"request inputs {unkeyed} must be passed as named extras")
     overlap = set(inputs) & set(extra)
     if overlap:
         raise ValueError(f"cache inputs named twice: {sorted(overlap)}")

@@ -44,6 +44,8 @@ BATCH_ENDPOINTS = [
     ("get", "/api/batches/{id}/compare/?with={id}", None),
     ("get", "/api/batches/{id}/compare/export/?with={id}", None),
     ("post", "/api/batches/{id}/results/retry/", {"indexes": [0]}),
+    ("post", "/api/batches/{id}/rows/", {"rows": [{"text": "more"}]}),
+    ("delete", "/api/batches/{id}/results/1/", None),
 ]
 ALL_ENDPOINTS = BATCH_ENDPOINTS + [
     ("get", "/api/batches/", None),
@@ -637,6 +639,7 @@ EXPECTED_PATHS = {
     "/api/batches/{id}/start/", "/api/batches/{id}/sample/", "/api/batches/{id}/versions/",
     "/api/batches/{id}/compare/", "/api/batches/{id}/compare/export/",
     "/api/batches/{id}/results/retry/",
+    "/api/batches/{id}/rows/", "/api/batches/{id}/results/{index}/",
     "/api/webhooks/", "/api/webhooks/{webhook_id}/", "/api/webhooks/{webhook_id}/rotate-secret/",
     "/api/webhooks/{webhook_id}/test/", "/api/webhooks/{webhook_id}/deliveries/",
     "/api/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver/",

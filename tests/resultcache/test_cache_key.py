@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from batches import resultcache
 from batches.models import CachedAnswer
-from batches.providers import Request, Response
+from batches.providers import Attachment, Request, Response
 
 BASE = Request(model="gemini-2.5-flash", prompt="Say: hi", history=(("q", "a"),),
                system_instruction="Be brief.", temperature=0.2, max_output_tokens=100,
@@ -29,8 +29,18 @@ CHANGED = {
 
 def test_every_request_field_is_either_a_key_input_or_declared_irrelevant():
     fields = {f.name for f in dataclasses.fields(Request)}
-    assert fields == set(resultcache.KEY_INPUTS) | set(resultcache.NOT_IN_KEY)
+    assert fields == (set(resultcache.KEY_INPUTS) | set(resultcache.KEYED_AS_EXTRA)
+                      | set(resultcache.NOT_IN_KEY))
     assert set(CHANGED) == set(resultcache.KEY_INPUTS)
+
+
+def test_a_request_with_documents_needs_their_digests_as_a_named_extra():
+    with_pdf = dataclasses.replace(BASE, documents=(Attachment("application/pdf", b"%PDF-1"),))
+    with pytest.raises(ValueError, match="documents"):
+        resultcache.cache_key(1, with_pdf)
+    one = resultcache.cache_key(1, with_pdf, documents=[["a" * 64, "application/pdf"]])
+    other = resultcache.cache_key(1, with_pdf, documents=[["b" * 64, "application/pdf"]])
+    assert one != other != resultcache.cache_key(1, BASE)
 
 
 @pytest.mark.parametrize("name", sorted(CHANGED))
