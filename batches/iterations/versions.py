@@ -6,10 +6,12 @@ import re
 from itertools import islice
 from typing import IO
 
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import transaction
 
-from batches import services
-from batches.models import Batch, BatchResult
+from batches import documents, services
+from batches.models import Batch, BatchDocument, BatchResult
 
 COPY_CHUNK = 2000
 _VERSION_SUFFIX = re.compile(r"\s+\(v(\d+)\)$")
@@ -42,6 +44,16 @@ def batch_new_version(*, batch: Batch, owner, file: IO[bytes] | None = None, fil
     if file is not None:
         return services.batch_create(owner=owner, file=file, filename=filename, sheet=sheet,
                                      name=name, start=False, parent=batch, **settings_)
+    saved: list[str] = []
+    try:
+        return _copy(batch, owner, name, saved)
+    except BaseException:
+        for path in saved:  # the version's copies of the documents, if it was not created
+            documents.delete_quietly(path)
+        raise
+
+
+def _copy(batch: Batch, owner, name: str, saved: list[str]) -> Batch:
     with transaction.atomic():
         version = Batch.objects.create(
             owner=owner, name=name, source_filename=batch.source_filename,
@@ -54,14 +66,31 @@ def batch_new_version(*, batch: Batch, owner, file: IO[bytes] | None = None, fil
             tpm_limit=batch.tpm_limit, use_cache=batch.use_cache, parent=batch,
             status=Batch.Status.DRAFT, total_rows=batch.total_rows,
         )
+        ids = _copy_documents(batch, version, saved)
         rows = (batch.results.order_by("index")
-                .values_list("index", "input", "prompt", "conversation_key")
+                .values_list("index", "input", "prompt", "conversation_key", "source_line",
+                             "document_ids")
                 .iterator(chunk_size=COPY_CHUNK))
         while chunk := list(islice(rows, COPY_CHUNK)):
             BatchResult.objects.bulk_create(
                 BatchResult(batch=version, index=index, input=input_, prompt=prompt,
-                            conversation_key=key)
-                for index, input_, prompt, key in chunk
+                            conversation_key=key, source_line=line,
+                            document_ids=[ids[d] for d in docs or () if d in ids])
+                for index, input_, prompt, key, line, docs in chunk
             )
     version.warnings = []
     return version
+
+
+def _copy_documents(batch: Batch, version: Batch, saved: list[str]) -> dict[int, int]:
+    """The version's own copy of each document (deleting the parent removes the parent's);
+    old id -> new id."""
+    ids = {}
+    for doc in batch.documents.all():
+        path = default_storage.save(f"documents/v{version.pk}/{doc.sha256}",
+                                    ContentFile(documents.read_bytes(doc.path)))
+        saved.append(path)
+        ids[doc.pk] = BatchDocument.objects.create(
+            batch=version, name=doc.name, path=path, sha256=doc.sha256, size=doc.size,
+            mime_type=doc.mime_type, pages=doc.pages).pk
+    return ids

@@ -29,3 +29,36 @@ def test_the_same_document_again_is_reused_and_another_one_under_its_name_is_not
     assert again.results.get().cached and fake.stats.total == calls + 1
     row = other.results.get()
     assert not row.cached and f"sha256:{digest(second)}" in row.output
+
+
+def test_a_new_version_of_a_documents_batch_keeps_its_own_copy_of_the_documents(
+        user, media, fake):
+    from batches import iterations, services
+
+    data = pdf_bytes(1, "kept")
+    parent = report_batch(user, data)
+    version = iterations.batch_new_version(batch=parent, owner=user)
+    services.batch_delete(batch=parent)  # removes the parent's stored documents
+
+    iterations.batch_start(batch=version)
+    run_until_done(version)
+
+    row = version.results.get()
+    assert version.status == "completed" and row.cached  # same request: from the cache
+    assert version.documents.get().sha256.startswith(digest(data))
+    iterations.batch_rerun_rows(batch=version, indexes=[0])  # and the model can read it again
+    run_until_done(version)
+    row.refresh_from_db()
+    assert not row.cached and f"sha256:{digest(data)}" in row.output
+
+
+def test_a_new_version_keeps_the_files_row_numbers(user, enqueued):
+    import io
+
+    from batches import iterations
+
+    parent = batch_create(owner=user, prompt="Say {{text}}", filename="notes.csv",
+                          file=io.BytesIO(b"text\none\n\ntwo\n"))
+    version = iterations.batch_new_version(batch=parent, owner=user)
+    assert list(version.results.order_by("index").values_list("source_line", flat=True)) == \
+        list(parent.results.order_by("index").values_list("source_line", flat=True))
