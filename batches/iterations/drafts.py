@@ -62,6 +62,11 @@ def batch_edit_draft(*, batch: Batch, prompt: Any = UNCHANGED, system_instructio
             template.validate(batch.columns)
         except prompts.TemplateError as err:
             raise services.InvalidInput(str(err), field="prompt") from err
+        if template.file_columns != prompts.parse(batch.prompt_template).file_columns:
+            # Each row's attached files were matched at creation; a new version keeps them too.
+            raise services.InvalidInput(
+                "A draft's prompt cannot change which {{file:...}} columns it attaches; create "
+                "a new batch with the files instead.", field="prompt")
         changes["prompt_template"] = prompt
     if model is not UNCHANGED:
         model = model or settings.GEMINI_DEFAULT_MODEL

@@ -158,3 +158,12 @@ def test_a_draft_records_no_event_until_it_is_started_and_ends(fake, make_batch,
 
     assert batch.status == Batch.Status.COMPLETED_WITH_ERRORS
     assert list(Event.objects.values_list("type", flat=True)) == ["batch.completed_with_errors"]
+
+
+def test_a_drafts_prompt_cannot_start_attaching_files_it_did_not_match(make_batch, enqueued):
+    batch = make_batch([{"text": "a", "doc": "a.pdf"}], start=False)
+    with pytest.raises(services.InvalidInput) as err:
+        iterations.batch_edit_draft(batch=batch, prompt="Read {{file:doc}}")
+    assert "{{file:...}}" in str(err.value)
+    batch.refresh_from_db()
+    assert batch.prompt_template == "Say: {{text}}"
