@@ -94,6 +94,9 @@ def batch_create(
     files: list[tuple[str, IO[bytes]]] | None = None,
     documents: list[tuple[str, IO[bytes]]] | None = None,
     duplicates: str | None = None,
+    start: bool = True,
+    use_cache: bool = True,
+    parent: Batch | None = None,
     thinking: str = "off",
     budget: Any = None,
 ) -> Batch:
@@ -105,7 +108,8 @@ def batch_create(
     whose bytes were already uploaded. Stored documents are removed again on any error.
 
     `output_fields` (the field editor's list) or `response_schema` (a JSON Schema) make a
-    columns batch; neither makes a text batch."""
+    columns batch; neither makes a text batch. With `start=False` the batch is a draft: rows
+    are stored, nothing runs (batches.iterations)."""
     # Browsers send CRLF from a textarea; the model should see the text as written.
     prompt = normalise_newlines(prompt)
     system_instruction = normalise_newlines(system_instruction or "")
@@ -152,6 +156,9 @@ def batch_create(
             tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
             response_schema=response_schema,
             webhook_url=webhook_url,
+            status=Batch.Status.PENDING if start else Batch.Status.DRAFT,
+            use_cache=use_cache,
+            parent=parent,
             thinking=thinking,
             budget=budget,
         )
@@ -193,8 +200,10 @@ def _create_batch(intake: documents.Intake, template: prompts.Template, source: 
                   conversation: str, *, owner, **fields: Any) -> Batch:
     table = intake.table
     _check_columns(table, template, conversation)
+    draft = fields.get("status") == Batch.Status.DRAFT
     with transaction.atomic():
-        _check_active_limit(owner)
+        if not draft:  # drafts do not count against the cap (batches.iterations)
+            check_active_limit(owner)
         batch = Batch.objects.create(owner=owner, columns=table.columns, **fields)
         intake.bind(batch)
         total = _create_intake_rows(batch, intake, template, source, conversation)
@@ -202,7 +211,8 @@ def _create_batch(intake: documents.Intake, template: prompts.Template, source: 
         batch.total_rows = total
         batch.last_error = "\n".join(table.warnings)
         Batch.objects.filter(pk=batch.pk).update(total_rows=total, last_error=batch.last_error)
-        transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
+        if not draft:
+            transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
     return batch
 
 
@@ -350,7 +360,7 @@ def _ingest_error(err: ingest.IngestError, source: str) -> InvalidInput:
     return InvalidInput(str(err), field=field, line=err.line, column=err.column)
 
 
-def _check_active_limit(owner) -> None:
+def check_active_limit(owner) -> None:
     cap = settings.BATCH_MAX_ACTIVE_PER_USER
     if not cap:
         return
@@ -406,6 +416,11 @@ def _create_rows(batch: Batch, table: ingest.Table, template: prompts.Template,
     return total
 
 
+def _not_a_draft(batch: Batch, action: str) -> None:
+    if batch.is_draft:
+        raise ActionNotAllowed(f"The batch is a draft; start it first, then {action} it.")
+
+
 def _reopen(batch: Batch) -> None:
     """Make a batch with pending rows runnable again and start workers on it after commit."""
     changes = {}
@@ -426,8 +441,12 @@ def _reopen(batch: Batch) -> None:
     batch.refresh_from_db()
 
 
+reopen = _reopen  # for batches.iterations (re-running chosen rows)
+
+
 def batch_cancel(*, batch: Batch) -> int:
     """Stop claiming and cancel the rows not started; in-flight rows finish. Returns the count."""
+    _not_a_draft(batch, "cancel")
     if batch.is_finished:
         raise ActionNotAllowed(f"The batch is already {batch.get_status_display().lower()}.")
     with transaction.atomic():
@@ -456,6 +475,7 @@ def batch_pause(*, batch: Batch) -> int:
 def batch_resume(*, batch: Batch) -> int:
     """Run a paused, cancelled, failed or interrupted batch again, including every cancelled row
     of a finished batch. Returns rows requeued."""
+    _not_a_draft(batch, "resume")
     finished_without_cancelled = (
         batch.status in (Batch.Status.COMPLETED, Batch.Status.COMPLETED_WITH_ERRORS)
         and not batch.results.filter(status=BatchResult.Status.CANCELLED).exists()
@@ -478,6 +498,7 @@ def batch_resume(*, batch: Batch) -> int:
 
 def batch_retry_failed(*, batch: Batch) -> int:
     """Send every failed row back to pending with a fresh retry budget. Returns the rows."""
+    _not_a_draft(batch, "retry")
     with transaction.atomic():
         retried = batch.results.filter(status=BatchResult.Status.FAILED).retry()
         if not retried:
@@ -514,7 +535,8 @@ def results_retry(*, results) -> int:
             .values_list("batch_id", flat=True).distinct()
         )
         retried = results.retry()
-        for batch in Batch.objects.filter(pk__in=batch_ids):
+        # A draft's rows wait for its start (or its next sample run).
+        for batch in Batch.objects.filter(pk__in=batch_ids).exclude(status=Batch.Status.DRAFT):
             if not batch.paused:
                 _reopen(batch)
     return retried

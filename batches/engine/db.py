@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings as django_settings
 from django.db import connection, transaction
@@ -21,13 +22,15 @@ from django.db.models import Exists, F, Min, OuterRef, Q
 from django.utils import timezone
 
 from batches import costs, notifications
+from batches.engine import reuse
 from batches.models import Batch, BatchResult
-from batches.providers import Response
+from batches.providers import Request, Response
 
 EARLIER_TURN_FAILED = "Not run because an earlier turn failed."
 RUNNABLE = (Batch.Status.PENDING, Batch.Status.RUNNING)
 PENDING = BatchResult.Status.PENDING
 RUNNING = BatchResult.Status.RUNNING
+DRAFT = Batch.Status.DRAFT
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class BatchSettings:
     tpm_limit: int | None
     thinking: str = "off"
     owner_id: int = 0
+    use_cache: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,19 @@ class ClaimedRow:
     budget_keys: tuple[str, ...] = ()
     # BatchDocument ids attached after the prompt (batches.documents.parts).
     documents: tuple[int, ...] = ()
+    # Result cache: the row's key (None when the batch opted out), and the answer found for it.
+    cache_key: str | None = None
+    cached: Response | None = None
+
+    def request(self, documents: tuple = ()) -> Request:
+        """What is sent to the model for this row, with its documents' attachments."""
+        batch = self.batch
+        return Request(
+            model=batch.model, prompt=self.prompt, history=self.history,
+            system_instruction=batch.system_instruction, temperature=batch.temperature,
+            max_output_tokens=batch.max_output_tokens, response_schema=batch.response_schema,
+            thinking=batch.thinking, documents=documents,
+        )
 
 
 class Kind(enum.Enum):
@@ -89,7 +106,10 @@ class Outcome:
     def cost(self, now: datetime):
         """What the answer's calls cost (Decimal), None: price unknown."""
         assert self.response is not None
+        if self.cached:
+            return Decimal(0)  # the result cache's answer was not billed again
         return costs.calls_cost(self.row.batch.model, self.calls or (self.response,), now)
+    cached: bool = False  # the answer came from the result cache
 
 
 @dataclass
@@ -113,7 +133,17 @@ class BatchEvents:
 
 
 def runnable_batches():
-    return Batch.objects.filter(status__in=RUNNABLE, paused=False, cancel_requested=False)
+    # A draft runs only its sample rows, and only while a sample was asked for.
+    return Batch.objects.filter(Q(status__in=RUNNABLE) | Q(status=DRAFT, sampling=True),
+                                paused=False, cancel_requested=False)
+
+
+def runnable_rows(status: str):
+    """Rows with this status in runnable batches (of a draft, only its sample rows)."""
+    runnable = runnable_batches()
+    return BatchResult.objects.filter(status=status).filter(
+        Q(batch__in=runnable.exclude(status=DRAFT))
+        | Q(batch__in=runnable.filter(status=DRAFT), sample=True))
 
 
 def claimable(qs, now: datetime):
@@ -170,6 +200,8 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
             return []
         now = timezone.now()
         candidates = claimable(BatchResult.objects.filter(batch=batch), now)
+        if batch.status == DRAFT:
+            candidates = candidates.filter(sample=True)
         if batch.conversation_column:
             candidates = candidates.filter(Q(conversation_key="") | ~Exists(
                 _earlier_turns(BatchResult.Status.PENDING, RUNNING)))
@@ -210,17 +242,18 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
             BatchResult.objects.filter(batch=batch, status=RUNNING, claim_token=token)
             .order_by("index")
             .values_list("id", "index", "prompt", "conversation_key", "attempts",
-                         "document_ids")
+                         "document_ids", "bypass_cache")
         )
     settings = _settings_of(batch)
     histories = _histories(batch, rows) if batch.conversation_column else {}
-    return [
+    claimed = [
         ClaimedRow(id=id_, batch=settings, index=index, prompt=prompt, conversation_key=key,
                    attempts=attempts, token=token, history=histories.get(id_, ()),
                    reserved=budget.per_row, budget_keys=budget.keys,
                    documents=tuple(docs or ()))
-        for id_, index, prompt, key, attempts, docs in rows
+        for id_, index, prompt, key, attempts, docs, _ in rows
     ]
+    return reuse.with_cached_answers(claimed, bypass={row[0] for row in rows if row[6]})
 
 
 def _earlier_turns(*statuses: str):
@@ -267,7 +300,7 @@ def _settings_of(batch: Batch) -> BatchSettings:
         temperature=batch.temperature, max_output_tokens=batch.max_output_tokens,
         response_schema=batch.response_schema, max_retries=batch.max_retries,
         rpm_limit=batch.rpm_limit, tpm_limit=batch.tpm_limit, thinking=batch.thinking,
-        owner_id=batch.owner_id,
+        owner_id=batch.owner_id, use_cache=batch.use_cache,
     )
 
 
@@ -315,13 +348,14 @@ def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None) -
                 ).update(status=BatchResult.Status.FAILED, error=EARLIER_TURN_FAILED,
                          finished_at=now, not_before=None)
         for batch_id in sorted(set(tokens) | set(spend.per_batch)):
-            prompt_tokens, output_tokens = tokens.get(batch_id, (0, 0))
+            prompt_tokens, output_tokens, *saved = tokens.get(batch_id, (0, 0, 0, 0, 0))
             # Any answer means the API is back for this batch.
             Batch.objects.filter(pk=batch_id).update(
                 prompt_tokens=F("prompt_tokens") + prompt_tokens,
                 output_tokens=F("output_tokens") + output_tokens,
                 api_waiting_since=None,
                 **spend.batch_updates(batch_id),
+                **reuse.savings_update(*saved),
             )
         costs.add_monthly_spend(spend.per_owner, now)
         _apply_events(events, now)
@@ -332,10 +366,10 @@ def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None) -
 
 
 def _write_successes(outcomes: list[Outcome], now: datetime
-                     ) -> tuple[dict[int, tuple[int, int]], costs.Spend]:
+                     ) -> tuple[dict[int, tuple[int, int, int, int, int]], costs.Spend]:
     """Write successes in one statement (the hot path), each only if this slice still holds its
-    claim. Returns (prompt, output) tokens per batch of the rows actually written, and their
-    cost."""
+    claim. Returns per batch, of the rows actually written: (prompt, output) tokens paid for,
+    then the rows from the cache and the (prompt, output) tokens they saved; and their cost."""
     spend = costs.Spend()
     if not outcomes:
         return {}, spend
@@ -347,9 +381,9 @@ def _write_successes(outcomes: list[Outcome], now: datetime
     sql = (
         f"UPDATE {BatchResult._meta.db_table} SET status = %s, output = %s, error = '', "
         "finish_reason = %s, model_version = %s, prompt_tokens = %s, output_tokens = %s, "
-        "latency_ms = %s, finished_at = %s, not_before = NULL, attempts = attempts + 1 + %s, "
-        "data = %s, claim_token = NULL, lease_expires_at = NULL, thoughts_tokens = %s, "
-        "cached_tokens = %s, cost = %s "
+        "latency_ms = %s, finished_at = %s, not_before = NULL, attempts = attempts + %s, "
+        "data = %s, cached = %s, claim_token = NULL, lease_expires_at = NULL, "
+        "thoughts_tokens = %s, cached_tokens = %s, cost = %s "
         "WHERE id = %s AND claim_token = %s AND status = %s"
     )
     finished_at = prep("finished_at", now)
@@ -363,34 +397,40 @@ def _write_successes(outcomes: list[Outcome], now: datetime
         params.append((
             BatchResult.Status.SUCCEEDED, response.text, response.finish_reason[:40],
             response.model_version[:100], response.prompt_tokens, response.output_tokens,
-            o.latency_ms, finished_at, o.extra_attempts, prep("data", o.data),
-            response.thoughts_tokens, response.cached_tokens, prep("cost", cost), o.row.id,
+            o.latency_ms, finished_at, 0 if o.cached else 1 + o.extra_attempts,
+            prep("data", o.data), o.cached, response.thoughts_tokens, response.cached_tokens,
+            prep("cost", cost), o.row.id,
             prep("claim_token", o.row.token), RUNNING,
         ))
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
-    # Rows whose lease was lost were not written; count tokens only for the ones that were.
-    written = list(
+    # Rows whose lease was lost were not written; count tokens only for the ones that were, and
+    # only for answers paid for (a cached answer costs nothing).
+    written = set(
         BatchResult.objects.filter(id__in=[o.row.id for o in outcomes], finished_at=now,
                                    status=BatchResult.Status.SUCCEEDED)
-        .values_list("id", "batch_id", "prompt_tokens", "output_tokens", "thoughts_tokens",
-                     "cached_tokens")
+        .values_list("id", flat=True)
     )
-    tokens: dict[int, tuple[int, int]] = {}
-    for id_, batch_id, prompt, output, thoughts, cached in written:
-        p, o = tokens.get(batch_id, (0, 0))
-        tokens[batch_id] = (p + (prompt or 0), o + (output or 0))
-        spend.add(id_, batch_id, owners[id_], row_costs[id_], thoughts or 0, cached or 0)
-    return tokens, spend
+    done = [o for o in outcomes if o.row.id in written]
+    reuse.remember(done)
+    for o in done:
+        if o.cached:
+            spend.row_costs[o.row.id] = 0  # settles its reservation, adds nothing
+            continue
+        r = o.response
+        spend.add(o.row.id, o.row.batch.id, owners[o.row.id], row_costs[o.row.id],
+                  r.thoughts_tokens or 0, r.cached_tokens or 0)
+    return reuse.tally(done), spend
 
 
-def _add_failed_answer(tokens: dict[int, tuple[int, int]], spend: costs.Spend,
+def _add_failed_answer(tokens: dict[int, tuple[int, int, int, int, int]], spend: costs.Spend,
                        outcome: Outcome, cost) -> None:
     """Count a failed but billed answer's tokens and cost, as a success's are."""
     response, row = outcome.response, outcome.row
     assert response is not None
-    p, o = tokens.get(row.batch.id, (0, 0))
-    tokens[row.batch.id] = (p + (response.prompt_tokens or 0), o + (response.output_tokens or 0))
+    p, o, *saved = tokens.get(row.batch.id, (0, 0, 0, 0, 0))
+    tokens[row.batch.id] = (p + (response.prompt_tokens or 0), o + (response.output_tokens or 0),
+                            *saved)
     spend.add(row.id, row.batch.id, row.batch.owner_id, cost, response.thoughts_tokens or 0,
               response.cached_tokens or 0)
 
@@ -486,11 +526,10 @@ def idle_wait() -> float | None:
     the pending rows are all in backoff (or behind a conversation turn in backoff): wait for
     the soonest."""
     now = timezone.now()
-    runnable = runnable_batches()
-    pending = BatchResult.objects.filter(batch__in=runnable, status=PENDING)
+    pending = runnable_rows(PENDING)
     if not pending.exists():
         return None
-    if BatchResult.objects.filter(batch__in=runnable, status=RUNNING).exists():
+    if runnable_rows(RUNNING).exists():
         return None
     soonest = pending.filter(not_before__gt=now).aggregate(t=Min("not_before"))["t"]
     if soonest is None:
@@ -499,7 +538,7 @@ def idle_wait() -> float | None:
 
 
 def has_work() -> bool:
-    return BatchResult.objects.filter(batch__in=runnable_batches(), status=PENDING).exists()
+    return runnable_rows(PENDING).exists()
 
 
 def close_connection() -> None:

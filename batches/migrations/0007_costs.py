@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('batches', '0010_documents'),
+        ('batches', '0011_drafts_and_cache'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
