@@ -62,7 +62,7 @@ DEMO_ENV := DEMO_MODE=true DATABASE_URL=sqlite:///$(CURDIR)/demo.sqlite3 \
 demo: install
 	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput
 	$(DEMO_ENV) $(BIN)/python manage.py demo_setup --address $(HOST):$(PORT)
-	@$(DEMO_ENV) $(BIN)/python manage.py fake_gemini --port 8765 --latency-ms 400 --error-rate 0.05 --demo-answers & \
+	@$(DEMO_ENV) $(BIN)/python manage.py fake_gemini --port 8765 --latency-ms 400 --error-rate 0.05 --demo-answers --thinking-tokens 300 & \
 	MODEL=$$!; $(DEMO_ENV) $(BIN)/python manage.py qcluster & $(STOP_WORKER_ON_EXIT) \
 	trap 'kill $$MODEL 2>/dev/null; $(STOP_WORKER)' EXIT; \
 	$(DEMO_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)

@@ -16,8 +16,16 @@ from django.utils.formats import number_format
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from batches import iterations, services
-from batches.models import Batch, BatchResult, CachedAnswer, RowTally
+from batches import costs, iterations, services
+from batches.models import (
+    Batch,
+    BatchResult,
+    CachedAnswer,
+    ModelPrice,
+    MonthlySpend,
+    RowTally,
+    UserBudget,
+)
 from batches.notifications import admin as notifications_admin  # noqa: F401 (registers)
 
 PREVIEW_CHARS = 80
@@ -124,7 +132,7 @@ def _plural(n: int, one: str, many: str) -> str:
 class BatchAdmin(admin.ModelAdmin):
     form = BatchAdminForm
     list_display = ("id", "display_name", "owner", "status", "progress", "counts", "priority",
-                    "created_at", "results_link")
+                    "spent", "created_at", "results_link")
     list_display_links = ("id", "display_name")
     list_filter = ("status", "priority", ("owner", admin.RelatedOnlyFieldListFilter),
                    "created_at")
@@ -146,23 +154,29 @@ class BatchAdmin(admin.ModelAdmin):
     ]
     fieldsets = (
         (None, {"fields": ("name", "owner", "status", "results_link", "figures")}),
-        ("How it runs", {"fields": ("priority", "concurrency", "max_retries", "model_name",
+        ("How it runs", {"fields": ("priority", "concurrency", "max_retries", "budget",
+                                    "thinking", "model_name",
                                     "temperature", "max_output_tokens", "rpm_limit", "tpm_limit",
                                     "conversation_column")}),
         ("Input", {"fields": ("source_filename", "columns", "prompt_pre",
                               "system_instruction", "response_schema_pre")}),
         ("Processing", {"fields": ("cancel_requested", "paused", "total_rows", "succeeded_count",
                                    "failed_count", "cancelled_count", "prompt_tokens",
-                                   "output_tokens", "created_at", "started_at", "finished_at",
+                                   "output_tokens", "thoughts_tokens", "cached_tokens",
+                                   "cost_spent", "costed_rows", "unpriced_rows", "created_at",
+                                   "started_at", "finished_at",
                                    "updated_at", "api_waiting_since", "slice_heartbeat_at",
                                    "last_error")}),
     )
     readonly_fields = (
-        "owner", "status", "results_link", "figures", "model_name", "temperature",
+        # The budget changes through batch_set_budget (page, API, CLI): it may resume the batch.
+        "owner", "status", "results_link", "figures", "budget", "thinking", "model_name",
+        "temperature",
         "max_output_tokens", "rpm_limit", "tpm_limit", "conversation_column", "source_filename",
         "columns", "prompt_pre", "system_instruction", "response_schema_pre", "cancel_requested",
         "paused", "total_rows", "succeeded_count", "failed_count", "cancelled_count",
-        "prompt_tokens", "output_tokens", "created_at", "started_at", "finished_at", "updated_at",
+        "prompt_tokens", "output_tokens", "thoughts_tokens", "cached_tokens", "cost_spent",
+        "costed_rows", "unpriced_rows", "created_at", "started_at", "finished_at", "updated_at",
         "api_waiting_since", "slice_heartbeat_at", "last_error",
     )
 
@@ -235,6 +249,12 @@ class BatchAdmin(admin.ModelAdmin):
                            number_format(obj.total_rows, force_grouping=True))
 
     @admin.display(description="live figures")
+    @admin.display(description="spent", ordering="cost_spent")
+    def spent(self, obj: Batch) -> str:
+        text = costs.format_money(
+            None if obj.unpriced_rows and not obj.costed_rows else obj.cost_spent)
+        return f"{text} of {costs.format_money(obj.budget)}" if obj.budget is not None else text
+
     def figures(self, obj: Batch):
         p = obj.progress()
         eta = "-" if p.eta_seconds is None else f"{p.eta_seconds} s"
@@ -343,7 +363,7 @@ def known_result_count(params: dict[str, str]) -> int | None:
 @admin.register(BatchResult)
 class BatchResultAdmin(admin.ModelAdmin):
     list_display = ("id", "batch", "index", "status", "attempts", "output_preview",
-                    "error_preview", "finished_at")
+                    "error_preview", "cost", "finished_at")
     list_display_links = ("id", "index")
     list_filter = ("status", BatchFilter)
     list_select_related = ("batch",)
@@ -361,15 +381,16 @@ class BatchResultAdmin(admin.ModelAdmin):
                            "cached")}),
         ("Input", {"fields": ("input_pre", "prompt_pre")}),
         ("Answer", {"fields": ("output_pre", "data", "error", "finish_reason", "model_version",
-                               "prompt_tokens", "output_tokens", "latency_ms")}),
+                               "prompt_tokens", "output_tokens", "thoughts_tokens",
+                               "cached_tokens", "cost", "latency_ms")}),
         ("Processing", {"fields": ("started_at", "finished_at", "not_before", "lease_expires_at",
                                    "claim_token")}),
     )
     readonly_fields = (
         "batch", "index", "status", "attempts", "conversation_key", "cached", "input_pre",
         "prompt_pre", "output_pre", "data", "error", "finish_reason", "model_version",
-        "prompt_tokens",
-        "output_tokens", "latency_ms", "started_at", "finished_at", "not_before",
+        "prompt_tokens", "output_tokens", "thoughts_tokens", "cached_tokens", "cost",
+        "latency_ms", "started_at", "finished_at", "not_before",
         "lease_expires_at", "claim_token",
     )
 
@@ -446,6 +467,53 @@ class BatchResultAdmin(admin.ModelAdmin):
 def _preview(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+
+# --- Cost -----------------------------------------------------------------------------------
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    list_display = ("model", "valid_from", "currency", "input_per_million", "output_per_million",
+                    "cached_input_per_million", "batch_discount_percent",
+                    "long_context_threshold")
+    list_filter = ("model", "currency")
+    search_fields = ("model",)
+    fieldsets = (
+        (None, {"fields": ("model", "valid_from", "currency", "source")}),
+        ("Per million tokens", {"fields": ("input_per_million", "output_per_million",
+                                           "thinking_per_million", "cached_input_per_million",
+                                           "batch_discount_percent")}),
+        ("Long context", {"fields": ("long_context_threshold", "long_input_per_million",
+                                     "long_output_per_million",
+                                     "long_cached_input_per_million")}),
+    )
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        costs.clear_price_cache()  # this process; workers look again within 30 s
+
+
+@admin.register(UserBudget)
+class UserBudgetAdmin(admin.ModelAdmin):
+    list_display = ("user", "monthly_limit", "month_to_date")
+    search_fields = ("user__username", "user__email")
+    autocomplete_fields = ()
+    raw_id_fields = ("user",)
+
+    @admin.display(description="spent this month")
+    def month_to_date(self, obj: UserBudget) -> str:
+        return costs.format_money(costs.month_spent(obj.user_id))
+
+
+@admin.register(MonthlySpend)
+class MonthlySpendAdmin(admin.ModelAdmin):
+    list_display = ("user", "month", "spent")
+    list_filter = ("month",)
+    search_fields = ("user__username",)
+    readonly_fields = ("user", "month", "spent")
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
 
 @admin.register(CachedAnswer)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
-from batches import services
+from batches import costs, services
 from batches.models import Batch, BatchResult, Progress, RowTally
 
 NOT_MOVING_HINT = ("Nothing is moving: is a worker running? "
@@ -68,7 +68,9 @@ def figures(batch: Batch) -> list[str]:
         f"Progress:  {p.percent}%: {p.summary}",
         f"Rate:      {p.rows_per_minute:,} rows/min",
         f"ETA:       {'-' if batch.is_finished else duration(p.eta_seconds)}",
-        f"Tokens:    {p.prompt_tokens:,} prompt + {p.output_tokens:,} output = {p.tokens:,}",
+        f"Tokens:    {p.prompt_tokens:,} prompt + {p.output_tokens:,} output = {p.tokens:,}"
+        + (f" (+ {batch.thoughts_tokens:,} thinking)" if batch.thoughts_tokens else ""),
+        *spend_lines(batch, c["pending"] + c["running"]),
     ]
     if fields := batch.output_fields:
         lines.insert(2, "Output:    columns " + ", ".join(f"{f.name} ({f.label})" for f in fields))
@@ -78,6 +80,18 @@ def figures(batch: Batch) -> list[str]:
                      f"{saved:,} tokens saved")
     if error := last_error(batch):
         lines.append(f"Last error: {error}")
+    return lines
+
+
+def spend_lines(batch: Batch, rows_left: int) -> list[str]:
+    spend = costs.batch_spend(batch, rows_left)
+    lines = [f"Spent:     {spend.spent_text}"
+             + (f" of a {spend.budget_text} budget" if spend.budget is not None else "")]
+    if rows_left:
+        lines.append(f"Rest:      about {spend.rest_text} for {plural(rows_left, 'row')} left "
+                     "(an estimate)")
+    month = costs.user_month(batch.owner_id)
+    lines.append(f"Owner:     {month.text}")
     return lines
 
 

@@ -11,11 +11,13 @@ CSV is opened by spreadsheet programs, so text cells that begin with a formula t
 leading `'` (OWASP CSV injection), in the header, the input and the model's output alike.
 XLSX needs no prefix: every text cell is written as a string cell (xlsxwriter with formula,
 URL and number conversion off), which Excel never evaluates, so `-5` stays `-5`. Numbers
-stay numbers. JSONL is data for programs and is written verbatim.
+stay numbers. JSONL is data for programs and is written verbatim. `cost` is the row's cost in
+the price's currency as exact decimal digits (empty or null: not answered, or price unknown).
 
 A columns batch (structured output) exports one column per output field instead of `output`
-(cells shaped by batches.outputs: lists joined, typed cells in XLSX), then status and error;
-its JSONL rows are {"row", "index", "input", "data", "status", "error"}.
+(cells shaped by batches.outputs: lists joined, typed cells in XLSX), then status, error,
+thoughts_tokens and cost; its JSONL rows are {"row", "index", "input", "data", "status",
+"error", "thoughts_tokens", "cost"}.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 import xlsxwriter
 from django.utils.text import slugify
@@ -38,9 +41,9 @@ from batches.prompts import format_value
 
 FORMATS = ("csv", "jsonl", "xlsx")
 RESULT_FIELDS = ("output", "status", "error", "attempts", "prompt_tokens", "output_tokens",
-                 "latency_ms")
+                 "latency_ms", "thoughts_tokens", "cost")
 # A columns batch: the input columns, one column per output field, then these.
-COLUMNS_RESULT_FIELDS = ("status", "error")
+COLUMNS_RESULT_FIELDS = ("status", "error", "thoughts_tokens", "cost")
 READ_CHUNK = 2000
 STREAM_CHUNK = 64 * 1024
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -131,29 +134,36 @@ def _row_number(source_line: int | None, index: int) -> int:
 def _cells(columns: Sequence[str], row: tuple) -> list:
     source_line, index, values = row[:3]
     values = values if isinstance(values, dict) else {}
-    return [_row_number(source_line, index)] + [values.get(c) for c in columns] + list(row[3:])
+    return ([_row_number(source_line, index)] + [values.get(c) for c in columns]
+            + [_exact(v) for v in row[3:]])
+
+
+def _exact(value: object) -> object:
+    # Money stays exact: the cost (a Decimal) is written as its digits, never as a float.
+    return f"{value:f}" if isinstance(value, Decimal) else value
 
 
 def _columns_chunks(fmt: str, batch: Batch, columns: list[str], fields: list,
                     statuses: Sequence[str] | None) -> Iterator[bytes]:
     """A columns batch: one column per output field (typed cells in XLSX)."""
-    rows = _rows(batch, statuses, ("data", "status", "error"))
+    rows = _rows(batch, statuses, ("data", *COLUMNS_RESULT_FIELDS))
     if fmt == "jsonl":
         return _jsonl_chunks(
             {"row": _row_number(line, i), "index": i, "input": values, "data": data,
-             "status": status, "error": error}
-            for line, i, values, data, status, error in rows)
+             "status": status, "error": error, "thoughts_tokens": thoughts,
+             "cost": _exact(cost)}
+            for line, i, values, data, status, error, thoughts, cost in rows)
     names = [f.name for f in fields]
     headers = ([row_header(columns)] + columns + names
                + result_headers(columns + names, COLUMNS_RESULT_FIELDS))
     cell = outputs.xlsx_cell if fmt == "xlsx" else (lambda v, f: outputs.cell_text(v))
 
     def cells(row: tuple) -> list:
-        line, index, values, data, status, error = row
+        line, index, values, data, *results = row
         values = values if isinstance(values, dict) else {}
         data = data if isinstance(data, dict) else {}
         return ([_row_number(line, index)] + [values.get(c) for c in columns]
-                + [cell(data.get(f.name), f) for f in fields] + [status, error])
+                + [cell(data.get(f.name), f) for f in fields] + [_exact(v) for v in results])
 
     writer = _xlsx_chunks if fmt == "xlsx" else _csv_chunks
     return writer(headers, (cells(row) for row in rows))

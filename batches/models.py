@@ -103,6 +103,16 @@ class Batch(models.Model):
     api_waiting_since = models.DateTimeField(null=True, blank=True)
     # Renewed by every slice working on the batch; rescue re-enqueues batches whose beat stopped.
     slice_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Cost (batches/costs): the thinking option ("off", "low", "default" or a token budget), an
+    # optional budget, and running totals the engine adds to in its bulk writes.
+    thinking = models.CharField(max_length=12, default="off")
+    budget = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    cost_spent = models.DecimalField(max_digits=18, decimal_places=9, default=0)
+    costed_rows = models.PositiveIntegerField(default=0)  # answers in cost_spent
+    unpriced_rows = models.PositiveIntegerField(default=0)  # answers with no price known
+    thoughts_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    prompt_chars = models.BigIntegerField(default=0)  # every rendered prompt, known at ingest
     # Receives this batch's events, signed with the owner's default secret (notifications).
     webhook_url = models.URLField(max_length=2000, blank=True)
 
@@ -291,6 +301,10 @@ class BatchResult(models.Model):
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    thoughts_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cached_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # Null while not answered, or when the model had no price at the time.
+    cost = models.DecimalField(max_digits=16, decimal_places=9, null=True, blank=True)
     # Ids of the BatchDocuments attached to this row's request, in order (after the prompt).
     # Nullable so that rows inserted by raw SQL (the benchmark's loader) need not name it.
     document_ids = models.JSONField(default=list, blank=True, null=True)
@@ -413,6 +427,79 @@ class RateBucket(models.Model):
     blocked_until = models.FloatField(default=0)  # unix time; nothing is spent before it
     failures = models.PositiveIntegerField(default=0)  # consecutive transient failures
     opened_at = models.FloatField(null=True, blank=True)  # when the circuit opened, unix time
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class ModelPrice(models.Model):
+    """A model's published price per million tokens from `valid_from` on (batches/costs)."""
+
+    model = models.CharField(max_length=100)
+    valid_from = models.DateTimeField(default=timezone.now)
+    currency = models.CharField(max_length=3, default="USD")
+    input_per_million = models.DecimalField(max_digits=12, decimal_places=6)
+    output_per_million = models.DecimalField(max_digits=12, decimal_places=6)
+    # Blank: thinking tokens are billed as output (the Gemini 2.5 models).
+    thinking_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True,
+                                               blank=True)
+    cached_input_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True,
+                                                   blank=True)
+    batch_discount_percent = models.DecimalField(max_digits=5, decimal_places=2, default=50)
+    # Prompts longer than this many tokens are billed at the long-context prices.
+    long_context_threshold = models.PositiveIntegerField(null=True, blank=True)
+    long_input_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True,
+                                                 blank=True)
+    long_output_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True,
+                                                  blank=True)
+    long_cached_input_per_million = models.DecimalField(max_digits=12, decimal_places=6,
+                                                        null=True, blank=True)
+    source = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["model", "-valid_from"]
+        constraints = [models.UniqueConstraint(fields=["model", "valid_from"],
+                                               name="price_unique_model_from")]
+
+    def __str__(self) -> str:
+        return f"{self.model} from {self.valid_from:%Y-%m-%d}"
+
+
+class UserBudget(models.Model):
+    """An operator's monthly spending limit for one user (else USER_MONTHLY_BUDGET)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="budget")
+    monthly_limit = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True,
+                                        help_text="Blank: no limit for this user.")
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.monthly_limit}"
+
+
+class MonthlySpend(models.Model):
+    """A user's spend in one calendar month, added to by the engine's bulk writes."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="monthly_spend")
+    month = models.DateField()  # the first day of the month
+    spent = models.DecimalField(max_digits=18, decimal_places=9, default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "month"],
+                                               name="spend_unique_user_month")]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.month:%Y-%m}: {self.spent}"
+
+
+class BudgetLedger(models.Model):
+    """Shared budget state for one key (a batch or a user's month) when Redis is not set:
+    spent so far and the reservations of rows in flight (batches/costs/store.py)."""
+
+    key = models.CharField(max_length=200, unique=True)
+    spent_nanos = models.BigIntegerField(default=0)
+    holds = models.JSONField(default=dict)  # claim token -> [nanos, unix expiry]
 
     def __str__(self) -> str:
         return self.key

@@ -9,10 +9,10 @@ from typing import IO, Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
-from batches import documents, ingest, notifications, outputs, prompts
+from batches import costs, documents, ingest, notifications, outputs, prompts
 from batches.engine import tasks
 from batches.models import Batch, BatchResult, Priority
 
@@ -97,6 +97,8 @@ def batch_create(
     start: bool = True,
     use_cache: bool = True,
     parent: Batch | None = None,
+    thinking: str = "off",
+    budget: Any = None,
 ) -> Batch:
     """Validate the input and create the batch with all its rows in one transaction, or nothing.
 
@@ -123,6 +125,8 @@ def batch_create(
     _check_settings(concurrency=concurrency, max_retries=max_retries, temperature=temperature,
                     max_output_tokens=max_output_tokens)
     priority = parse_priority(priority)
+    thinking = parse_thinking(thinking)
+    budget = parse_budget(budget)
     if file is None and rows is None and not files and not documents:
         raise InvalidInput("Send a file, rows or documents.", field="file")
     if files and not filename:
@@ -155,6 +159,8 @@ def batch_create(
             status=Batch.Status.PENDING if start else Batch.Status.DRAFT,
             use_cache=use_cache,
             parent=parent,
+            thinking=thinking,
+            budget=budget,
         )
     batch.warnings = list(intake.table.warnings)
     return batch
@@ -228,6 +234,100 @@ def _create_intake_rows(batch: Batch, intake: documents.Intake, template: prompt
     return total
 
 
+def parse_thinking(value: Any) -> str:
+    try:
+        return costs.parse_thinking(value)
+    except ValueError as err:
+        raise InvalidInput(str(err), field="thinking") from err
+
+
+def parse_budget(value: Any):
+    """A budget amount (Decimal) or None for no budget."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        return costs.parse_amount(value)
+    except ValueError as err:
+        raise InvalidInput(f"Budget: {err}", field="budget") from err
+
+
+def batch_estimate(
+    *,
+    owner,
+    prompt: str,
+    file: IO[bytes] | None = None,
+    filename: str = "",
+    rows: list[dict] | None = None,
+    model: str | None = None,
+    system_instruction: str = "",
+    temperature: float | None = None,
+    max_output_tokens: int | None = None,
+    concurrency: int = 16,
+    max_retries: int = 3,
+    sheet: str | None = None,
+    rpm_limit: int | None = None,
+    tpm_limit: int | None = None,
+    thinking: str = "off",
+    response_schema: dict | None = None,
+    output_fields: list[dict] | None = None,
+    files: list[tuple[str, IO[bytes]]] | None = None,
+    documents: list[tuple[str, IO[bytes]]] | None = None,
+    duplicates: str | None = None,
+    conversation_column: str = "",
+    **ignored: Any,
+) -> costs.Estimate:
+    """What batch_create with the same input would cost and take; creates nothing. The input is
+    checked as batch_create checks it, so the estimate refuses what Create would."""
+    prompt = normalise_newlines(prompt)
+    system_instruction = normalise_newlines(system_instruction or "")
+    try:
+        template = prompts.parse(prompt)
+    except prompts.TemplateError as err:
+        raise InvalidInput(str(err), field="prompt") from err
+    _check_settings(concurrency=concurrency, max_retries=max_retries, temperature=temperature,
+                    max_output_tokens=max_output_tokens)
+    thinking = parse_thinking(thinking)
+    if file is None and rows is None and not files and not documents:
+        raise InvalidInput("Send a file, rows or documents.", field="file")
+    source, intake = _gather(template, file=file, filename=filename, files=files, rows=rows,
+                             documents=documents, duplicates=duplicates, sheet=sheet)
+    model = model or settings.GEMINI_DEFAULT_MODEL
+    try:
+        _check_columns(intake.table, template, conversation_column)
+        output_schema(output_fields, response_schema, intake.table.columns)
+        estimate = costs.estimate(
+            model=model, prompts=(template.render(row) for row in intake.table.rows),
+            system_instruction=system_instruction, max_output_tokens=max_output_tokens,
+            thinking=thinking, concurrency=concurrency,
+            rpm_limit=rpm_limit if rpm_limit is not None else settings.GEMINI_RPM,
+            tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
+            output_tokens_per_row=costs.earlier_output_per_row(owner, model, prompt))
+    except ingest.IngestError as err:
+        raise _ingest_error(err, source) from err
+    finally:
+        intake.staging.discard()  # the estimate keeps no document
+    if intake.staging.files or template.file_columns:
+        estimate.notes.append("Attached documents are not counted in the input estimate; each "
+                              "adds its own tokens (Gemini counts 258 per PDF page).")
+    return estimate
+
+
+def batch_set_budget(*, batch: Batch, budget: Any) -> Batch:
+    """Set, raise, lower or remove (None) the batch's budget. A batch paused because its budget
+    was reached runs again once the new budget leaves room."""
+    amount = parse_budget(budget)
+    with transaction.atomic():
+        Batch.objects.filter(pk=batch.pk).update(budget=amount)
+        batch.refresh_from_db()
+        # The batch's own budget paused it (not the owner's monthly limit).
+        paused_by_budget = batch.paused and batch.last_error.startswith(
+            (costs.BUDGET_MESSAGE_PREFIXES[0], costs.BUDGET_MESSAGE_PREFIXES[2]))
+        if paused_by_budget and (amount is None or amount > batch.cost_spent):
+            Batch.objects.filter(pk=batch.pk).update(last_error="")
+            _reopen(batch)
+    return batch
+
+
 def output_schema(output_fields: list | None, response_schema: dict | None,
                   columns: list[str]) -> dict | None:
     """The schema a batch stores for its columns output, checked against the limits and the
@@ -289,10 +389,12 @@ def _numbered(table: ingest.Table) -> Iterator[tuple[dict, int | None]]:
 def _create_rows(batch: Batch, table: ingest.Table, template: prompts.Template,
                  conversation_column: str, *, start: int = 0,
                  documents_of: Callable[[dict], list[int]] | None = None) -> int:
-    total = 0
+    """Create the rows; the batch's prompt_chars grows by their rendered prompts (budgets
+    guess a row's cost from it before any answer)."""
+    total = chars = 0
     iterator = _numbered(table)
     while chunk := list(islice(iterator, CREATE_CHUNK)):
-        BatchResult.objects.bulk_create(
+        results = [
             BatchResult(
                 batch=batch,
                 index=start + total + i,
@@ -306,8 +408,11 @@ def _create_rows(batch: Batch, table: ingest.Table, template: prompts.Template,
                 document_ids=documents_of(row) if documents_of else [],
             )
             for i, (row, line) in enumerate(chunk)
-        )
+        ]
+        chars += sum(len(r.prompt) for r in results)
+        BatchResult.objects.bulk_create(results)
         total += len(chunk)
+    Batch.objects.filter(pk=batch.pk).update(prompt_chars=F("prompt_chars") + chars)
     return total
 
 
@@ -319,8 +424,10 @@ def _not_a_draft(batch: Batch, action: str) -> None:
 def _reopen(batch: Batch) -> None:
     """Make a batch with pending rows runnable again and start workers on it after commit."""
     changes = {}
-    if batch.status == Batch.Status.FAILED:
-        # A batch-level error (e.g. a missing API key) is what the user just fixed.
+    if batch.status == Batch.Status.FAILED or batch.last_error.startswith(
+            costs.BUDGET_MESSAGE_PREFIXES):
+        # A batch-level error (e.g. a missing API key) or a budget is what the user just fixed;
+        # a budget still reached pauses the batch again with a fresh message.
         changes["last_error"] = ""
     Batch.objects.filter(pk=batch.pk).update(
         status=Batch.Status.RUNNING if batch.started_at else Batch.Status.PENDING,

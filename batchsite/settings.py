@@ -212,6 +212,9 @@ BATCH_MAX_FILE_MB = envint("BATCH_MAX_FILE_MB", 20)
 BATCH_MAX_FILES_TOTAL_MB = envint("BATCH_MAX_FILES_TOTAL_MB", 500)
 BATCH_CREATE_RATE = os.environ.get("BATCH_CREATE_RATE", "60/hour")
 BATCH_MAX_ACTIVE_PER_USER = envint("BATCH_MAX_ACTIVE_PER_USER", 10)
+# Each user's spending limit per calendar month (money, e.g. "50.00"); empty: no limit. An
+# operator can set a user's own limit in the admin (User budgets).
+USER_MONTHLY_BUDGET = os.environ.get("USER_MONTHLY_BUDGET", "").strip() or None
 # A file chosen on the new-batch page is kept this long for its preview and Create.
 BATCH_STAGED_UPLOAD_HOURS = envint("BATCH_STAGED_UPLOAD_HOURS", 24)
 BATCH_LEASE_SECONDS = envint("BATCH_LEASE_SECONDS", 120)

@@ -52,9 +52,9 @@ def test_it_writes_csv_with_bom_header_and_rows_in_order(user):
                       statuses=["succeeded", "failed"], outputs=["A!", ""])
     rows = read_csv(batch)
     assert rows[0] == ["row", "text", "n", "output", "status", "error", "attempts",
-                       "prompt_tokens", "output_tokens", "latency_ms"]
-    assert rows[1] == ["1", "a", "1", "A!", "succeeded", "", "1", "3", "5", "12"]
-    assert rows[2] == ["2", "b", "2", "", "failed", "boom", "1", "", "", ""]
+                       "prompt_tokens", "output_tokens", "latency_ms", "thoughts_tokens", "cost"]
+    assert rows[1] == ["1", "a", "1", "A!", "succeeded", "", "1", "3", "5", "12", "", ""]
+    assert rows[2] == ["2", "b", "2", "", "failed", "boom", "1", "", "", "", "", ""]
 
 
 def test_it_neutralises_formulas_in_csv_output_and_input(formula_batch):
@@ -190,4 +190,4 @@ def test_xlsx_has_a_frozen_header_and_an_autofilter_over_the_rows(user):
     batch = orm_batch(user, [{"text": str(i)} for i in range(3)])
     sheet = openpyxl.load_workbook(io.BytesIO(read(batch, "xlsx"))).active
     assert sheet.freeze_panes == "A2"
-    assert sheet.auto_filter.ref == "A1:I4"  # row, text and 7 result columns
+    assert sheet.auto_filter.ref == "A1:K4"  # row, text and 9 result columns

@@ -82,7 +82,7 @@ def test_a_new_user_runs_columns_from_the_page_and_gets_typed_columns_back(
     export = client.get(f"/api/batches/{batch.pk}/export/?format=xlsx")
     rows = xlsx_rows(b"".join(export.streaming_content))
     assert rows[0] == ("row", "product", "rating", "review", "sentiment", "score", "reasons",
-                       "status", "error")
+                       "status", "error", "thoughts_tokens", "cost")
     scores = [row[5] for row in rows[1:]]
     assert len(scores) == 20 and all(isinstance(s, int) for s in scores)
     assert rows[1][6] == "; ".join(first.data["reasons"])
@@ -154,7 +154,8 @@ def test_the_api_takes_output_fields_and_returns_data_filtered_by_fields(api, fa
     lines = b"".join(api.get(f"/api/batches/{batch.pk}/export/?format=jsonl")
                      .streaming_content).decode().splitlines()
     first = json.loads(lines[0])
-    assert set(first) == {"row", "index", "input", "data", "status", "error"}
+    assert set(first) == {"row", "index", "input", "data", "status", "error", "thoughts_tokens",
+                          "cost"}
     assert first["data"] == rows[0]["data"] and first["input"] == {"text": "review 0"}
 
     refused = api.patch(f"/api/batches/{batch.pk}/", {"output_fields": API_FIELDS[:1]},
@@ -216,7 +217,7 @@ def test_the_cli_takes_fields_and_csv_export_has_one_column_per_field(
                     .streaming_content).decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == ["row", "product", "rating", "review", "sentiment", "score",
-                       "reviewed_on", "status", "error"]
+                       "reviewed_on", "status", "error", "thoughts_tokens", "cost"]
     first = batch.results.get(index=0).data
     assert rows[1][4:7] == [first["sentiment"], str(first["score"]), first["reviewed_on"]]
     datetime.date.fromisoformat(rows[1][6])
@@ -261,13 +262,13 @@ def test_exports_type_every_kind_of_cell_and_keep_status_filters(user, client):
 
     sheet = xlsx_rows(export("xlsx"))
     assert sheet[0] == ("row", "text", "ok", "n", "on", "tags", "extra", "note", "status",
-                        "error")
+                        "error", "thoughts_tokens", "cost")
     # Text is a string cell as it was (never a formula); the CSV gets the ' prefix instead.
     assert sheet[1] == (1, "a", True, 2.5, datetime.datetime(2024, 5, 6), "x; y", '{"a": 1}',
-                        "=SUM(A1)", "succeeded", None)
-    assert sheet[2][-2:] == ("failed", "boom")
+                        "=SUM(A1)", "succeeded", None, None, None)
+    assert sheet[2][-4:-2] == ("failed", "boom")
     rows = list(csv.reader(io.StringIO(export("csv", "&status=failed").decode("utf-8-sig"))))
-    assert rows == [list(sheet[0]), ["2", "b", "", "", "", "", "", "", "failed", "boom"]]
+    assert rows == [list(sheet[0]), ["2", "b", "", "", "", "", "", "", "failed", "boom", "", ""]]
 
     fragment = client.get(reverse("batch_detail", args=[batch.pk]) + "?status=failed",
                           **HX).content.decode()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import re
+from decimal import Decimal
+
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from batches import costs
 from batches.iterations import cache_figures
 from batches.models import Batch, BatchResult, Priority
 from batches.services import MAX_CONCURRENCY, MAX_RETRIES
@@ -39,6 +44,37 @@ class _NumberField(serializers.FloatField):
         return super().to_internal_value(data)
 
 
+MONEY_PATTERN = r"^[0-9]{1,8}(\.[0-9]{1,6})?$"
+
+
+@extend_schema_field({
+    "oneOf": [{"type": "string", "pattern": MONEY_PATTERN},
+              {"type": "number", "minimum": 0, "maximum": 99999999}],
+    "nullable": True,
+})
+class _MoneyField(serializers.DecimalField):
+    """An amount of money ("5.00" or 5; numbers are rounded to 6 decimal places), or null for
+    none (in a form body: empty or "null", see views.form_data)."""
+
+    def __init__(self, **kwargs):
+        kwargs.update(max_digits=14, decimal_places=6, allow_null=True)
+        super().__init__(**kwargs)
+
+    def validate_empty_values(self, data):
+        # DRF's DecimalField takes "" as null; here only null is.
+        return serializers.Field.validate_empty_values(self, data)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and re.fullmatch(MONEY_PATTERN, data):
+            return Decimal(data)
+        if isinstance(data, (int, float)) and not isinstance(data, bool) and math.isfinite(data):
+            value = Decimal(str(data)).quantize(Decimal("0.000001"))
+            if 0 <= value <= 99999999:
+                return value
+            raise serializers.ValidationError("Must be between 0 and 99999999.")
+        raise serializers.ValidationError("An amount of money, like 5 or \"12.50\".")
+
+
 class _BooleanField(serializers.BooleanField):
     """true or false (or their text, from a form); DRF's would also take 0, 1, "yes"..."""
 
@@ -68,6 +104,14 @@ class _BatchSettingsSerializer(serializers.Serializer):
     conversation_column = _StringField(
         max_length=200, required=False, allow_blank=True, default="",
         help_text="Rows sharing a value in this column form one multi-turn conversation.")
+    thinking = _StringField(
+        max_length=12, required=False, default="off",
+        help_text="off (the default), low, default (the model decides) or a thinking budget in "
+                  "tokens; sent as thinking_budget (Gemini 2.5) or thinking_level (Gemini 3).")
+    budget = _MoneyField(
+        required=False, default=None,
+        help_text="Most the batch may spend (in the price's currency); it pauses when the next "
+                  "rows would pass it.")
     webhook_url = _StringField(
         max_length=2000, required=False, allow_blank=True, default="",
         help_text="Receives this batch's events, signed with your default secret.")
@@ -222,6 +266,42 @@ class BatchUpdateSerializer(serializers.Serializer):
                   "makes the output text again.")
     response_schema = ResponseSchemaField(required=False, allow_null=True,
                                           help_text="Only while no row has run (409 after).")
+    budget = _MoneyField(
+        required=False,
+        help_text="Set, raise or remove (null) the budget; a batch paused at its budget goes on "
+                  "once the new one leaves room.")
+
+
+class SpendSerializer(serializers.Serializer):
+    spent = serializers.CharField(allow_null=True, help_text="Null: price unknown.")
+    budget = serializers.CharField(allow_null=True)
+    estimate_rest = serializers.CharField(
+        allow_null=True, help_text="Estimated cost of the rows not answered yet.")
+    currency = serializers.CharField()
+    unpriced_rows = serializers.IntegerField(help_text="Answers whose model had no price.")
+    price_known = serializers.BooleanField()
+
+
+class EstimateSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    rows = serializers.IntegerField()
+    prompt_chars = serializers.IntegerField()
+    sampled_rows = serializers.IntegerField(help_text="Rows counted with countTokens.")
+    method = serializers.ChoiceField(choices=["count_tokens", "chars_per_token"])
+    tokens_per_char = serializers.FloatField()
+    input_tokens = serializers.IntegerField()
+    output_tokens_low = serializers.IntegerField(allow_null=True)
+    output_tokens_high = serializers.IntegerField()
+    thinking_tokens_high = serializers.IntegerField()
+    currency = serializers.CharField(allow_null=True)
+    price_known = serializers.BooleanField()
+    cost_low = serializers.CharField(allow_null=True)
+    cost_high = serializers.CharField(allow_null=True)
+    batch_mode_cost_low = serializers.CharField(allow_null=True)
+    batch_mode_cost_high = serializers.CharField(allow_null=True)
+    seconds = serializers.IntegerField(allow_null=True)
+    notes = serializers.ListField(child=serializers.CharField())
+    summary = serializers.ListField(child=serializers.CharField())
 
 
 class DraftUpdateSerializer(BatchUpdateSerializer):
@@ -326,14 +406,21 @@ class BatchSummarySerializer(serializers.ModelSerializer):
     waiting_on_api_since = serializers.DateTimeField(
         source="api_waiting_since", read_only=True, allow_null=True,
         help_text="Set while the model API is unreachable and the batch waits for it.")
+    spent = serializers.SerializerMethodField(help_text="Spend so far; null: price unknown.")
 
     class Meta:
         model = Batch
         fields = ["id", "name", "owner", "status", "source_filename", "model", "priority",
                   "total_rows", "counts", "processed", "progress", "waiting_on_api_since",
                   "created_at",
-                  "started_at", "finished_at"]
+                  "started_at", "finished_at", "spent", "budget"]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_spent(self, batch: Batch) -> str | None:
+        if batch.unpriced_rows and not batch.costed_rows:
+            return None  # price unknown, never $0
+        return f"{batch.cost_spent:.6f}"
 
 
 class BatchSerializer(BatchSummarySerializer):
@@ -348,6 +435,7 @@ class BatchSerializer(BatchSummarySerializer):
                                            help_text="Null while the rate is unknown.")
     prompt_tokens = serializers.IntegerField(source="live.prompt_tokens", read_only=True)
     output_tokens = serializers.IntegerField(source="live.output_tokens", read_only=True)
+    spend = serializers.SerializerMethodField()
     webhook_url = serializers.CharField(read_only=True,
                                         help_text="Receives this batch's events; empty: none.")
     from_cache = serializers.SerializerMethodField(
@@ -362,7 +450,8 @@ class BatchSerializer(BatchSummarySerializer):
             "max_retries", "conversation_column", "columns", "rows_per_minute", "eta_seconds",
             "prompt_tokens", "output_tokens", "paused", "cancel_requested", "updated_at",
             "last_error", "warnings", "output_fields", "response_schema", "webhook_url",
-            "use_cache", "parent", "from_cache",
+            "use_cache", "parent", "from_cache", "thinking", "thoughts_tokens", "cached_tokens",
+            "spend",
         ]
         read_only_fields = fields
 
@@ -373,6 +462,11 @@ class BatchSerializer(BatchSummarySerializer):
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_warnings(self, batch: Batch) -> list[str]:
         return list(getattr(batch, "warnings", []))
+
+    @extend_schema_field(SpendSerializer)
+    def get_spend(self, batch: Batch) -> dict:
+        counts = batch.live.counts
+        return costs.batch_spend(batch, counts["pending"] + counts["running"]).as_dict()
 
     @extend_schema_field(OUTPUT_FIELDS_SCHEMA)
     def get_output_fields(self, batch: Batch) -> list[dict]:
@@ -402,7 +496,8 @@ class ResultSerializer(serializers.ModelSerializer):
         model = BatchResult
         fields = ["index", "row", "input", "prompt", "output", "status", "error", "attempts",
                   "prompt_tokens", "output_tokens", "latency_ms", "finish_reason",
-                  "model_version", "started_at", "finished_at", "data", "cached", "sample"]
+                  "model_version", "started_at", "finished_at", "data", "cached", "sample",
+                  "thoughts_tokens", "cached_tokens", "cost"]
         read_only_fields = fields
 
 

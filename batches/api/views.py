@@ -215,6 +215,21 @@ class PassThroughNegotiation(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
+# Nullable fields whose null a form body can only spell as text.
+FORM_NULLABLE = ("budget",)
+
+
+def form_data(request):
+    """The request's data, with a form body's empty or "null" nullable fields as null."""
+    if not request.content_type.startswith("multipart/"):
+        return request.data
+    data = request.data.copy()
+    for name in FORM_NULLABLE:
+        if name in data and data[name].strip().lower() in ("", "null"):
+            data[name] = None
+    return data
+
+
 def too_large(request) -> Response | None:
     """Refuse an oversized body from its Content-Length, before any of it is read or parsed."""
     limit = settings.BATCH_MAX_UPLOAD_MB
@@ -255,8 +270,8 @@ def upload_arguments(request, data: dict) -> dict:
     retrieve=extend_schema(summary="A batch with live progress",
                            responses={**AUTH_ERRORS, 200: s.BatchSerializer, 404: NOT_FOUND}),
     partial_update=extend_schema(
-        summary="Rename or change priority, concurrency, retries or (before rows run) output; "
-                "edit a draft",
+        summary="Rename or change priority, concurrency, retries, the budget or (before rows "
+                "run) output; edit a draft",
         description="Workers pick the change up at their next claim. The output "
                     "(output_fields or response_schema) answers 409 once rows have run, except "
                     "on a draft. A draft can also change its prompt, system instruction, model, "
@@ -321,24 +336,45 @@ class BatchViewSet(IterationActions, GenericViewSet):
     def create(self, request):
         if refused := too_large(request):
             return refused
+        batch = services.batch_create(owner=request.user, **self._create_input(request))
+        location = reverse("api:batch-detail", args=[batch.pk])
+        return self._batch_response(batch, http.HTTP_201_CREATED, headers={"Location": location})
+
+    def _create_input(self, request) -> dict:
         if request.content_type.startswith("multipart/"):
-            serializer = s.BatchFileCreateSerializer(data=request.data)
+            serializer = s.BatchFileCreateSerializer(data=form_data(request))
         else:
             serializer = s.BatchRowsCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = upload_arguments(request, dict(serializer.validated_data))
-        batch = services.batch_create(owner=request.user, **data)
-        location = reverse("api:batch-detail", args=[batch.pk])
-        return self._batch_response(batch, http.HTTP_201_CREATED, headers={"Location": location})
+        return upload_arguments(request, dict(serializer.validated_data))
+
+    @extend_schema(
+        summary="Estimate a batch's tokens, cost and time before creating it",
+        description="Same body as creating a batch; creates nothing. Input tokens come from "
+                    "countTokens on a sample of at most 20 rendered prompts (cached), applied "
+                    "to the characters of all of them; without countTokens, 4 characters per "
+                    "token (`method` says which).",
+        request={"multipart/form-data": s.BatchFileCreateSerializer,
+                 "application/json": s.BatchRowsCreateSerializer},
+        responses={**AUTH_ERRORS, 200: s.EstimateSerializer, 400: BAD_INPUT},
+    )
+    @action(detail=False, methods=["post"])
+    def estimate(self, request):
+        if refused := too_large(request):
+            return refused
+        estimate = services.batch_estimate(owner=request.user, **self._create_input(request))
+        return Response({**estimate.as_dict(), "summary": estimate.lines()})
 
     def retrieve(self, request, pk=None):
         return self._batch_response(self.get_object(), fresh=False)
 
     def partial_update(self, request, pk=None):
         batch = self.get_object()
-        serializer = s.DraftUpdateSerializer(data=request.data)
+        serializer = s.DraftUpdateSerializer(data=form_data(request))
         serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = dict(serializer.validated_data)
+        if "budget" in data:
+            batch = services.batch_set_budget(batch=batch, budget=data.pop("budget"))
         if batch.is_draft or any(f in data for f in s.DraftUpdateSerializer.DRAFT_ONLY):
             return self._batch_response(iterations.batch_edit_draft(batch=batch, **data))
         return self._batch_response(services.batch_update(batch=batch, **data))
@@ -465,11 +501,13 @@ class BatchViewSet(IterationActions, GenericViewSet):
             "Every row in index order with its current status: while the batch runs, rows not "
             "done yet have an empty output (filter with `status`). Columns: row (the row's line "
             "in the uploaded file, or its spreadsheet row), the input columns, then output, "
-            "status, error, attempts, prompt_tokens, output_tokens, latency_ms "
+            "status, error, attempts, prompt_tokens, output_tokens, latency_ms, "
+            "thoughts_tokens, cost (exact decimal digits) "
             "(prefixed `result_` if an input column has the name). A columns batch has one "
             "column per output field instead of output (lists joined with `; `; typed cells "
-            "in XLSX), then status and error; its JSONL rows are {index, input, data, status, "
-            "error}. In CSV and XLSX, text that "
+            "in XLSX), then status, error, thoughts_tokens and cost; its JSONL rows are "
+            "{row, index, input, data, status, error, thoughts_tokens, cost}. In CSV and XLSX, "
+            "text that "
             "begins with =, +, -, @, tab or carriage return gets a leading ' so spreadsheets do "
             "not run it; JSONL is verbatim."),
         parameters=[

@@ -36,12 +36,13 @@ async def answer_row(send: Send, row: ClaimedRow) -> Outcome:
                                  history=row.history + ((row.prompt, response.text),))
     repaired = await send(repair)
     both = _added(response, repaired)
+    calls = (response, repaired)
     try:
         data = outputs.check_answer(repaired.text, schema)
     except outputs.AnswerMismatch as mismatch:
         return Outcome(row, Kind.FAILED, error=mismatch.message, response=both,
-                       extra_attempts=1)
-    return Outcome(row, Kind.SUCCEEDED, response=both, data=data, extra_attempts=1)
+                       extra_attempts=1, calls=calls)
+    return Outcome(row, Kind.SUCCEEDED, response=both, data=data, extra_attempts=1, calls=calls)
 
 
 def from_cache(row: ClaimedRow) -> Outcome | None:
@@ -61,10 +62,13 @@ def from_cache(row: ClaimedRow) -> Outcome | None:
 
 
 def _added(first: Response, second: Response) -> Response:
-    """The repaired answer, with the tokens of both calls (both are billed)."""
+    """The repaired answer, with the tokens of both calls (both are billed; the cost is priced
+    per call from Outcome.calls)."""
     def total(a: int | None, b: int | None) -> int | None:
         return None if a is None and b is None else (a or 0) + (b or 0)
 
-    return dataclasses.replace(second, prompt_tokens=total(first.prompt_tokens,
-                                                           second.prompt_tokens),
-                               output_tokens=total(first.output_tokens, second.output_tokens))
+    return dataclasses.replace(
+        second, prompt_tokens=total(first.prompt_tokens, second.prompt_tokens),
+        output_tokens=total(first.output_tokens, second.output_tokens),
+        thoughts_tokens=total(first.thoughts_tokens, second.thoughts_tokens),
+        cached_tokens=total(first.cached_tokens, second.cached_tokens))

@@ -14,13 +14,14 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings as django_settings
 from django.db import connection, transaction
 from django.db.models import Exists, F, Min, OuterRef, Q
 from django.utils import timezone
 
-from batches import notifications
+from batches import costs, notifications
 from batches.engine import reuse
 from batches.models import Batch, BatchResult
 from batches.providers import Request, Response
@@ -45,6 +46,7 @@ class BatchSettings:
     max_retries: int
     rpm_limit: int | None
     tpm_limit: int | None
+    thinking: str = "off"
     owner_id: int = 0
     use_cache: bool = False
 
@@ -60,6 +62,9 @@ class ClaimedRow:
     token: uuid.UUID
     # Earlier (prompt, answer) turns of the row's conversation, oldest first.
     history: tuple[tuple[str, str], ...] = ()
+    # The row's share of the claim's budget reservation (nanos) and the budgets it is held in.
+    reserved: int = 0
+    budget_keys: tuple[str, ...] = ()
     # BatchDocument ids attached after the prompt (batches.documents.parts).
     documents: tuple[int, ...] = ()
     # Result cache: the row's key (None when the batch opted out), and the answer found for it.
@@ -73,7 +78,7 @@ class ClaimedRow:
             model=batch.model, prompt=self.prompt, history=self.history,
             system_instruction=batch.system_instruction, temperature=batch.temperature,
             max_output_tokens=batch.max_output_tokens, response_schema=batch.response_schema,
-            documents=documents,
+            thinking=batch.thinking, documents=documents,
         )
 
 
@@ -94,6 +99,16 @@ class Outcome:
     not_before: datetime | None = None
     data: object = None  # the validated answer of a columns batch (engine.answers)
     extra_attempts: int = 0  # a repair request spent one more attempt
+    # Every billed call behind `response` when there were several (a repair); each is priced on
+    # its own. Empty: `response` is the only call.
+    calls: tuple[Response, ...] = ()
+
+    def cost(self, now: datetime):
+        """What the answer's calls cost (Decimal), None: price unknown."""
+        assert self.response is not None
+        if self.cached:
+            return Decimal(0)  # the result cache's answer was not billed again
+        return costs.calls_cost(self.row.batch.model, self.calls or (self.response,), now)
     cached: bool = False  # the answer came from the result cache
 
 
@@ -173,7 +188,8 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
         batch = runnable_batches().select_for_update().filter(pk=batch_id).first()
         if batch is None:
             return []
-        running = BatchResult.objects.filter(batch=batch, status=RUNNING).count() - unwritten
+        in_flight = BatchResult.objects.filter(batch=batch, status=RUNNING).count()
+        running = in_flight - unwritten
         if others is not None:
             others[batch_id] = max(0, running - held)
         n = min(limit, batch.concurrency - running)
@@ -191,8 +207,20 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
                 _earlier_turns(BatchResult.Status.PENDING, RUNNING)))
         candidates = candidates.order_by("index")
         token = uuid.uuid4()
-        claim = dict(status=RUNNING, claim_token=token, started_at=now,
-                     lease_expires_at=now + timedelta(seconds=lease_s))
+        expires = now + timedelta(seconds=lease_s)
+        claim = dict(status=RUNNING, claim_token=token, started_at=now, lease_expires_at=expires)
+        # Unwritten rows still hold their reservations until their write settles them.
+        budget = costs.claim_budget(batch, n=n, token=str(token), expires_at=expires.timestamp(),
+                                    running=in_flight)
+        if budget.pause_message:
+            Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.PAUSED, paused=True,
+                                                     last_error=budget.pause_message)
+            notifications.record_batch_event(batch.pk, notifications.EventType.PAUSED,
+                                             reason=notifications.PauseReason.BUDGET)
+            return []
+        n = budget.rows
+        if n <= 0:
+            return []
         if connection.vendor == "postgresql":
             ids = list(candidates.select_for_update(skip_locked=True)
                        .values_list("id", flat=True)[:n])
@@ -201,6 +229,7 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
             count = BatchResult.objects.filter(
                 id__in=candidates.values("id")[:n], status=PENDING
             ).update(**claim)
+        costs.trim(budget, str(token), count)
         if not count:
             if batch.conversation_column:
                 _fail_orphan_turns(batch, now)
@@ -220,6 +249,7 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
     claimed = [
         ClaimedRow(id=id_, batch=settings, index=index, prompt=prompt, conversation_key=key,
                    attempts=attempts, token=token, history=histories.get(id_, ()),
+                   reserved=budget.per_row, budget_keys=budget.keys,
                    documents=tuple(docs or ()))
         for id_, index, prompt, key, attempts, docs, _ in rows
     ]
@@ -269,8 +299,8 @@ def _settings_of(batch: Batch) -> BatchSettings:
         id=batch.pk, model=batch.model_name, system_instruction=batch.system_instruction,
         temperature=batch.temperature, max_output_tokens=batch.max_output_tokens,
         response_schema=batch.response_schema, max_retries=batch.max_retries,
-        rpm_limit=batch.rpm_limit, tpm_limit=batch.tpm_limit, owner_id=batch.owner_id,
-        use_cache=batch.use_cache,
+        rpm_limit=batch.rpm_limit, tpm_limit=batch.tpm_limit, thinking=batch.thinking,
+        owner_id=batch.owner_id, use_cache=batch.use_cache,
     )
 
 
@@ -294,39 +324,55 @@ def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None) -
             .values_list("pk", "cancel_requested")
         )
         successes = [o for o in outcomes if o.kind is Kind.SUCCEEDED]
-        tokens = _write_successes(successes, now)
+        tokens, spend = _write_successes(successes, now)
+        settled = [(o.row.budget_keys, str(o.row.token), o.row.reserved,
+                    spend.row_costs.get(o.row.id, 0))
+                   for o in successes if o.row.id in spend.row_costs]
         for outcome in outcomes:
             if outcome.kind is Kind.SUCCEEDED:
                 continue
             batch_id = outcome.row.batch.id
-            if not _write_one(outcome, now, cancelled=cancelled.get(batch_id, True)):
+            # A columns answer that failed validation was still answered, and billed.
+            billed = outcome.kind is Kind.FAILED and outcome.response is not None
+            cost = outcome.cost(now) if billed else None
+            if not _write_one(outcome, now, cancelled=cancelled.get(batch_id, True), cost=cost):
                 continue  # the lease was lost: a newer claim owns the row now
+            if billed:
+                _add_failed_answer(tokens, spend, outcome, cost)
+            settled.append((outcome.row.budget_keys, str(outcome.row.token),
+                            outcome.row.reserved, spend.row_costs.get(outcome.row.id, 0)))
             if outcome.kind is Kind.FAILED and outcome.row.conversation_key:
                 BatchResult.objects.filter(
                     batch_id=batch_id, conversation_key=outcome.row.conversation_key,
                     index__gt=outcome.row.index, status=PENDING,
                 ).update(status=BatchResult.Status.FAILED, error=EARLIER_TURN_FAILED,
                          finished_at=now, not_before=None)
-        for batch_id, (prompt_tokens, output_tokens, *saved) in tokens.items():
+        for batch_id in sorted(set(tokens) | set(spend.per_batch)):
+            prompt_tokens, output_tokens, *saved = tokens.get(batch_id, (0, 0, 0, 0, 0))
             # Any answer means the API is back for this batch.
             Batch.objects.filter(pk=batch_id).update(
                 prompt_tokens=F("prompt_tokens") + prompt_tokens,
                 output_tokens=F("output_tokens") + output_tokens,
                 api_waiting_since=None,
+                **spend.batch_updates(batch_id),
                 **reuse.savings_update(*saved),
             )
+        costs.add_monthly_spend(spend.per_owner, now)
         _apply_events(events, now)
+    # After the commit: a claim that sees the reservation gone sees the spend too.
+    costs.settle(settled)
     finalise(batch_ids)
     return set(batch_ids)
 
 
-def _write_successes(outcomes: list[Outcome], now: datetime,
-                     ) -> dict[int, tuple[int, int, int, int, int]]:
+def _write_successes(outcomes: list[Outcome], now: datetime
+                     ) -> tuple[dict[int, tuple[int, int, int, int, int]], costs.Spend]:
     """Write successes in one statement (the hot path), each only if this slice still holds its
     claim. Returns per batch, of the rows actually written: (prompt, output) tokens paid for,
-    then the rows from the cache and the (prompt, output) tokens they saved."""
+    then the rows from the cache and the (prompt, output) tokens they saved; and their cost."""
+    spend = costs.Spend()
     if not outcomes:
-        return {}
+        return {}, spend
     field = BatchResult._meta.get_field
 
     def prep(name: str, value):
@@ -336,19 +382,24 @@ def _write_successes(outcomes: list[Outcome], now: datetime,
         f"UPDATE {BatchResult._meta.db_table} SET status = %s, output = %s, error = '', "
         "finish_reason = %s, model_version = %s, prompt_tokens = %s, output_tokens = %s, "
         "latency_ms = %s, finished_at = %s, not_before = NULL, attempts = attempts + %s, "
-        "data = %s, cached = %s, claim_token = NULL, lease_expires_at = NULL "
+        "data = %s, cached = %s, claim_token = NULL, lease_expires_at = NULL, "
+        "thoughts_tokens = %s, cached_tokens = %s, cost = %s "
         "WHERE id = %s AND claim_token = %s AND status = %s"
     )
     finished_at = prep("finished_at", now)
     params = []
+    row_costs = {}
+    owners = {o.row.id: o.row.batch.owner_id for o in outcomes}
     for o in outcomes:
         response = o.response
         assert response is not None
+        row_costs[o.row.id] = cost = o.cost(now)
         params.append((
             BatchResult.Status.SUCCEEDED, response.text, response.finish_reason[:40],
             response.model_version[:100], response.prompt_tokens, response.output_tokens,
             o.latency_ms, finished_at, 0 if o.cached else 1 + o.extra_attempts,
-            prep("data", o.data), o.cached, o.row.id,
+            prep("data", o.data), o.cached, response.thoughts_tokens, response.cached_tokens,
+            prep("cost", cost), o.row.id,
             prep("claim_token", o.row.token), RUNNING,
         ))
     with connection.cursor() as cursor:
@@ -362,18 +413,44 @@ def _write_successes(outcomes: list[Outcome], now: datetime,
     )
     done = [o for o in outcomes if o.row.id in written]
     reuse.remember(done)
-    return reuse.tally(done)
+    for o in done:
+        if o.cached:
+            spend.row_costs[o.row.id] = 0  # settles its reservation, adds nothing
+            continue
+        r = o.response
+        spend.add(o.row.id, o.row.batch.id, owners[o.row.id], row_costs[o.row.id],
+                  r.thoughts_tokens or 0, r.cached_tokens or 0)
+    return reuse.tally(done), spend
 
 
-def _write_one(outcome: Outcome, now: datetime, *, cancelled: bool) -> bool:
+def _add_failed_answer(tokens: dict[int, tuple[int, int, int, int, int]], spend: costs.Spend,
+                       outcome: Outcome, cost) -> None:
+    """Count a failed but billed answer's tokens and cost, as a success's are."""
+    response, row = outcome.response, outcome.row
+    assert response is not None
+    p, o, *saved = tokens.get(row.batch.id, (0, 0, 0, 0, 0))
+    tokens[row.batch.id] = (p + (response.prompt_tokens or 0), o + (response.output_tokens or 0),
+                            *saved)
+    spend.add(row.id, row.batch.id, row.batch.owner_id, cost, response.thoughts_tokens or 0,
+              response.cached_tokens or 0)
+
+
+def _write_one(outcome: Outcome, now: datetime, *, cancelled: bool, cost=None) -> bool:
     """Write a failure or a return to pending (successes go through _write_successes)."""
     row = outcome.row
     mine = BatchResult.objects.filter(pk=row.id, claim_token=row.token, status=RUNNING)
     released = dict(claim_token=None, lease_expires_at=None)
     kind = outcome.kind
     if kind is Kind.FAILED:
-        # A columns answer that failed validation keeps its raw text for the user to see.
-        answer = {"output": outcome.response.text} if outcome.response else {}
+        # A columns answer that failed validation keeps its raw text, its usage and its cost.
+        answer = {}
+        if response := outcome.response:
+            answer = dict(output=response.text, prompt_tokens=response.prompt_tokens,
+                          output_tokens=response.output_tokens,
+                          thoughts_tokens=response.thoughts_tokens,
+                          cached_tokens=response.cached_tokens, cost=cost,
+                          finish_reason=response.finish_reason[:40],
+                          model_version=response.model_version[:100])
         return bool(mine.update(
             status=BatchResult.Status.FAILED, error=outcome.error, latency_ms=outcome.latency_ms,
             finished_at=now, not_before=None, attempts=F("attempts") + 1 + outcome.extra_attempts,
@@ -426,13 +503,16 @@ def release_rows(rows: list[ClaimedRow]) -> int:
 
 # Leases and heartbeats ------------------------------------------------------------------------
 
-def renew_leases(tokens: set[uuid.UUID], batch_ids: set[int], *, lease_s: float) -> int:
-    """Extend the leases this slice holds and mark its batches as having a live slice."""
+def renew_leases(tokens: set[uuid.UUID], batch_ids: set[int], *, lease_s: float,
+                 budget_keys: Collection[str] = ()) -> int:
+    """Extend the leases this slice holds (and their budget reservations) and mark its batches
+    as having a live slice."""
     now = timezone.now()
     if batch_ids:
         Batch.objects.filter(pk__in=batch_ids).update(slice_heartbeat_at=now)
     if not tokens:
         return 0
+    costs.renew(budget_keys, tokens, (now + timedelta(seconds=lease_s)).timestamp())
     return BatchResult.objects.filter(
         batch_id__in=batch_ids, status=RUNNING, claim_token__in=tokens
     ).update(lease_expires_at=now + timedelta(seconds=lease_s))

@@ -268,8 +268,10 @@ class Slice:
     async def _renew(self) -> None:
         tokens = {row.token for row, _ in self.inflight.values()}
         batch_ids = {row.batch.id for row, _ in self.inflight.values()}
+        keys = {key for row, _ in self.inflight.values() for key in row.budget_keys}
         try:
-            await self._db(db.renew_leases, tokens, batch_ids, lease_s=self.lease_s)
+            await self._db(db.renew_leases, tokens, batch_ids, lease_s=self.lease_s,
+                           budget_keys=keys)
         except DatabaseError:
             log.exception("Renewing leases failed")
 
@@ -340,7 +342,8 @@ class Slice:
             raise
         await limits.record_success(model, run_db=self._run_db)
         if batch.tpm_limit:
-            used = (response.prompt_tokens or 0) + (response.output_tokens or 0)
+            used = ((response.prompt_tokens or 0) + (response.output_tokens or 0)
+                    + (response.thoughts_tokens or 0))
             await limits.settle(model, tpm=batch.tpm_limit, delta=used - estimate,
                                 run_db=self._run_db)
         return response

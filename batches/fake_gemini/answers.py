@@ -70,6 +70,44 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
+def invalid_key() -> dict:
+    return error_body(400, "API key not valid. Please pass a valid API key.", [
+        {"@type": _TYPE + "ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com"}])
+
+
+def count_tokens(body: Any) -> dict:
+    """A countTokens answer: one token per word of every text part, like generateContent's
+    promptTokenCount. Takes `contents`, or a whole `generateContentRequest` (with its
+    systemInstruction), as the REST API does."""
+    if not isinstance(body, dict):
+        body = {}
+    request = body.get("generateContentRequest")
+    source = request if isinstance(request, dict) else body
+    contents = source.get("contents") or []
+    tokens = sum(_words(text_of(c)) for c in contents)
+    tokens += _words(text_of(source.get("systemInstruction")))
+    return {"totalTokens": tokens,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens}]}
+
+
+# What a thinking level caps thinking at (the REST API's ThinkingLevel values).
+LEVEL_TOKENS = {"MINIMAL": 0, "LOW": 1024, "MEDIUM": 8192, "HIGH": None}
+
+
+def thoughts(config: dict, amount: int) -> int:
+    """Thinking tokens an answer reports: the model's own amount, capped by the request's
+    thinkingBudget (0 turns it off, -1 leaves it dynamic) or thinkingLevel."""
+    # Google's JSON parser takes field names in lowerCamelCase and snake_case alike, and
+    # google-genai 3.4 sends thinkingConfig's fields in snake_case.
+    thinking = config.get("thinkingConfig") or config.get("thinking_config") or {}
+    budget = thinking.get("thinkingBudget", thinking.get("thinking_budget"))
+    if isinstance(budget, int) and budget >= 0:
+        return min(budget, amount)
+    level = thinking.get("thinkingLevel", thinking.get("thinking_level", ""))
+    cap = LEVEL_TOKENS.get(str(level).upper())
+    return min(cap, amount) if cap is not None else amount
+
+
 def text_of(content: Any) -> str:
     """The joined text parts of one Content dict; "" for anything else."""
     if not isinstance(content, dict):
@@ -95,9 +133,7 @@ class GeminiAnswers:
                                        "without established identity). Please use API Key or "
                                        "other form of API consumer identity to call this API.")
         if k.require_key is not None and api_key != k.require_key:
-            return 400, {}, error_body(400, "API key not valid. Please pass a valid API key.", [
-                {"@type": _TYPE + "ErrorInfo", "reason": "API_KEY_INVALID",
-                 "domain": "googleapis.com"}])
+            return 400, {}, invalid_key()
         if k.down:
             return 503, {}, error_body(503)
         if k.daily_quota_exhausted:
@@ -178,4 +214,8 @@ class GeminiAnswers:
             candidate["content"]["parts"] = [{"text": text}]
             usage["candidatesTokenCount"] = _words(text)
             usage["totalTokenCount"] = prompt_tokens + _words(text)
+            thought = thoughts(config, k.thinking_tokens)
+            if thought:
+                usage["thoughtsTokenCount"] = thought
+                usage["totalTokenCount"] += thought
         return {"candidates": [candidate], "usageMetadata": usage, **reply}

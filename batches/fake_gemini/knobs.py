@@ -41,6 +41,9 @@ class Knobs:
     # `make demo`: plausible answers (fake_gemini/demo.py) instead of the echo tests rely on.
     demo_answers: bool = False
     log_limit: int = 100_000
+    # Thinking tokens an answer reports when the request leaves thinking to the model; a
+    # thinking budget (or level) caps it, a budget of 0 turns it off.
+    thinking_tokens: int = 0
 
     def update(self, **changes: Any) -> None:
         names = {f.name for f in dataclasses.fields(self)}

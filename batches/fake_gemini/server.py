@@ -19,7 +19,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from batches.fake_gemini.answers import (
     GeminiAnswers,
+    count_tokens,
     error_body,
+    invalid_key,
     text_of,
 )
 from batches.fake_gemini.files import FakeFiles
@@ -34,6 +36,7 @@ class FakeGeminiApp:
         self.stats = Stats(knobs.log_limit)
         self.files = FakeFiles(knobs)
         self._answers = GeminiAnswers(knobs, self.stats, self.files)
+        self.count_tokens_calls = 0
 
     async def handle(
         self, method: str, target: str, headers: dict[str, str], body: bytes
@@ -44,6 +47,9 @@ class FakeGeminiApp:
             model = path.rsplit("/models/", 1)[1].removesuffix(":generateContent")
             api_key = headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
             return await self._generate(model, api_key, body)
+        if method == "POST" and "/models/" in path and path.endswith(":countTokens"):
+            api_key = headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
+            return self._count_tokens(api_key, body)
         base = "http://" + headers.get("host", "127.0.0.1")
         if method == "POST" and path.startswith("/upload/") and path.endswith("/files"):
             if "upload_id" in query:
@@ -70,6 +76,19 @@ class FakeGeminiApp:
                     return 400, {}, error_body(400, str(exc))
             return 200, {}, dataclasses.asdict(self.knobs)
         return 404, {}, error_body(404, f"Unknown route {method} {path}")
+
+    def _count_tokens(self, api_key: str, raw: bytes) -> tuple[int, dict, dict]:
+        self.count_tokens_calls += 1
+        if not api_key or (self.knobs.require_key is not None
+                           and api_key != self.knobs.require_key):
+            return 400, {}, invalid_key()
+        if self.knobs.down:
+            return 503, {}, error_body(503)
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            return 400, {}, error_body(400, "Invalid JSON payload received.")
+        return 200, {}, count_tokens(body)
 
     async def _generate(self, model: str, api_key: str, raw: bytes) -> tuple[int, dict, dict]:
         try:

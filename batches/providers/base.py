@@ -36,6 +36,8 @@ class Request:
     max_output_tokens: int | None = None
     # A JSON schema; asks for application/json output.
     response_schema: dict | None = None
+    # "off", "low", "default" (the model decides) or a token budget (digits).
+    thinking: str = "default"
     # Documents attached to the last user turn, after its text.
     documents: tuple[Attachment, ...] = ()
 
@@ -45,8 +47,10 @@ class Response:
     text: str
     finish_reason: str
     prompt_tokens: int | None
-    output_tokens: int | None
+    output_tokens: int | None  # the answer (candidates), without thinking
     model_version: str
+    thoughts_tokens: int | None = None
+    cached_tokens: int | None = None
 
 
 class ProviderError(Exception):

@@ -126,6 +126,18 @@ class GeminiProvider:
                 f"Gemini request timed out after {self.timeout_s:g} s"
             ) from None
 
+    def count_tokens(self, model: str, text: str) -> int:
+        """Tokens of `text` as one user turn, by the model's own countTokens endpoint."""
+        try:
+            reply = self._client.models.count_tokens(model=model, contents=text)
+        except errors.APIError as exc:
+            raise self._api_error(exc) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise RetryableError(self._scrub(f"countTokens failed: {exc}")) from None
+        if reply.total_tokens is None:
+            raise PermanentError("countTokens answered without a token count")
+        return reply.total_tokens
+
     async def aclose(self) -> None:
         """Close the running loop's connections; call it last thing before the loop ends.
 
@@ -198,7 +210,46 @@ def _config(request: Request) -> types.GenerateContentConfig | None:
         options["max_output_tokens"] = request.max_output_tokens
     if request.response_schema is not None:
         options.update(_schema_options(request.model, request.response_schema))
+    thinking = thinking_config(request.model, request.thinking)
+    if thinking is not None:
+        options["thinking_config"] = thinking
     return types.GenerateContentConfig(**options) if options else None
+
+
+_VERSION = re.compile(r"gemini-(\d+(?:\.\d+)?)")
+# Thinking budgets the Gemini 2.5 models accept (tokens): Pro cannot switch thinking off.
+_BUDGET_RANGES = {"pro": (128, 32768), "flash-lite": (512, 24576), "flash": (1, 24576)}
+LOW_THINKING_TOKENS = 1024
+
+
+def thinking_config(model: str, option: str) -> types.ThinkingConfig | None:
+    """The batch's thinking option ("off", "low", "default", or a token budget) as the model
+    takes it: Gemini 2.5 a `thinking_budget`, Gemini 3 and later a `thinking_level`; None leaves
+    the model's own default (and models without thinking alone)."""
+    match = _VERSION.search(model)
+    if not match or not option or option == "default":
+        return None
+    version = float(match.group(1))
+    budget = {"off": 0, "low": LOW_THINKING_TOKENS}.get(option)
+    if budget is None:
+        if not option.isdigit():
+            return None
+        budget = int(option)
+    if version < 2.5:
+        return None
+    if version < 3:
+        kind = next(k for k in _BUDGET_RANGES if k in model or k == "flash")
+        low, high = _BUDGET_RANGES[kind]
+        if budget == 0 and kind != "pro":
+            return types.ThinkingConfig(thinking_budget=0)
+        return types.ThinkingConfig(thinking_budget=max(low, min(high, budget)))
+    if budget == 0:
+        level = types.ThinkingLevel.MINIMAL if "flash" in model else types.ThinkingLevel.LOW
+    elif budget <= LOW_THINKING_TOKENS:
+        level = types.ThinkingLevel.LOW
+    else:
+        level = types.ThinkingLevel.HIGH
+    return types.ThinkingConfig(thinking_level=level)
 
 
 # Google documents JSON Schema output (responseJsonSchema, with the schema's key order kept) for
@@ -238,18 +289,14 @@ def _response(reply: types.GenerateContentResponse, model: str) -> Response:
         # SAFETY, RECITATION, PROHIBITED_CONTENT, BLOCKLIST, SPII... or simply nothing.
         raise PermanentError(f"The model returned no text (finish reason: {finish})")
     usage = reply.usage_metadata
-    output_tokens = None
-    if usage is not None and (usage.candidates_token_count, usage.thoughts_token_count) != (
-        None, None
-    ):
-        # Thinking tokens are billed and rate-limited as output too.
-        output_tokens = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
     return Response(
         text=text,
         finish_reason=finish,
         prompt_tokens=usage.prompt_token_count if usage is not None else None,
-        output_tokens=output_tokens,
+        output_tokens=usage.candidates_token_count if usage is not None else None,
         model_version=reply.model_version or model,
+        thoughts_tokens=usage.thoughts_token_count if usage is not None else None,
+        cached_tokens=usage.cached_content_token_count if usage is not None else None,
     )
 
 

@@ -28,6 +28,7 @@ KEY_INPUTS: tuple[str, ...] = (
     "temperature",
     "max_output_tokens",
     "response_schema",
+    "thinking",  # the thinking option changes the answer and what it costs
 )
 NOT_IN_KEY: tuple[str, ...] = ()
 # Request fields that change the answer but enter the key as a named extra of the same name:

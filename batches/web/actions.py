@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from batches import batch_rows, services
+from batches import batch_rows, costs, services
 from batches.models import Batch
 from batches.web.forms import RowsUploadForm
 from batches.web.pages import _get_batch_or_404, _progress_context
@@ -116,6 +116,18 @@ def _retry_row_in_place(request: HttpRequest, batch_id: int, index: int) -> Http
                "progress_oob": True}
     context.update(_progress_context(batch))
     return render(request, "batches/partials/batch_detail_row_retried.html", context)
+
+
+@login_required
+@require_POST
+def batch_budget(request: HttpRequest, batch_id: int) -> HttpResponse:
+    def set_budget(batch: Batch) -> str:
+        batch = services.batch_set_budget(batch=batch, budget=request.POST.get("budget", ""))
+        if batch.budget is None:
+            return "The batch has no budget now."
+        return f"Budget set to {costs.format_money(batch.budget)}."
+
+    return _act(request, batch_id, set_budget)
 
 
 @login_required

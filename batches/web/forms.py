@@ -66,6 +66,15 @@ class UploadLimitHandler(FileUploadHandler):
                             size=file_size, charset=self.charset)
 
 
+THINKING_CHOICES = [
+    ("off", "Off (cheapest; Gemini 2.5 Pro still thinks at least 128 tokens)"),
+    ("low", "Low (up to about 1,024 tokens a row)"),
+    ("4096", "Up to 4,096 tokens a row"),
+    ("8192", "Up to 8,192 tokens a row"),
+    ("default", "The model decides (can be thousands of tokens a row)"),
+]
+
+
 def _model_choices() -> list[tuple[str, str]]:
     models = list(settings.GEMINI_MODELS)
     if settings.GEMINI_DEFAULT_MODEL not in models:
@@ -168,6 +177,13 @@ class BatchForm(RowsUploadForm):
         widget=forms.TextInput(attrs={"list": "column-names", "autocomplete": "off"}),
         help_text="Rows sharing this column's value run in order, as one chat.",
     )
+    thinking = forms.ChoiceField(
+        choices=THINKING_CHOICES, initial="off", required=False,
+        help_text="Thinking tokens are paid as output: off suits classification and extraction.")
+    budget = forms.DecimalField(
+        required=False, min_value=0, max_digits=14, decimal_places=2,
+        widget=forms.NumberInput(attrs={"step": "0.01", "placeholder": "no budget"}),
+        help_text="The batch pauses before it would spend more (USD).")
     # The Output section (batches/web/output.py reads the field editor's rows).
     output_mode = forms.ChoiceField(choices=[("text", "Text"), ("columns", "Columns")],
                                     initial="text", required=False)
@@ -226,6 +242,8 @@ class BatchForm(RowsUploadForm):
             "conversation_column": data["conversation_column"].strip(),
             "webhook_url": data["webhook_url"].strip(),
             "use_cache": not data["always_call_model"],
+            "thinking": data["thinking"] or "off",
+            "budget": data["budget"],
         }
 
     def add_service_error(self, err: ServiceError) -> None:

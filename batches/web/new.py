@@ -266,3 +266,34 @@ def batch_new_preview(request: HttpRequest) -> HttpResponse:
         context.update(file_error=size_error, blocking=True)
     context["oob"] = True
     return render(request, "batches/partials/batch_new_preview.html", context)
+
+
+@login_required
+@require_POST
+def batch_new_estimate(request: HttpRequest) -> HttpResponse:
+    """The estimate fragment: tokens, cost range and time for the form as filled in. One
+    spreadsheet is read from its staged copy (the one the preview shows and Create uses);
+    documents and several spreadsheets come with the request, as they do with Create."""
+    staged, size_error = (None, "") if _several(request) else _staged_from(request)
+    form = BatchForm(request.POST, request.FILES, staged=staged)
+    # A file sent along was staged now: the page's staged_upload must name it from here on.
+    context: dict[str, Any] = {"staged": staged,
+                               "oob": bool(staged and request.FILES.get("file"))}
+    if size_error:
+        context["estimate_error"] = size_error
+    elif not form.is_valid():
+        context["estimate_error"] = "Choose a file and write a prompt first." if (
+            "file" in form.errors or "prompt" in form.errors) else (
+            "Fix the settings marked in the form first.")
+    else:
+        try:
+            if staged is None:
+                context["estimate"] = services.batch_estimate(owner=request.user,
+                                                              **form.service_kwargs())
+            else:
+                with staging.open_staged(staged) as file:
+                    context["estimate"] = services.batch_estimate(
+                        owner=request.user, **form.service_kwargs(file, staged.filename))
+        except services.ServiceError as err:
+            context["estimate_error"] = err.message
+    return render(request, "batches/partials/batch_new_estimate.html", context)

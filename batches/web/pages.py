@@ -19,7 +19,7 @@ from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
-from batches import iterations, outputs
+from batches import costs, iterations, outputs
 from batches.documents import DOCUMENT_COLUMNS
 from batches.models import Batch, BatchResult, RowTally
 from batches.web.iterate_panel import panel_context
@@ -68,6 +68,12 @@ class DashboardRow(RowTally):
         return f"{timesince(self.batch.created_at)} ago"
 
     @property
+    def spent(self) -> str:
+        b = self.batch
+        text = costs.format_money(None if b.unpriced_rows and not b.costed_rows else b.cost_spent)
+        return f"{text} of {costs.format_money(b.budget)}" if b.budget is not None else text
+
+    @property
     def bar(self) -> list[tuple[str, float]]:
         """Segments of the progress bar: (status, percent of all rows)."""
         return [("succeeded", self.share(self.succeeded)), ("failed", self.share(self.failed)),
@@ -105,7 +111,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     rows = _dashboard_rows(list(page.object_list))
     any_active = any(r.batch.is_active for r in rows)
     context = {"page": page, "rows": rows, "any_active": any_active,
-               "show_owner": request.user.is_staff}
+               "show_owner": request.user.is_staff,
+               "month": costs.user_month(request.user.pk)}
     if _wants_fragment(request):
         response = render(request, "batches/partials/dashboard_rows.html", context)
         if not any_active:
@@ -184,6 +191,8 @@ def _progress_context(batch: Batch) -> dict:
         "can_cancel": batch.is_active and not batch.cancel_requested,
         "can_retry_failed": counts["failed"] > 0,
         "warnings": [w for w in batch.last_error.splitlines() if w.strip()],
+        "spend": costs.batch_spend(batch, counts["pending"] + counts["running"]),
+        "month": costs.user_month(batch.owner_id),
     }
 
 

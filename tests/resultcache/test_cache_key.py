@@ -24,6 +24,7 @@ CHANGED = {
     "temperature": 0.3,
     "max_output_tokens": 101,
     "response_schema": {"type": "object", "properties": {"x": {"type": "string"}}},
+    "thinking": "low",
 }
 
 

@@ -18,6 +18,8 @@ OPTION_NAMES = {
     "max_output_tokens": "--max-output-tokens",
     "sheet": "--sheet",
     "model": "--model",
+    "thinking": "--thinking",
+    "budget": "--budget",
     "output_fields": "--field",
     "response_schema": "--schema",
     "webhook_url": "--webhook",
@@ -57,6 +59,13 @@ class Command(BaseCommand):
                                  "default secret (see docs/notifications.md).")
         parser.add_argument("--wait", action="store_true",
                             help="Show progress until the batch ends.")
+        parser.add_argument("--thinking", default="off",
+                            help="off (default), low, default (the model decides) or a "
+                                 "thinking budget in tokens.")
+        parser.add_argument("--budget", default=None,
+                            help="Most the batch may spend, e.g. 5.00; it pauses there.")
+        parser.add_argument("--estimate", action="store_true",
+                            help="Print the estimated tokens, cost and time; create nothing.")
         parser.add_argument("--draft", action="store_true",
                             help="Save as a draft: nothing runs until batch_start (try it "
                                  "first with batch_sample).")
@@ -79,7 +88,11 @@ class Command(BaseCommand):
                                "batch_start.", returncode=2)
         owner = self._owner(options["owner"])
         path = Path(options["file"])
-        batch = self._create(path, owner, options)
+        if options["estimate"]:
+            for line in self._call(services.batch_estimate, path, owner, options).lines():
+                self.stdout.write(line)
+            return
+        batch = self._call(services.batch_create, path, owner, options)
         kind = "draft batch" if options["draft"] else "batch"
         self.stdout.write(f"Created {kind} {batch.pk} ({cli.plural(batch.total_rows, 'row')}) "
                           f"from {path.name}.")
@@ -139,7 +152,8 @@ class Command(BaseCommand):
             raise CommandError(f"{where}{err}", returncode=2) from err
         return {}
 
-    def _create(self, path: Path, owner, options: dict):
+    def _call(self, service, path: Path, owner, options: dict):
+        """batch_create or batch_estimate on the file, with the options."""
         output = self._output(options)
         self._schema_file = options["schema"]
         try:
@@ -148,7 +162,7 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot read {path}: {err.strerror}.", returncode=2) from err
         with handle:
             try:
-                return services.batch_create(
+                return service(
                     owner=owner,
                     file=handle,
                     filename=path.name,
@@ -163,6 +177,8 @@ class Command(BaseCommand):
                     system_instruction=options["system_instruction"],
                     temperature=options["temperature"],
                     max_output_tokens=options["max_output_tokens"],
+                    thinking=options["thinking"],
+                    budget=options["budget"],
                     **output,
                     webhook_url=options["webhook"],
                     start=not options["draft"],

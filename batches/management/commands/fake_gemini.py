@@ -35,6 +35,9 @@ class Command(BaseCommand):
                             help="Plausible answers (a sentiment, a reason) instead of the echo.")
         parser.add_argument("--log-limit", type=int, default=100_000,
                             help="Request log entries kept for GET /_stats?log=1.")
+        parser.add_argument("--thinking-tokens", type=int, default=0,
+                            help="Thinking tokens an answer reports when the request leaves "
+                                 "thinking to the model (a thinking budget caps it).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         host = options["host"]
@@ -43,7 +46,7 @@ class Command(BaseCommand):
         knobs = {name: options[name] for name in (
             "latency_ms", "jitter_ms", "error_rate", "rpm_limit", "rpm_window_s",
             "retry_delay_s", "retry_after_header", "daily_quota_exhausted", "require_key",
-            "seed", "log_limit", "demo_answers",
+            "seed", "log_limit", "demo_answers", "thinking_tokens",
         )}
         if options["error_mix"]:
             knobs["error_mix"] = options["error_mix"]
