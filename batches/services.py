@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import math
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import IO, Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -16,8 +21,12 @@ from batches.engine import tasks
 from batches.models import Batch, BatchResult, Priority
 
 CREATE_CHUNK = 2000
-MAX_CONCURRENCY = 500
+MAX_CONCURRENCY = 500  # for anyone; others are held to settings.BATCH_MAX_CONCURRENCY
 MAX_RETRIES = 20
+MAX_OUTPUT_TOKENS = 1_048_576  # far above any Gemini model's limit, far below a 32-bit int
+HIGH_PRIORITY_PERMISSION = "batches.use_high_priority"
+# Validated rows wait in memory up to this size, then on disk, until the transaction opens.
+SPOOL_MEMORY_BYTES = 16 * 1024 * 1024
 
 
 class ServiceError(Exception):
@@ -44,6 +53,18 @@ class LimitReached(ServiceError):
     """The user already has the maximum number of active batches (HTTP 429)."""
 
 
+class RateLimited(LimitReached):
+    """The user created batches too fast; `retry_after` is in seconds (HTTP 429)."""
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotPermitted(ServiceError):
+    """The user may not use a setting, e.g. high priority (HTTP 403)."""
+
+
 def parse_priority(value: Any) -> int:
     if isinstance(value, int) and value in Priority.values:
         return value
@@ -51,6 +72,45 @@ def parse_priority(value: Any) -> int:
     if isinstance(value, str) and value.lower() in names:
         return names[value.lower()]
     raise InvalidInput("Priority must be one of high, normal, low.", field="priority")
+
+
+def prompt_template(prompt: str) -> prompts.Template:
+    """The parsed prompt, or InvalidInput naming the problem (its length, an empty {{}})."""
+    cap = settings.BATCH_MAX_PROMPT_CHARS
+    if cap and len(prompt) > cap:
+        raise InvalidInput(f"The prompt is {len(prompt):,} characters long; the limit is "
+                           f"{cap:,}. Put long shared text in a column instead.", field="prompt")
+    try:
+        return prompts.parse(prompt)
+    except prompts.TemplateError as err:
+        raise InvalidInput(str(err), field="prompt") from err
+
+
+def _check_system_instruction(text: str) -> None:
+    cap = settings.BATCH_MAX_SYSTEM_INSTRUCTION_CHARS
+    if cap and len(text) > cap:
+        raise InvalidInput(f"The system instruction is {len(text):,} characters long; the limit "
+                           f"is {cap:,}.", field="system_instruction")
+
+
+def max_concurrency_for(user) -> int:
+    """The highest concurrency `user` may give a batch: staff may go up to MAX_CONCURRENCY."""
+    if getattr(user, "is_staff", False) or not settings.BATCH_MAX_CONCURRENCY:
+        return MAX_CONCURRENCY
+    return min(settings.BATCH_MAX_CONCURRENCY, MAX_CONCURRENCY)
+
+
+def may_use_high_priority(user) -> bool:
+    return bool(getattr(user, "is_staff", False) or user.has_perm(HIGH_PRIORITY_PERMISSION))
+
+
+def _check_allowed(owner, *, priority: int | None, concurrency: int | None) -> None:
+    if priority == Priority.HIGH and not may_use_high_priority(owner):
+        raise NotPermitted("High priority needs the “use high priority” permission; ask an "
+                           "administrator, or use normal priority.", field="priority")
+    cap = max_concurrency_for(owner)
+    if concurrency is not None and concurrency > cap:
+        raise InvalidInput(f"Concurrency must be between 1 and {cap}.", field="concurrency")
 
 
 def _check_settings(*, concurrency: int, max_retries: int, temperature: float | None,
@@ -63,8 +123,9 @@ def _check_settings(*, concurrency: int, max_retries: int, temperature: float | 
                            field="max_retries")
     if temperature is not None and not 0 <= temperature <= 2:
         raise InvalidInput("Temperature must be between 0 and 2.", field="temperature")
-    if max_output_tokens is not None and max_output_tokens < 1:
-        raise InvalidInput("Max output tokens must be at least 1.", field="max_output_tokens")
+    if max_output_tokens is not None and not 1 <= max_output_tokens <= MAX_OUTPUT_TOKENS:
+        raise InvalidInput(f"Max output tokens must be between 1 and {MAX_OUTPUT_TOKENS:,}.",
+                           field="max_output_tokens")
 
 
 def batch_create(
@@ -88,16 +149,20 @@ def batch_create(
     tpm_limit: int | None = None,
     response_schema: dict | None = None,
 ) -> Batch:
-    """Validate the input and create the batch with all its rows in one transaction, or nothing."""
-    try:
-        template = prompts.parse(prompt)
-    except prompts.TemplateError as err:
-        raise InvalidInput(str(err), field="prompt") from err
+    """Validate the input and create the batch with all its rows in one transaction, or nothing.
+
+    The whole file is read and every row checked before the transaction opens, so no write lock
+    is held while an upload is parsed (on SQLite that lock stops every other write)."""
+    template = prompt_template(prompt)
+    _check_system_instruction(system_instruction or "")
     _check_settings(concurrency=concurrency, max_retries=max_retries, temperature=temperature,
                     max_output_tokens=max_output_tokens)
     priority = parse_priority(priority)
+    _check_allowed(owner, priority=priority, concurrency=concurrency)
     if (file is None) == (rows is None):
         raise InvalidInput("Send either a file or rows.", field="file")
+    _check_active_limit(owner)
+    _count_creation(owner)
 
     source = "file" if file is not None else "rows"
     try:
@@ -118,37 +183,33 @@ def batch_create(
             field="conversation_column",
         )
 
-    with transaction.atomic():
-        _check_active_limit(owner)
-        batch = Batch.objects.create(
-            owner=owner,
-            name=name or _default_name(filename),
-            source_filename=filename or "",
-            columns=table.columns,
-            prompt_template=prompt,
-            model_name=model or settings.GEMINI_DEFAULT_MODEL,
-            system_instruction=system_instruction or "",
-            temperature=temperature,
-            max_output_tokens=max_output_tokens,
-            concurrency=concurrency,
-            max_retries=max_retries,
-            priority=priority,
-            conversation_column=conversation_column or "",
-            rpm_limit=rpm_limit if rpm_limit is not None else settings.GEMINI_RPM,
-            tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
-            response_schema=response_schema,
-        )
-        try:
-            total = _create_rows(batch, table.rows, template, conversation_column)
-        except ingest.IngestError as err:
-            raise _ingest_error(err, source) from err
+    with _spool_rows(table, template, conversation_column, source) as (spool, total):
         if total == 0:
             raise InvalidInput("The file has a header but no rows.", field=source)
-        # Encoding warnings can appear while rows are read, so they are stored afterwards.
-        batch.total_rows = total
-        batch.last_error = "\n".join(table.warnings)
-        Batch.objects.filter(pk=batch.pk).update(total_rows=total, last_error=batch.last_error)
-        transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
+        with transaction.atomic():
+            _check_active_limit(owner, lock=True)
+            batch = Batch.objects.create(
+                owner=owner,
+                name=name or _default_name(filename),
+                source_filename=filename or "",
+                columns=table.columns,
+                prompt_template=prompt,
+                model_name=model or settings.GEMINI_DEFAULT_MODEL,
+                system_instruction=system_instruction or "",
+                temperature=temperature,
+                max_output_tokens=max_output_tokens,
+                concurrency=concurrency,
+                max_retries=max_retries,
+                priority=priority,
+                conversation_column=conversation_column or "",
+                rpm_limit=rpm_limit if rpm_limit is not None else settings.GEMINI_RPM,
+                tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
+                response_schema=response_schema,
+                total_rows=total,
+                last_error="\n".join(table.warnings),
+            )
+            _create_rows(batch, _unspool(spool))
+            transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
     batch.warnings = list(table.warnings)
     return batch
 
@@ -163,14 +224,20 @@ def _ingest_error(err: ingest.IngestError, source: str) -> InvalidInput:
     return InvalidInput(str(err), field=field, line=err.line, column=err.column)
 
 
-def _check_active_limit(owner) -> None:
+def _check_active_limit(owner, *, lock: bool = False, reopening: Batch | None = None) -> None:
+    """LimitReached if the owner has as many active batches as allowed; `reopening` is a batch
+    that is about to become active again (it does not count against itself)."""
     cap = settings.BATCH_MAX_ACTIVE_PER_USER
     if not cap:
         return
-    # Locking the owner's row serialises concurrent creations by one user on PostgreSQL;
-    # SQLite's IMMEDIATE transactions are serial already.
-    get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
-    active = Batch.objects.filter(owner=owner).active().count()
+    if lock:
+        # Locking the owner's row serialises concurrent creations by one user on PostgreSQL;
+        # SQLite's IMMEDIATE transactions are serial already.
+        get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+    others = Batch.objects.filter(owner=owner)
+    if reopening is not None:
+        others = others.exclude(pk=reopening.pk)
+    active = others.active().count()
     if active >= cap:
         raise LimitReached(
             f"You already have {active} active batches (the limit is {cap}). "
@@ -178,23 +245,122 @@ def _check_active_limit(owner) -> None:
         )
 
 
-def _create_rows(batch: Batch, rows: Iterable[dict], template: prompts.Template,
-                 conversation_column: str) -> int:
+def _count_creation(owner) -> None:
+    """Count one batch creation against the owner's rate (settings.BATCH_CREATE_RATE).
+
+    Every entry point creates through here, and the counter lives in the shared cache (Redis,
+    or the database cache), so all web processes together allow the configured rate."""
+    allowed, retry_after = _take_creation_slot(owner.pk)
+    if not allowed:
+        raise RateLimited(
+            f"You have created too many batches recently (the limit is "
+            f"{settings.BATCH_CREATE_RATE.replace('/', ' per ')}). Try again in "
+            f"{retry_after} seconds.", retry_after=retry_after)
+
+
+RATE_PERIODS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """'60/hour' -> (60, 3600)."""
+    count, period = rate.split("/")
+    return int(count), RATE_PERIODS_S[period.strip()[0].lower()]
+
+
+def _take_creation_slot(user_pk: int) -> tuple[bool, int]:
+    """(allowed, seconds until the next window) for one more creation in a fixed window.
+
+    Each creation takes a numbered slot with cache.add, which is atomic in every backend
+    (Redis SET NX, the database cache's unique key, locmem's lock), so exactly `limit` pass per
+    window even where cache.incr is a read and a write (the database cache). The counter only
+    says where to start looking for a free slot."""
+    if not settings.BATCH_CREATE_RATE:
+        return True, 0
+    limit, period = parse_rate(settings.BATCH_CREATE_RATE)
+    now = time.time()
+    window = int(now // period)
+    key = f"batch-create:{user_pk}:{period}:{window}"
+    cache.add(key, 0, timeout=period + 1)
+    try:
+        start = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        start = 1
+    for slot in range(max(1, start), limit + 1):
+        if cache.add(f"{key}:{slot}", 1, timeout=period + 1):
+            return True, 0
+    return False, max(1, math.ceil((window + 1) * period - now))
+
+
+def _spool_rows(table, template: prompts.Template, conversation_column: str, source: str):
+    """Read and check every row, keeping what each stores (input, prompt, conversation key)
+    in a temporary file; yields (file, row count). Ingest errors become InvalidInput."""
+    return _SpoolContext(table, template, conversation_column, source)
+
+
+class _SpoolContext:
+    def __init__(self, table, template: prompts.Template, conversation_column: str,
+                 source: str):
+        self.table, self.template, self.source = table, template, source
+        self.conversation_column = conversation_column
+        self.file: IO[str] | None = None
+
+    def __enter__(self) -> tuple[IO[str], int]:
+        self.file = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES, mode="w+",
+                                                  encoding="utf-8")
+        try:
+            total = self._write()
+        except BaseException:
+            self.file.close()
+            raise
+        self.file.seek(0)
+        return self.file, total
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.file is not None
+        self.file.close()
+
+    def _write(self) -> int:
+        max_cells = settings.BATCH_MAX_CELLS
+        max_chars = settings.BATCH_MAX_RENDERED_CHARS
+        cells = total = 0
+        key_column = self.conversation_column
+        try:
+            for total, row in enumerate(self.table.rows, 1):
+                cells += len(row)
+                if max_cells and cells > max_cells:
+                    raise InvalidInput(f"The file has more than {max_cells:,} cells (the limit "
+                                       f"is {max_cells:,}), counting up to row {total:,}.",
+                                       field=self.source)
+                prompt = self.template.render(row)
+                if max_chars and len(prompt) > max_chars:
+                    raise InvalidInput(
+                        f"Row {total:,} makes a prompt of {len(prompt):,} characters; the limit "
+                        f"is {max_chars:,}. Shorten its values or the prompt.",
+                        field=self.source, line=None)
+                key = prompts.format_value(row.get(key_column))[:255] if key_column else ""
+                self.file.write(json.dumps([row, prompt, key], ensure_ascii=False,
+                                           default=str))
+                self.file.write("\n")
+        except ingest.IngestError as err:
+            raise _ingest_error(err, self.source) from err
+        # Encoding warnings can appear while rows are read, so they are complete only now.
+        return total
+
+
+def _unspool(spool: IO[str]) -> Iterator[tuple[dict, str, str]]:
+    for line in spool:
+        row, prompt, key = json.loads(line)
+        yield row, prompt, key
+
+
+def _create_rows(batch: Batch, rows: Iterable[tuple[dict, str, str]]) -> int:
     total = 0
     iterator = iter(rows)
     while chunk := list(islice(iterator, CREATE_CHUNK)):
         BatchResult.objects.bulk_create(
-            BatchResult(
-                batch=batch,
-                index=total + i,
-                input=row,
-                prompt=template.render(row),
-                conversation_key=(
-                    prompts.format_value(row.get(conversation_column))[:255]
-                    if conversation_column else ""
-                ),
-            )
-            for i, row in enumerate(chunk)
+            BatchResult(batch=batch, index=total + i, input=row, prompt=prompt,
+                        conversation_key=key)
+            for i, (row, prompt, key) in enumerate(chunk)
         )
         total += len(chunk)
     return total
@@ -202,6 +368,7 @@ def _create_rows(batch: Batch, rows: Iterable[dict], template: prompts.Template,
 
 def _reopen(batch: Batch) -> None:
     """Make a batch with pending rows runnable again and start workers on it after commit."""
+    _check_active_limit(batch.owner, lock=True, reopening=batch)
     changes = {}
     if batch.status == Batch.Status.FAILED:
         # A batch-level error (e.g. a missing API key) is what the user just fixed.
@@ -312,6 +479,7 @@ def batch_update(*, batch: Batch, name: str | None = None, priority: int | str |
         changes["name"] = name.strip()[:200]
     if priority is not None:
         changes["priority"] = parse_priority(priority)
+    _check_allowed(batch.owner, priority=changes.get("priority"), concurrency=concurrency)
     if concurrency is not None or max_retries is not None:
         _check_settings(
             concurrency=concurrency if concurrency is not None else batch.concurrency,

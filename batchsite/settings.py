@@ -121,7 +121,10 @@ if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                           "LOCATION": REDIS_URL}}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Shared by every web and worker process (a per-process cache would multiply per-user
+    # limits by the number of processes). Migration 0004 creates the table.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
+                          "LOCATION": "batchsite_cache"}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -187,6 +190,13 @@ BATCH_MAX_UPLOAD_MB = envint("BATCH_MAX_UPLOAD_MB", 50)
 BATCH_MAX_ROWS = envint("BATCH_MAX_ROWS", 200_000)
 BATCH_CREATE_RATE = os.environ.get("BATCH_CREATE_RATE", "60/hour")
 BATCH_MAX_ACTIVE_PER_USER = envint("BATCH_MAX_ACTIVE_PER_USER", 10)
+# Hardening (docs/security.md): what one request may make the site read, store and send.
+BATCH_MAX_PROMPT_CHARS = envint("BATCH_MAX_PROMPT_CHARS", 20_000)
+BATCH_MAX_SYSTEM_INSTRUCTION_CHARS = envint("BATCH_MAX_SYSTEM_INSTRUCTION_CHARS", 20_000)
+BATCH_MAX_RENDERED_CHARS = envint("BATCH_MAX_RENDERED_CHARS", 500_000)
+BATCH_MAX_CELLS = envint("BATCH_MAX_CELLS", 20_000_000)
+# Highest concurrency of a batch for users who are not staff (staff may go up to 500).
+BATCH_MAX_CONCURRENCY = envint("BATCH_MAX_CONCURRENCY", 100)
 BATCH_LEASE_SECONDS = envint("BATCH_LEASE_SECONDS", 120)
 BATCH_SLICE_SECONDS = envint("BATCH_SLICE_SECONDS", 60)
 # Rows one slice keeps in flight at most (each batch's own concurrency caps it further).
@@ -239,7 +249,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_RATES": {"batch_create": BATCH_CREATE_RATE},
     # `?format=csv` on the export endpoint is ours, not DRF's renderer override.
     "URL_FORMAT_OVERRIDE": None,
 }

@@ -30,7 +30,6 @@ from rest_framework.viewsets import GenericViewSet
 
 from batches import exports, services
 from batches.api import serializers as s
-from batches.api.throttles import BatchCreateThrottle
 from batches.models import Batch, BatchResult, Progress
 
 MB = 1024 * 1024
@@ -65,7 +64,8 @@ RETRY_AFTER = OpenApiParameter("Retry-After", int, OpenApiParameter.HEADER, resp
 
 
 def error_response(err: services.ServiceError) -> Response:
-    """InvalidInput -> 400 with field messages, ActionNotAllowed -> 409, LimitReached -> 429."""
+    """InvalidInput -> 400 with field messages, NotPermitted -> 403, ActionNotAllowed -> 409,
+    LimitReached -> 429 (with Retry-After when the creation rate was reached)."""
     if isinstance(err, services.InvalidInput):
         body: dict = {err.field or "non_field_errors": [err.message]}
         if err.line is not None:
@@ -73,6 +73,12 @@ def error_response(err: services.ServiceError) -> Response:
         if err.column is not None:
             body["column"] = err.column
         return Response(body, status=http.HTTP_400_BAD_REQUEST)
+    if isinstance(err, services.NotPermitted):
+        body = {err.field or "detail": [err.message]} if err.field else {"detail": err.message}
+        return Response(body, status=http.HTTP_403_FORBIDDEN)
+    if isinstance(err, services.RateLimited):
+        return Response({"detail": err.message}, status=http.HTTP_429_TOO_MANY_REQUESTS,
+                        headers={"Retry-After": str(err.retry_after)})
     if isinstance(err, services.LimitReached):
         return Response({"detail": err.message}, status=http.HTTP_429_TOO_MANY_REQUESTS)
     return Response({"detail": err.message}, status=http.HTTP_409_CONFLICT)
@@ -238,9 +244,6 @@ class BatchViewSet(GenericViewSet):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
             return Batch.objects.none()
         return Batch.objects.visible_to(self.request.user).select_related("owner")
-
-    def get_throttles(self):
-        return [BatchCreateThrottle()] if self.action == "create" else []
 
     def handle_exception(self, exc):
         if isinstance(exc, services.ServiceError):

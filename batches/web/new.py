@@ -18,6 +18,7 @@ from batches.web.forms import BatchForm, max_upload_bytes
 PREVIEW_ROWS = 3
 # Values kept in the page for re-rendering the preview while the prompt is typed.
 SAMPLE_VALUE_CHARS = 4000
+PREVIEW_PROMPT_CHARS = 20_000
 
 
 def _api_key_missing() -> bool:
@@ -32,10 +33,8 @@ def batch_new(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             try:
                 batch = services.batch_create(owner=request.user, **form.service_kwargs())
-            except services.InvalidInput as err:
-                form.add_service_error(err)
             except services.ServiceError as err:
-                form.add_error(None, err.message)
+                form.add_service_error(err)
             else:
                 messages.success(
                     request, f"Created “{batch.display_name}” with {batch.total_rows:,} rows."
@@ -64,18 +63,20 @@ def _sample_from_post(raw: str) -> tuple[list[str], list[dict]] | None:
     try:
         data = json.loads(raw)
         columns, rows = data["columns"], data["rows"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
     if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)
             and isinstance(rows, list) and all(isinstance(r, dict) for r in rows)):
         return None
-    return columns, rows[:PREVIEW_ROWS]
+    rows = [{k: _clip(v) for k, v in row.items()} for row in rows[:PREVIEW_ROWS]]
+    return columns[:ingest.MAX_COLUMNS], rows
 
 
 def _clip(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > SAMPLE_VALUE_CHARS:
-        return value[:SAMPLE_VALUE_CHARS]
-    return value
+    """A sample value as the preview keeps it: text clipped, anything else as clipped text."""
+    if not isinstance(value, str):
+        value = prompts.format_value(value)
+    return value[:SAMPLE_VALUE_CHARS]
 
 
 def _read_preview(request: HttpRequest) -> dict[str, Any]:
@@ -114,14 +115,15 @@ def batch_new_preview(request: HttpRequest) -> HttpResponse:
     prompt_text = request.POST.get("prompt", "")
     if prompt_text.strip():
         try:
-            template = prompts.parse(prompt_text)
-        except prompts.TemplateError as err:
-            context["prompt_error"] = str(err)
+            template = services.prompt_template(prompt_text)
+        except services.InvalidInput as err:
+            context["prompt_error"] = err.message
         else:
             context["placeholders"] = template.placeholders
             if columns is not None:
                 context["unknown"] = [p for p in template.placeholders if p not in columns]
-                context["rendered"] = [template.render(row) for row in rows]
+                context["rendered"] = [template.render(row)[:PREVIEW_PROMPT_CHARS]
+                                       for row in rows]
     conversation_column = request.POST.get("conversation_column", "").strip()
     if columns is not None and conversation_column and conversation_column not in columns:
         context["conversation_error"] = (
