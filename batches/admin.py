@@ -176,7 +176,8 @@ class BatchAdmin(admin.ModelAdmin):
     def save_model(self, request, obj: Batch, form, change: bool) -> None:
         data = form.cleaned_data
         services.batch_update(batch=obj, name=data["name"], priority=data["priority"],
-                              concurrency=data["concurrency"], max_retries=data["max_retries"])
+                              concurrency=data["concurrency"], max_retries=data["max_retries"],
+                              by=request.user)
 
     def delete_model(self, request, obj: Batch) -> None:
         services.batch_delete(batch=obj)

@@ -472,14 +472,20 @@ def results_retry(*, results) -> int:
 
 
 def batch_update(*, batch: Batch, name: str | None = None, priority: int | str | None = None,
-                 concurrency: int | None = None, max_retries: int | None = None) -> Batch:
-    """Rename, or change how the batch runs; workers pick the change up at their next claim."""
+                 concurrency: int | None = None, max_retries: int | None = None,
+                 by=None) -> Batch:
+    """Rename, or change how the batch runs; workers pick the change up at their next claim.
+
+    `by` is who makes the change (the owner when not given): what they may set is checked."""
     changes: dict[str, Any] = {}
     if name is not None:
         changes["name"] = name.strip()[:200]
     if priority is not None:
         changes["priority"] = parse_priority(priority)
-    _check_allowed(batch.owner, priority=changes.get("priority"), concurrency=concurrency)
+    _check_allowed(by or batch.owner,
+                   priority=None if changes.get("priority") == batch.priority
+                   else changes.get("priority"),
+                   concurrency=None if concurrency == batch.concurrency else concurrency)
     if concurrency is not None or max_retries is not None:
         _check_settings(
             concurrency=concurrency if concurrency is not None else batch.concurrency,

@@ -125,6 +125,9 @@ else:
     # limits by the number of processes). Migration 0004 creates the table.
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
                           "LOCATION": "batchsite_cache"}}
+# Per process, for figures that may be a few seconds old (the API's live row counts): a shared
+# cache would cost more queries than it saves.
+CACHES["local"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -10,6 +10,20 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def no_creation_rate(settings):
+    # The creation rate counts in the shared cache, which outlives a transactional test's
+    # flush; the tests of the rate itself set one.
+    settings.BATCH_CREATE_RATE = ""
+
+
+@pytest.fixture(autouse=True)
+def clear_local_cache():
+    from django.core.cache import caches
+
+    caches["local"].clear()  # the API's live counts, per process
+
+
 @pytest.fixture
 def user(db):
     return get_user_model().objects.create_user("alice", password="pw-alice-123")
@@ -32,6 +46,15 @@ def fake_gemini():
 
     with FakeGemini() as server:
         yield server
+
+
+def grant_high_priority(user) -> None:
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(Permission.objects.get(codename="use_high_priority"))
+    # Django caches a user's permissions on the instance.
+    for attr in ("_perm_cache", "_user_perm_cache"):
+        user.__dict__.pop(attr, None)
 
 
 def csv_file(text: str, name: str = "rows.csv") -> io.BytesIO:

@@ -106,8 +106,9 @@ def test_it_searches_batches_by_id_and_by_name(operator, make_batch, settings):
     assert [b.pk for b in by_name] == [first.pk]
 
 
-def test_it_filters_batches_by_status_priority_owner_and_date(operator, make_batch, other_user):
-    mine = make_batch(priority="high")
+def test_it_filters_batches_by_status_priority_owner_and_date(operator, make_batch, other_user,
+                                                              staff_user):
+    mine = make_batch(priority="high", owner=staff_user)
     theirs = make_batch(owner=other_user)
     assert operator.get(BATCHES_URL, {"priority__exact": 0}).context["cl"].result_count == 1
     owned = operator.get(BATCHES_URL, {"owner__id__exact": other_user.pk}).context["cl"]

@@ -19,7 +19,6 @@ import pytest
 import requests
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
@@ -42,13 +41,6 @@ MB = 1024 * 1024
 BATCH_KWARGS = {"batch_id", "pk"}
 OTHER_KWARGS = {"index": 0}
 WRITE_METHODS = ["post", "put", "patch", "delete"]
-
-
-@pytest.fixture(autouse=True)
-def clear_cache():
-    cache.clear()  # the creation throttle counts in the cache
-    yield
-    cache.clear()
 
 
 def _kwarg_names(pattern) -> list[str]:

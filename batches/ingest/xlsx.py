@@ -53,10 +53,8 @@ def open_xlsx(file: IO[bytes], *, sheet: str | None, max_rows: int, max_bytes: i
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # openpyxl warns about every unsupported extension
             workbook = load_workbook(file, read_only=True, data_only=True)
-    except DefusedXmlException as exc:
-        raise IngestError(_ENTITIES) from exc
     except Exception as exc:  # openpyxl raises many kinds of error for a damaged part
-        raise IngestError(_DAMAGED) from exc
+        raise IngestError(_ENTITIES if _refused_xml(exc) else _DAMAGED) from exc
     try:
         worksheet = _pick_sheet(workbook, sheet)
         # Read-only mode trusts the sheet's stored dimensions, which some writers get wrong.
@@ -75,6 +73,16 @@ def open_xlsx(file: IO[bytes], *, sheet: str | None, max_rows: int, max_bytes: i
         raise
     return Table(columns=columns, rows=_rows(workbook, values, columns, line, max_rows),
                  format="xlsx")
+
+
+def _refused_xml(exc: BaseException | None) -> bool:
+    """Whether defusedxml refused the XML, perhaps under an error openpyxl raised from it."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, DefusedXmlException):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def _check_zip(file: IO[bytes], max_bytes: int) -> None:

@@ -366,11 +366,12 @@ def test_the_concurrency_cap_holds_across_slices(fake, make_batch, enqueued):
 
 
 @pytest.mark.database
-def test_claims_take_high_priority_batches_first(fake, make_batch, enqueued, settings):
+def test_claims_take_high_priority_batches_first(fake, make_batch, enqueued, settings,
+                                                 staff_user):
     settings.BATCH_SLICE_MAX_INFLIGHT = 1
     low = make_batch(rows(3), prompt="Low: {{text}}", priority="low")
     normal = make_batch(rows(3), prompt="Normal: {{text}}")
-    high = make_batch(rows(3), prompt="High: {{text}}", priority="high")
+    high = make_batch(rows(3), prompt="High: {{text}}", priority="high", owner=staff_user)
 
     engine.run_slice(low.pk, budget_s=10)
 
