@@ -26,7 +26,6 @@ from batches.services import (
 )
 from tests.conftest import csv_file, grant_high_priority
 
-
 # 1. The prompt.
 
 def test_a_one_megabyte_hostile_prompt_is_refused_in_well_under_a_second(user, settings):
