@@ -28,11 +28,16 @@ def envfloat(name: str, default: float) -> float:
     return float(value) if value else default
 
 
-DEBUG = envbool("DEBUG", True)
+# Off unless asked for: `make run`, `make demo` and the tests turn it on.
+DEBUG = envbool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set, and DEBUG is off. Set SECRET_KEY in the environment to a "
+            "long random string, for example: export SECRET_KEY=\"$(python -c 'import secrets; "
+            "print(secrets.token_urlsafe(50))')\". For local development only, set DEBUG=true "
+            "instead (make run and make demo do).")
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
 
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "").split(",") if h.strip()]
