@@ -31,16 +31,24 @@ def results_url(batch_id: int, **params: str) -> str:
 
 def pretty_pre(value) -> str:
     """Indented JSON (or the text as it is) in an escaped <pre>."""
-    if isinstance(value, str):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = None
-        text = json.dumps(parsed, indent=2, ensure_ascii=False) if isinstance(
-            parsed, (dict, list)) else value
-    else:
-        text = json.dumps(value, indent=2, ensure_ascii=False)
-    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text)
+    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>',
+                       pretty_text(value))
+
+
+def pretty_text(value) -> str:
+    """Indented JSON; JSON nested deeper than the json module can recurse is shown as the
+    stored text, or as a note."""
+    try:
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                return value
+            return json.dumps(parsed, indent=2, ensure_ascii=False) if isinstance(
+                parsed, (dict, list)) else value
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    except RecursionError:
+        return value if isinstance(value, str) else "(nested too deeply to show)"
 
 
 # --- Batches --------------------------------------------------------------------------------

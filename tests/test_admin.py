@@ -5,7 +5,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from batches.admin import EstimatedCountPaginator, results_url
+from batches.admin import EstimatedCountPaginator, pretty_text, results_url
 from batches.models import Batch, BatchResult
 
 BATCHES_URL = "/admin/batches/batch/"
@@ -290,6 +290,25 @@ def test_the_result_page_shows_input_and_output_pretty_and_escaped(operator, mak
     assert '{\n  &quot;answer&quot;' in body
     assert '<pre style="white-space: pre-wrap; margin: 0">' in body
     assert response.context["adminform"].form.fields == {}
+
+
+def test_deeply_nested_json_shows_as_text_instead_of_failing(operator, make_batch):
+    batch = make_batch()
+    row = batch.results.first()
+    BatchResult.objects.filter(pk=row.pk).update(status="succeeded",
+                                                 output="[" * 5000 + "]" * 5000)
+    response = operator.get(reverse("admin:batches_batchresult_change", args=[row.pk]))
+    assert response.status_code == 200
+    assert "[" * 5000 + "]" * 5000 in response.content.decode()
+
+
+def test_values_too_deep_for_json_show_a_note():
+    deeper: list = []
+    node = deeper
+    for _ in range(100_000):
+        node.append([])
+        node = node[0]
+    assert pretty_text(deeper) == "(nested too deeply to show)"
 
 
 def test_the_result_list_shows_short_output_and_error(operator, make_batch):

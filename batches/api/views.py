@@ -23,13 +23,14 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
 from batches import exports, services
 from batches.api import serializers as s
+from batches.api.parsers import DepthSafeJSONParser
 from batches.models import Batch, BatchResult, Progress
 
 MB = 1024 * 1024
@@ -198,6 +199,14 @@ class ResultsPagination(PageNumberPagination):
         return super().paginate_queryset(queryset, request, view)
 
 
+def row_index(index: str) -> int:
+    """A row index from the URL; a number no row can have is a 404 (int() refuses past 4,300
+    digits, and the database past 64 bits)."""
+    if len(index) > 18:
+        raise NotFound(f"The batch has no row {index[:20]}….")
+    return int(index)
+
+
 class PassThroughNegotiation(BaseContentNegotiation):
     """The export picks its format from `?format=`; an Accept header must not make it 406."""
 
@@ -237,7 +246,7 @@ def too_large(request) -> Response | None:
                           responses={**AUTH_ERRORS, 204: None, 404: NOT_FOUND}),
 )
 class BatchViewSet(GenericViewSet):
-    parser_classes = [JSONParser, MultiPartParser]
+    parser_classes = [DepthSafeJSONParser, MultiPartParser]
     pagination_class = BatchPagination
     serializer_class = s.BatchSerializer
 
@@ -377,9 +386,10 @@ class BatchViewSet(GenericViewSet):
             serializer_class=s.ResultSerializer)
     def retry_row(self, request, pk=None, index=None):
         batch = self.get_object()
-        if not batch.results.filter(index=int(index)).exists():
-            raise NotFound(f"The batch has no row {index}.")
-        row = services.batch_retry_row(batch=batch, index=int(index))
+        number = row_index(index)
+        if not batch.results.filter(index=number).exists():
+            raise NotFound(f"The batch has no row {number}.")
+        row = services.batch_retry_row(batch=batch, index=number)
         return Response(s.ResultSerializer(row).data)
 
     @extend_schema(

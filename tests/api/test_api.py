@@ -680,3 +680,23 @@ def test_concurrency_above_the_users_cap_is_a_field_error(api, user, settings):
     response = api.post("/api/batches/", body, format="json")
     assert response.status_code == 400
     assert "between 1 and 100" in response.json()["concurrency"][0]
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(api):
+    body = '{"prompt": "{{a}}", "rows": [' + "[" * 100_000 + "]" * 100_000 + "]}"
+    response = api.post("/api/batches/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["detail"]
+
+
+def test_a_row_index_too_long_for_a_number_is_a_404(api, user):
+    batch = orm_batch(user, [{"text": "a"}], statuses=["failed"])
+    response = api.post(f"/api/batches/{batch.pk}/results/{'9' * 5000}/retry/")
+    assert response.status_code == 404
+
+
+def test_max_output_tokens_beyond_32_bits_is_a_field_error(api):
+    body = {"prompt": "{{a}}", "rows": [{"a": 1}], "max_output_tokens": 2**31}
+    response = api.post("/api/batches/", body, format="json")
+    assert response.status_code == 400
+    assert "max_output_tokens" in response.json()
