@@ -6,10 +6,11 @@ current status, so an export taken while the batch runs has the rows done so far
 their output and the others marked pending or running with an empty output (pass
 `statuses` to keep only some). Rows are read in chunks, never all at once.
 
-CSV and XLSX are opened by spreadsheet programs, so text cells that begin with a formula
-trigger (`=`, `+`, `-`, `@`, tab, carriage return) get a leading `'` (OWASP CSV
-injection), in the header, the input and the model's output alike. Numbers stay numbers.
-JSONL is data for programs and is written verbatim.
+CSV is opened by spreadsheet programs, so CSV text cells that begin with a formula trigger
+(`=`, `+`, `-`, `@`, their full-width forms, or whitespace) get a leading `'` (OWASP CSV
+injection), in the header, the input and the model's output alike. XLSX cells carry their
+type, so text is written as text cells, never formulas, and keeps its value (`-5` stays
+`-5`). Numbers stay numbers. JSONL is data for programs and is written verbatim.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import json
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.utils.text import slugify
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from batches.models import Batch
@@ -33,7 +36,8 @@ RESULT_FIELDS = ("output", "status", "error", "attempts", "prompt_tokens", "outp
                  "latency_ms")
 READ_CHUNK = 2000
 STREAM_CHUNK = 64 * 1024
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+# Full-width forms too: some spreadsheet programs read "＝1+1" as a formula.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 XLSX_MAX_CELL = 32_767  # Excel refuses longer cells
 
 CONTENT_TYPES = {
@@ -86,8 +90,10 @@ def result_headers(columns: Sequence[str]) -> list[str]:
 
 
 def neutralise(value: str) -> str:
-    """Keep a spreadsheet from reading text as a formula."""
-    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
+    """Keep a spreadsheet from reading CSV text as a formula (even after leading spaces)."""
+    if value.startswith(FORMULA_TRIGGERS) or value[:1].isspace():
+        return "'" + value
+    return value
 
 
 def _rows(batch: Batch, statuses: Sequence[str] | None) -> Iterator[tuple]:
@@ -137,11 +143,15 @@ def _jsonl_chunks(headers: list[str], columns: list[str], rows: Iterable[tuple])
         yield "".join(lines).encode("utf-8")
 
 
-def _xlsx_value(value: object) -> object:
+def _xlsx_value(value: object, sheet: Any) -> object:
     if value is None or isinstance(value, (bool, int, float)):
         return value
-    text = ILLEGAL_CHARACTERS_RE.sub("", format_value(value))
-    return neutralise(text)[:XLSX_MAX_CELL]
+    text = ILLEGAL_CHARACTERS_RE.sub("", format_value(value))[:XLSX_MAX_CELL]
+    if not text.startswith("="):
+        return text  # openpyxl stores any other text as a string cell
+    cell = WriteOnlyCell(sheet, text)
+    cell.data_type = "s"  # openpyxl would store "=..." as a formula
+    return cell
 
 
 def _xlsx_chunks(headers: list[str], columns: list[str], rows: Iterable[tuple]) -> Iterator[bytes]:
@@ -149,9 +159,9 @@ def _xlsx_chunks(headers: list[str], columns: list[str], rows: Iterable[tuple]) 
     # save() zips them into a temporary file, and the file is streamed from there.
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Results")
-    sheet.append([_xlsx_value(h) for h in headers])
+    sheet.append([_xlsx_value(h, sheet) for h in headers])
     for row in rows:
-        sheet.append([_xlsx_value(v) for v in _cells(columns, row)])
+        sheet.append([_xlsx_value(v, sheet) for v in _cells(columns, row)])
     with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as out:
         workbook.save(out)
         out.seek(0)

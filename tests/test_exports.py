@@ -56,13 +56,21 @@ def test_it_neutralises_formulas_in_csv_output_and_input(formula_batch):
     assert [r[2] for r in rows] == ["'" + f for f in FORMULAS]
 
 
-def test_it_neutralises_formulas_in_xlsx_output_and_input(formula_batch):
-    rows = read_xlsx(formula_batch)[1:]
+def test_xlsx_writes_formula_looking_text_as_text_cells_with_its_value(formula_batch):
+    # read_xlsx checks that no cell is a formula; the values come back exactly, "-2" included.
     # With lxml, openpyxl keeps a carriage return as _x000D_, so it reads back unchanged.
-    expected = ["'" + f for f in FORMULAS]
-    assert [r[0] for r in rows] == expected
-    assert [r[2] for r in rows] == expected
+    rows = read_xlsx(formula_batch)[1:]
+    assert [r[0] for r in rows] == FORMULAS
+    assert [r[2] for r in rows] == FORMULAS
     assert [r[1] for r in rows] == list(range(len(FORMULAS)))  # numbers stay numbers
+
+
+@pytest.mark.parametrize("text", [" =1+1", "\u3000=1+1", "\uff1d1+1", "\uff0b1", "\uff0d1",
+                                  "\uff20SUM(A1)", "\n=1"])
+def test_csv_neutralises_leading_whitespace_and_full_width_triggers(user, text):
+    batch = orm_batch(user, [{"text": text}], statuses=["succeeded"], outputs=[text])
+    row = read_csv(batch)[1]
+    assert row[0] == "'" + text and row[1] == "'" + text
 
 
 def test_it_writes_jsonl_verbatim(formula_batch):
@@ -75,7 +83,7 @@ def test_it_writes_jsonl_verbatim(formula_batch):
 def test_it_neutralises_formula_looking_column_names(user):
     batch = orm_batch(user, [{"=cmd": "x"}], prompt_template="{{=cmd}}")
     assert read_csv(batch)[0][0] == "'=cmd"
-    assert read_xlsx(batch)[0][0] == "'=cmd"
+    assert read_xlsx(batch)[0][0] == "=cmd"  # a text cell
     assert "=cmd" in read_jsonl(batch)[0]
 
 

@@ -398,9 +398,10 @@ class BatchViewSet(GenericViewSet):
             "Every row in index order with its current status: while the batch runs, rows not "
             "done yet have an empty output (filter with `status`). Columns: the input columns, "
             "then output, status, error, attempts, prompt_tokens, output_tokens, latency_ms "
-            "(prefixed `result_` if an input column has the name). In CSV and XLSX, text that "
-            "begins with =, +, -, @, tab or carriage return gets a leading ' so spreadsheets do "
-            "not run it; JSONL is verbatim."),
+            "(prefixed `result_` if an input column has the name). In CSV, text that begins "
+            "with =, +, -, @ (or their full-width forms) or whitespace gets a leading ' so "
+            "spreadsheets do not run it; XLSX writes text as text cells, never formulas; JSONL "
+            "is verbatim."),
         parameters=[
             OpenApiParameter("format", str, enum=[*exports.FORMATS], default="csv"),
             RESULT_STATUS_PARAM,
