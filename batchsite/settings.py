@@ -305,5 +305,6 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
         "httpx2": {"level": "WARNING"},
         "google_genai": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # lock-outs are warnings; every start-up is INFO
     },
 }
