@@ -29,6 +29,9 @@ class Knobs:
     empty_answer: tuple[str, ...] = ()
     fail_times: dict[str, int] = field(default_factory=dict)
     down: bool = False
+    # Hold every request until this many are in flight at once (0: off; at most HOLD_MAX_S), so
+    # a test of concurrency waits on the server's state instead of racing the clock.
+    hold_until_in_flight: int = 0
     require_key: str | None = None
     seed: int = 0
     log_limit: int = 100_000

@@ -354,9 +354,12 @@ def test_creation_is_throttled_per_user_with_retry_after(api, other_user, settin
 
 # --- read --------------------------------------------------------------------------------------
 
-def test_the_batch_shows_live_figures(api, user):
-    started = timezone.now() - timezone.timedelta(seconds=30)
-    waiting = timezone.now()
+def test_the_batch_shows_live_figures(api, user, monkeypatch):
+    # The rate is rows finished over time elapsed: the clock stands still for the test.
+    frozen = timezone.now()
+    monkeypatch.setattr(timezone, "now", lambda: frozen)
+    started = frozen - timezone.timedelta(seconds=30)
+    waiting = frozen
     batch = running_batch(user, n=8, started_at=started, api_waiting_since=waiting,
                           prompt_tokens=30, output_tokens=50, last_error="Slow API")
     body = api.get(f"/api/batches/{batch.pk}/").json()

@@ -190,12 +190,14 @@ def test_the_shared_rate_limit_spaces_requests(fake, make_batch, enqueued):
 
 @pytest.mark.database
 def test_cancel_lets_in_flight_rows_finish_and_cancels_the_rest(fake, make_batch, enqueued):
-    fake.configure(latency_ms=400)
+    # The two rows in flight are held by the server until the cancel is done: no race.
+    fake.configure(hold_until_in_flight=3)  # never reached at concurrency 2
     batch = make_batch(rows(10), concurrency=2)
     running = BackgroundSlice(batch.pk)
     wait_for(lambda: fake.stats.in_flight == 2)
 
     cancelled = services.batch_cancel(batch=batch)
+    fake.configure(hold_until_in_flight=0)
     running.join()
 
     assert cancelled == 8
