@@ -100,7 +100,7 @@ def _batch_action(service: Callable[..., int], description: str, done: str):
         for batch in queryset.order_by("pk"):
             try:
                 changed_rows += service(batch=batch)
-            except services.ActionNotAllowed as err:
+            except services.ServiceError as err:  # not applicable, or the owner's cap
                 modeladmin.message_user(request, f"{batch.display_name} (#{batch.pk}): {err}",
                                         messages.WARNING)
             else:
@@ -395,7 +395,11 @@ class BatchResultAdmin(admin.ModelAdmin):
     def retry_rows(self, request, queryset: QuerySet) -> None:
         selected = BatchResult.objects.filter(pk__in=queryset.values("pk"))
         total = selected.count()
-        retried = services.results_retry(results=selected)
+        try:
+            retried = services.results_retry(results=selected)
+        except services.ServiceError as err:  # e.g. an owner's active-batch cap
+            self.message_user(request, str(err), messages.WARNING)
+            return
         text = f"Retrying {_plural(retried, 'row', 'rows')}."
         if skipped := total - retried:
             text += (f" Skipped {_plural(skipped, 'row', 'rows')} that "

@@ -5,6 +5,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ
 
+from batches import services
 from batches.admin import EstimatedCountPaginator, pretty_text, results_url
 from batches.models import Batch, BatchResult
 
@@ -224,6 +225,18 @@ def test_an_action_that_does_not_apply_is_a_warning_per_batch(
     assert f"done one (#{done.pk}): The batch is already completed." in msgs
     assert "Cancelled 1 batch: 3 rows cancelled before they ran." in msgs
     assert statuses(done) == ["succeeded"] * 3
+
+
+def test_resuming_past_the_owners_active_cap_is_a_warning_not_an_error(
+        operator, make_batch, settings, django_capture_on_commit_callbacks):
+    settings.BATCH_MAX_ACTIVE_PER_USER = 1
+    stopped = make_batch(name="stopped")
+    services.batch_cancel(batch=stopped)
+    make_batch(name="live one")
+    msgs = run_action(operator, BATCHES_URL, "batch_resume", [stopped.pk],
+                      django_capture_on_commit_callbacks)
+    assert any("stopped" in m and "the limit is 1" in m for m in msgs), msgs
+    assert statuses(stopped) == ["cancelled"] * 3
 
 
 def test_staff_without_change_permission_cannot_run_actions(client, staff_user, make_batch):
