@@ -110,7 +110,9 @@ def _check_allowed(owner, *, priority: int | None, concurrency: int | None) -> N
                            "administrator, or use normal priority.", field="priority")
     cap = max_concurrency_for(owner)
     if concurrency is not None and concurrency > cap:
-        raise InvalidInput(f"Concurrency must be between 1 and {cap}.", field="concurrency")
+        # A valid value (MAX_CONCURRENCY is checked apart) that this user may not use: 403.
+        raise NotPermitted(f"Concurrency above {cap} is for staff; use 1 to {cap}.",
+                           field="concurrency")
 
 
 def _check_settings(*, concurrency: int, max_retries: int, temperature: float | None,

@@ -151,11 +151,12 @@ def test_an_update_cannot_raise_priority_without_the_permission(make_batch):
 def test_concurrency_is_capped_per_user_but_staff_may_exceed_it(user, staff_user, settings):
     assert settings.BATCH_MAX_CONCURRENCY == 100
     assert (max_concurrency_for(user), max_concurrency_for(staff_user)) == (100, 500)
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(NotPermitted) as caught:
         batch_create(owner=user, prompt="{{a}}", rows=[{"a": 1}], concurrency=101)
-    assert "between 1 and 100" in caught.value.message
+    assert caught.value.field == "concurrency"
+    assert "Concurrency above 100 is for staff; use 1 to 100." == caught.value.message
     batch = batch_create(owner=user, prompt="{{a}}", rows=[{"a": 1}], concurrency=100)
-    with pytest.raises(InvalidInput):
+    with pytest.raises(NotPermitted):
         batch_update(batch=batch, concurrency=500)
     assert batch_create(owner=staff_user, prompt="{{a}}", rows=[{"a": 1}],
                         concurrency=500).concurrency == 500

@@ -75,8 +75,7 @@ def error_response(err: services.ServiceError) -> Response:
             body["column"] = err.column
         return Response(body, status=http.HTTP_400_BAD_REQUEST)
     if isinstance(err, services.NotPermitted):
-        body = {err.field or "detail": [err.message]} if err.field else {"detail": err.message}
-        return Response(body, status=http.HTTP_403_FORBIDDEN)
+        return Response({"detail": err.message}, status=http.HTTP_403_FORBIDDEN)
     if isinstance(err, services.RateLimited):
         return Response({"detail": err.message}, status=http.HTTP_429_TOO_MANY_REQUESTS,
                         headers={"Retry-After": str(err.retry_after)})
