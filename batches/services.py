@@ -7,6 +7,7 @@ import math
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from itertools import islice
 from typing import IO, Any
 
@@ -293,60 +294,36 @@ def _take_creation_slot(user_pk: int) -> tuple[bool, int]:
     return False, max(1, math.ceil((window + 1) * period - now))
 
 
-def _spool_rows(table, template: prompts.Template, conversation_column: str, source: str):
-    """Read and check every row, keeping what each stores (input, prompt, conversation key)
-    in a temporary file; yields (file, row count). Ingest errors become InvalidInput."""
-    return _SpoolContext(table, template, conversation_column, source)
-
-
-class _SpoolContext:
-    def __init__(self, table, template: prompts.Template, conversation_column: str,
-                 source: str):
-        self.table, self.template, self.source = table, template, source
-        self.conversation_column = conversation_column
-        self.file: IO[str] | None = None
-
-    def __enter__(self) -> tuple[IO[str], int]:
-        self.file = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES, mode="w+",
-                                                  encoding="utf-8")
+@contextmanager
+def _spool_rows(table, template: prompts.Template, conversation_column: str,
+                source: str) -> Iterator[tuple[IO[str], int]]:
+    """Read and check every row, keeping what each stores (input, prompt, conversation key) as
+    JSON lines in a temporary file; yields (file, row count). Ingest errors become InvalidInput.
+    The caps on cells and on a row's rendered prompt apply here, before anything is stored."""
+    max_cells, max_chars = settings.BATCH_MAX_CELLS, settings.BATCH_MAX_RENDERED_CHARS
+    cells = total = 0
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES, mode="w+",
+                                       encoding="utf-8") as spool:
         try:
-            total = self._write()
-        except BaseException:
-            self.file.close()
-            raise
-        self.file.seek(0)
-        return self.file, total
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.file is not None
-        self.file.close()
-
-    def _write(self) -> int:
-        max_cells = settings.BATCH_MAX_CELLS
-        max_chars = settings.BATCH_MAX_RENDERED_CHARS
-        cells = total = 0
-        key_column = self.conversation_column
-        try:
-            for total, row in enumerate(self.table.rows, 1):
+            for total, row in enumerate(table.rows, 1):
                 cells += len(row)
                 if max_cells and cells > max_cells:
                     raise InvalidInput(f"The file has more than {max_cells:,} cells (the limit "
                                        f"is {max_cells:,}), counting up to row {total:,}.",
-                                       field=self.source)
-                prompt = self.template.render(row)
+                                       field=source)
+                prompt = template.render(row)
                 if max_chars and len(prompt) > max_chars:
                     raise InvalidInput(
                         f"Row {total:,} makes a prompt of {len(prompt):,} characters; the limit "
-                        f"is {max_chars:,}. Shorten its values or the prompt.",
-                        field=self.source, line=None)
-                key = prompts.format_value(row.get(key_column))[:255] if key_column else ""
-                self.file.write(json.dumps([row, prompt, key], ensure_ascii=False,
-                                           default=str))
-                self.file.write("\n")
+                        f"is {max_chars:,}. Shorten its values or the prompt.", field=source)
+                key = (prompts.format_value(row.get(conversation_column))[:255]
+                       if conversation_column else "")
+                spool.write(json.dumps([row, prompt, key], ensure_ascii=False, default=str))
+                spool.write("\n")
         except ingest.IngestError as err:
-            raise _ingest_error(err, self.source) from err
-        # Encoding warnings can appear while rows are read, so they are complete only now.
-        return total
+            raise _ingest_error(err, source) from err
+        spool.seek(0)
+        yield spool, total
 
 
 def _unspool(spool: IO[str]) -> Iterator[tuple[dict, str, str]]:
