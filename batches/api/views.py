@@ -315,7 +315,8 @@ class BatchViewSet(GenericViewSet):
         batch = self.get_object()
         serializer = s.BatchUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return self._batch_response(services.batch_update(batch=batch, **serializer.validated_data))
+        return self._batch_response(services.batch_update(batch=batch, by=request.user,
+                                                          **serializer.validated_data))
 
     def destroy(self, request, pk=None):
         services.batch_delete(batch=self.get_object())
