@@ -65,8 +65,8 @@ DEMO_ENV := $(DEV) DEMO_MODE=true DATABASE_URL=sqlite:///$(CURDIR)/demo.sqlite3 
 	GEMINI_BASE_URL=http://127.0.0.1:8765 GEMINI_API_KEY=demo-key
 demo: install
 	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput
-	$(DEMO_ENV) $(BIN)/python manage.py demo_setup
-	@$(DEMO_ENV) $(BIN)/python manage.py fake_gemini --port 8765 --latency-ms 400 --error-rate 0.05 & \
+	$(DEMO_ENV) $(BIN)/python manage.py demo_setup --address $(HOST):$(PORT)
+	@$(DEMO_ENV) $(BIN)/python manage.py fake_gemini --port 8765 --latency-ms 400 --error-rate 0.05 --demo-answers & \
 	MODEL=$$!; $(DEMO_ENV) $(BIN)/python manage.py qcluster & $(STOP_WORKER_ON_EXIT) \
 	trap 'kill $$MODEL 2>/dev/null; $(STOP_WORKER)' EXIT; \
 	$(DEMO_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)

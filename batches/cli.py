@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
 from batches import services
-from batches.models import Batch, BatchResult, Progress
+from batches.models import Batch, BatchResult, Progress, RowTally
 
 NOT_MOVING_HINT = ("Nothing is moving: is a worker running? "
                    "Start one with `python manage.py qcluster`")
@@ -65,11 +65,13 @@ def figures(batch: Batch) -> list[str]:
         f"Status:    {state}, priority {batch.priority_name}, model {batch.model_name}",
         f"Rows:      {p.total:,} total: {c['succeeded']:,} succeeded, {c['failed']:,} failed, "
         f"{c['cancelled']:,} cancelled, {c['pending']:,} pending, {c['running']:,} running",
-        f"Progress:  {p.percent}%",
+        f"Progress:  {p.percent}%: {p.summary}",
         f"Rate:      {p.rows_per_minute:,} rows/min",
         f"ETA:       {'-' if batch.is_finished else duration(p.eta_seconds)}",
         f"Tokens:    {p.prompt_tokens:,} prompt + {p.output_tokens:,} output = {p.tokens:,}",
     ]
+    if fields := batch.output_fields:
+        lines.insert(2, "Output:    columns " + ", ".join(f"{f.name} ({f.label})" for f in fields))
     if error := last_error(batch):
         lines.append(f"Last error: {error}")
     return lines
@@ -133,7 +135,7 @@ class Waiter:
             signs = (counts, self.batch.slice_heartbeat_at)
             if signs != last_signs:
                 last_signs, last_change = signs, now
-            done = counts["succeeded"] + counts["failed"] + counts["cancelled"]
+            done = RowTally(counts).processed
             self._sample(now, done)
             if self.batch.is_finished:
                 self._draw(counts, done, final=True)
@@ -164,8 +166,8 @@ class Waiter:
         return (d1 - d0) / (t1 - t0) if t1 > t0 else 0.0
 
     def line(self, counts: dict[str, int], done: int) -> str:
-        total = sum(counts.values())
-        percent = 100 * done / total if total else 100.0
+        tally = RowTally(counts)
+        total, percent = tally.total, tally.percent
         width = 24
         filled = int(width * percent / 100)
         bar = "#" * filled + "-" * (width - filled)
@@ -173,8 +175,9 @@ class Waiter:
         remaining = counts["pending"] + counts["running"]
         eta = duration(remaining / rate) if rate > 0 else "-"
         state = "" if self.batch.status != Batch.Status.PAUSED else " (paused)"
-        return (f"[{bar}] {percent:5.1f}% {done:,}/{total:,} done, {counts['failed']:,} failed, "
-                f"{rate:.1f} rows/s, ETA {eta}{state}")
+        cancelled = f", {tally.cancelled:,} cancelled" if tally.cancelled else ""
+        return (f"[{bar}] {percent:5.1f}% {tally.processed:,}/{total:,} processed, "
+                f"{counts['failed']:,} failed{cancelled}, {rate:.1f} rows/s, ETA {eta}{state}")
 
     def _draw(self, counts: dict[str, int], done: int, final: bool = False) -> None:
         text = self.line(counts, done)

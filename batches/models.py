@@ -90,6 +90,8 @@ class Batch(models.Model):
     api_waiting_since = models.DateTimeField(null=True, blank=True)
     # Renewed by every slice working on the batch; rescue re-enqueues batches whose beat stopped.
     slice_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Receives this batch's events, signed with the owner's default secret (notifications).
+    webhook_url = models.URLField(max_length=2000, blank=True)
 
     objects = BatchQuerySet.as_manager()
 
@@ -122,6 +124,13 @@ class Batch(models.Model):
     @property
     def priority_name(self) -> str:
         return Priority(self.priority).label
+
+    @property
+    def output_fields(self) -> list:
+        """The output columns (outputs.OutputField) its schema defines; [] for a text batch."""
+        from batches import outputs
+
+        return outputs.fields_from_schema(self.response_schema)
 
     def status_counts(self) -> dict[str, int]:
         """Rows per status, counted live (an index-only scan on (batch, status, index))."""
@@ -167,9 +176,11 @@ class Batch(models.Model):
             if self.is_finished:
                 return False
             counts = self.status_counts()
-            if self.cancel_requested:
+            # Rows left cancelled keep the batch cancelled, also after some other rows were
+            # retried: "completed with errors" with 0 failed would hide them.
+            if self.cancel_requested or counts["cancelled"]:
                 final = Batch.Status.CANCELLED
-            elif counts["failed"] or counts["cancelled"]:
+            elif counts["failed"]:
                 final = Batch.Status.COMPLETED_WITH_ERRORS
             else:
                 final = Batch.Status.COMPLETED
@@ -178,6 +189,8 @@ class Batch(models.Model):
                 status__in=Batch.FINAL_STATUSES
             ).update(status=final, finished_at=timezone.now(), paused=False,
                      api_waiting_since=None)
+            if won:
+                Event.objects.record(self, FINAL_EVENTS[final])
         if won:
             self.refresh_counts()
         return bool(won)
@@ -227,6 +240,9 @@ class BatchResult(models.Model):
 
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="results")
     index = models.PositiveIntegerField()
+    # The row's line in the uploaded file (or its spreadsheet row), as error messages name it;
+    # null for rows sent as JSON, whose number is index + 1.
+    source_line = models.PositiveIntegerField(null=True, blank=True)
     input = models.JSONField(default=dict)
     prompt = models.TextField()
     conversation_key = models.CharField(max_length=255, blank=True)
@@ -244,6 +260,8 @@ class BatchResult(models.Model):
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The answer parsed and validated against the batch's response_schema (columns batches).
+    data = models.JSONField(null=True, blank=True)
 
     objects = BatchResultQuerySet.as_manager()
 
@@ -268,6 +286,29 @@ class BatchResult(models.Model):
     def __str__(self) -> str:
         return f"{self.batch_id}#{self.index}"
 
+    @property
+    def row_number(self) -> int:
+        """The number the user knows the row by: its line in the file, or its 1-based position."""
+        return self.source_line or self.index + 1
+
+
+class StagedUpload(models.Model):
+    """A file uploaded on the new-batch page and kept in Django's storage between the preview and
+    Create, so neither a re-rendered preview nor a refused submit makes the user choose it again.
+    Only its owner can use it, and it expires (BATCH_STAGED_UPLOAD_HOURS)."""
+
+    token = models.UUIDField(unique=True, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                              related_name="staged_uploads")
+    filename = models.CharField(max_length=255)
+    storage_name = models.CharField(max_length=500)  # the file's name in default_storage
+    size = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.filename
+
 
 class RateBucket(models.Model):
     """Shared state for one rate-limit or circuit-breaker key (e.g. a model's requests per minute),
@@ -284,19 +325,46 @@ class RateBucket(models.Model):
         return self.key
 
 
-class Progress:
-    """Live figures for a batch: counts, percent, rate, ETA, tokens."""
+class RowTally:
+    """What the rows of a batch add up to, from its per-status counts. Every surface (pages, API,
+    CLI, admin) reads its figures here, so they cannot disagree.
+
+    `processed` rows ran to an answer or an error; cancelled rows did not run, so they count
+    neither towards `percent` nor towards the rate."""
+
+    def __init__(self, counts: dict[str, int]):
+        self.counts = counts
+        self.total = sum(counts.values())
+        self.succeeded = counts.get("succeeded", 0)
+        self.failed = counts.get("failed", 0)
+        self.cancelled = counts.get("cancelled", 0)
+        self.processed = self.succeeded + self.failed
+        self.remaining = counts.get("pending", 0) + counts.get("running", 0)
+        self.percent = round(100 * self.processed / self.total, 1) if self.total else 100.0
+
+    @property
+    def summary(self) -> str:
+        """"55 of 300 processed · 245 cancelled"."""
+        text = f"{self.processed:,} of {self.total:,} processed"
+        if self.cancelled:
+            text += f" · {self.cancelled:,} cancelled"
+        return text
+
+    def share(self, n: int) -> float:
+        """n as a percent of all rows, for progress bar segments."""
+        return round(100 * n / self.total, 1) if self.total else 0.0
+
+
+class Progress(RowTally):
+    """Live figures for a batch: the tally, plus rate, ETA and tokens."""
 
     RATE_WINDOW = timedelta(seconds=60)
 
     def __init__(self, batch: Batch, counts: dict[str, int], recent: int, tokens: dict):
+        super().__init__(counts)
         self.batch = batch
-        self.counts = counts
-        self.total = sum(counts.values())
-        self.done = counts["succeeded"] + counts["failed"] + counts["cancelled"]
-        self.percent = round(100 * self.done / self.total, 1) if self.total else 100.0
         self.rows_per_minute = self._rate(batch, recent)
-        remaining = counts["pending"] + counts["running"]
+        remaining = self.remaining
         if batch.is_finished or remaining == 0:
             self.eta_seconds = 0 if remaining == 0 else None
         elif self.rows_per_minute:
@@ -311,8 +379,9 @@ class Progress:
         """`counts` may be passed when the caller already has them (the API caches them)."""
         counts = counts if counts is not None else batch.status_counts()
         since = timezone.now() - cls.RATE_WINDOW
-        finished = BatchResult.objects.filter(batch=batch, finished_at__gte=since,
-                                              status=BatchResult.Status.SUCCEEDED)
+        finished = BatchResult.objects.filter(
+            batch=batch, finished_at__gte=since,
+            status__in=[BatchResult.Status.SUCCEEDED, BatchResult.Status.FAILED])
         recent = finished.count()
         # The engine adds each write's tokens to the batch, so no SUM over the rows is needed.
         tokens = {"p": batch.prompt_tokens, "o": batch.output_tokens}
@@ -325,10 +394,22 @@ class Progress:
         end = batch.finished_at or timezone.now()
         elapsed = (end - batch.started_at).total_seconds()
         if batch.is_finished:
-            return round(self.done / elapsed * 60, 1) if elapsed > 0 else float(self.done)
+            ran = self.processed
+            return round(ran / elapsed * 60, 1) if elapsed > 0 else float(ran)
         window = min(elapsed, self.RATE_WINDOW.total_seconds())
         return round(recent / window * 60, 1) if window > 1 else 0.0
 
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.output_tokens
+
+
+# Registered with the app here; they live with the rest of notifications.
+from batches.notifications.models import (  # noqa: E402, F401
+    FINAL_EVENTS,
+    Delivery,
+    DeliveryAttempt,
+    Event,
+    NotificationSettings,
+    WebhookEndpoint,
+)

@@ -15,12 +15,14 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from batches import ingest, prompts
+from batches import ingest, notifications, outputs, prompts
 from batches.engine import tasks
 from batches.models import Batch, BatchResult, Priority
 
+UNSET: Any = object()  # an argument not given, where None means something
 CREATE_CHUNK = 2000
 MAX_CONCURRENCY = 500  # for anyone; others are held to settings.BATCH_MAX_CONCURRENCY
 MAX_RETRIES = 20
@@ -151,13 +153,25 @@ def batch_create(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
     response_schema: dict | None = None,
+    output_fields: list[dict] | None = None,
+    webhook_url: str = "",
 ) -> Batch:
     """Validate the input and create the batch with all its rows in one transaction, or nothing.
 
-    The whole file is read and every row checked before the transaction opens, so no write lock
-    is held while an upload is parsed (on SQLite that lock stops every other write)."""
+    `output_fields` (the field editor's list) or `response_schema` (a JSON Schema) make a
+    columns batch; neither makes a text batch. The whole file is read and every row checked
+    before the transaction opens, so no write lock is held while an upload is parsed (on SQLite
+    that lock stops every other write)."""
+    # Browsers send CRLF from a textarea; the model should see the text as written.
+    prompt = normalise_newlines(prompt)
+    system_instruction = normalise_newlines(system_instruction or "")
     template = prompt_template(prompt)
-    _check_system_instruction(system_instruction or "")
+    _check_system_instruction(system_instruction)
+    if webhook_url:
+        try:
+            notifications.check_url(webhook_url)
+        except notifications.UnsafeURL as err:
+            raise InvalidInput(str(err), field="webhook_url") from err
     _check_settings(concurrency=concurrency, max_retries=max_retries, temperature=temperature,
                     max_output_tokens=max_output_tokens)
     priority = parse_priority(priority)
@@ -179,6 +193,7 @@ def batch_create(
         template.validate(table.columns)
     except prompts.TemplateError as err:
         raise InvalidInput(str(err), field="prompt") from err
+    response_schema = output_schema(output_fields, response_schema, table.columns)
     if conversation_column and conversation_column not in table.columns:
         raise InvalidInput(
             f"The conversation column {conversation_column!r} is not a column of the file. "
@@ -208,6 +223,7 @@ def batch_create(
                 rpm_limit=rpm_limit if rpm_limit is not None else settings.GEMINI_RPM,
                 tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
                 response_schema=response_schema,
+                webhook_url=webhook_url,
                 total_rows=total,
                 last_error="\n".join(table.warnings),
             )
@@ -215,6 +231,28 @@ def batch_create(
             transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
     batch.warnings = list(table.warnings)
     return batch
+
+
+def output_schema(output_fields: list | None, response_schema: dict | None,
+                  columns: list[str]) -> dict | None:
+    """The schema a batch stores for its columns output, checked against the limits and the
+    input columns; None for a text batch."""
+    if output_fields is not None and response_schema is not None:
+        raise InvalidInput("Send output_fields or response_schema, not both.",
+                           field="output_fields")
+    field = "output_fields" if output_fields is not None else "response_schema"
+    try:
+        if output_fields is not None:
+            schema = outputs.fields_to_schema(outputs.parse_fields(output_fields))
+            outputs.check_names(schema["properties"], columns, "output_fields")
+        elif response_schema is not None:
+            schema = outputs.check_schema(response_schema)
+            outputs.check_names(schema["properties"], columns, "response_schema.properties")
+        else:
+            return None
+    except outputs.OutputSchemaError as err:
+        raise InvalidInput(str(err), field=field) from err
+    return schema
 
 
 def _default_name(filename: str) -> str:
@@ -246,6 +284,16 @@ def _check_active_limit(owner, *, lock: bool = False, reopening: Batch | None = 
             f"You already have {active} active batches (the limit is {cap}). "
             "Wait for one to finish or cancel one.",
         )
+
+
+def normalise_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _numbered(table: ingest.Table) -> Iterator[tuple[dict, int | None]]:
+    """Each row with its line in the file, read as the row is (the table notes it)."""
+    for row in table.rows:
+        yield row, table.line
 
 
 def _count_creation(owner) -> None:
@@ -297,15 +345,16 @@ def _take_creation_slot(user_pk: int) -> tuple[bool, int]:
 @contextmanager
 def _spool_rows(table, template: prompts.Template, conversation_column: str,
                 source: str) -> Iterator[tuple[IO[str], int]]:
-    """Read and check every row, keeping what each stores (input, prompt, conversation key) as
-    JSON lines in a temporary file; yields (file, row count). Ingest errors become InvalidInput.
+    """Read and check every row, keeping what each stores (input, line in the file, prompt,
+    conversation key) as JSON lines in a temporary file; yields (file, row count). Ingest
+    errors become InvalidInput.
     The caps on cells and on a row's rendered prompt apply here, before anything is stored."""
     max_cells, max_chars = settings.BATCH_MAX_CELLS, settings.BATCH_MAX_RENDERED_CHARS
     cells = total = 0
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES, mode="w+",
                                        encoding="utf-8") as spool:
         try:
-            for total, row in enumerate(table.rows, 1):
+            for total, (row, line) in enumerate(_numbered(table), 1):
                 cells += len(row)
                 if max_cells and cells > max_cells:
                     raise InvalidInput(f"The file has more than {max_cells:,} cells (the limit "
@@ -318,7 +367,8 @@ def _spool_rows(table, template: prompts.Template, conversation_column: str,
                         f"is {max_chars:,}. Shorten its values or the prompt.", field=source)
                 key = (prompts.format_value(row.get(conversation_column))[:255]
                        if conversation_column else "")
-                spool.write(json.dumps([row, prompt, key], ensure_ascii=False, default=str))
+                spool.write(json.dumps([row, line, prompt, key], ensure_ascii=False,
+                                       default=str))
                 spool.write("\n")
         except ingest.IngestError as err:
             raise _ingest_error(err, source) from err
@@ -326,20 +376,20 @@ def _spool_rows(table, template: prompts.Template, conversation_column: str,
         yield spool, total
 
 
-def _unspool(spool: IO[str]) -> Iterator[tuple[dict, str, str]]:
-    for line in spool:
-        row, prompt, key = json.loads(line)
-        yield row, prompt, key
+def _unspool(spool: IO[str]) -> Iterator[tuple[dict, int | None, str, str]]:
+    for text in spool:
+        row, line, prompt, key = json.loads(text)
+        yield row, line, prompt, key
 
 
-def _create_rows(batch: Batch, rows: Iterable[tuple[dict, str, str]]) -> int:
+def _create_rows(batch: Batch, rows: Iterable[tuple[dict, int | None, str, str]]) -> int:
     total = 0
     iterator = iter(rows)
     while chunk := list(islice(iterator, CREATE_CHUNK)):
         BatchResult.objects.bulk_create(
-            BatchResult(batch=batch, index=total + i, input=row, prompt=prompt,
-                        conversation_key=key)
-            for i, (row, prompt, key) in enumerate(chunk)
+            BatchResult(batch=batch, index=total + i, source_line=line, input=row,
+                        prompt=prompt, conversation_key=key)
+            for i, (row, line, prompt, key) in enumerate(chunk)
         )
         total += len(chunk)
     return total
@@ -383,14 +433,22 @@ def batch_pause(*, batch: Batch) -> int:
             f"Only a pending or running batch can be paused; this one is "
             f"{batch.get_status_display().lower()}."
         )
-    Batch.objects.filter(pk=batch.pk).update(paused=True, status=Batch.Status.PAUSED)
+    with transaction.atomic():
+        Batch.objects.filter(pk=batch.pk).update(paused=True, status=Batch.Status.PAUSED)
+        notifications.record_batch_event(batch.pk, notifications.EventType.PAUSED,
+                                         reason=notifications.PauseReason.USER)
     batch.refresh_from_db()
     return batch.results.filter(status=BatchResult.Status.PENDING).count()
 
 
 def batch_resume(*, batch: Batch) -> int:
-    """Run a paused, cancelled, failed or interrupted batch again. Returns rows requeued."""
-    if batch.status in (Batch.Status.COMPLETED, Batch.Status.COMPLETED_WITH_ERRORS):
+    """Run a paused, cancelled, failed or interrupted batch again, including every cancelled row
+    of a finished batch. Returns rows requeued."""
+    finished_without_cancelled = (
+        batch.status in (Batch.Status.COMPLETED, Batch.Status.COMPLETED_WITH_ERRORS)
+        and not batch.results.filter(status=BatchResult.Status.CANCELLED).exists()
+    )
+    if finished_without_cancelled:
         raise ActionNotAllowed(
             f"The batch is {batch.get_status_display().lower()}; "
             "use retry failed to run its failed rows again."
@@ -452,11 +510,24 @@ def results_retry(*, results) -> int:
 
 def batch_update(*, batch: Batch, name: str | None = None, priority: int | str | None = None,
                  concurrency: int | None = None, max_retries: int | None = None,
-                 by=None) -> Batch:
+                 output_fields: Any = UNSET, response_schema: Any = UNSET, by=None) -> Batch:
     """Rename, or change how the batch runs; workers pick the change up at their next claim.
 
-    `by` is who makes the change (the owner when not given): what they may set is checked."""
+    The output may change only while no row has run: `output_fields` or `response_schema`
+    make it columns, both None make it text again. `by` is who makes the change (the owner
+    when not given): what they may set is checked."""
     changes: dict[str, Any] = {}
+    if output_fields is not UNSET or response_schema is not UNSET:
+        ran = batch.results.filter(
+            Q(attempts__gt=0) | Q(status__in=[BatchResult.Status.RUNNING,
+                                              BatchResult.Status.SUCCEEDED,
+                                              BatchResult.Status.FAILED]))
+        if ran.exists():
+            raise ActionNotAllowed("The output cannot change once rows have run: the rows "
+                                   "already answered follow the old one.")
+        changes["response_schema"] = output_schema(
+            None if output_fields is UNSET else output_fields,
+            None if response_schema is UNSET else response_schema, batch.columns)
     if name is not None:
         changes["name"] = name.strip()[:200]
     if priority is not None:

@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+import dj_email_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -165,6 +166,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Django's default storage (staged uploads); any shared storage backend works for several hosts.
+MEDIA_ROOT = os.environ.get("MEDIA_ROOT") or str(BASE_DIR / "media")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -221,10 +224,14 @@ BATCH_MAX_RENDERED_CHARS = envint("BATCH_MAX_RENDERED_CHARS", 500_000)
 BATCH_MAX_CELLS = envint("BATCH_MAX_CELLS", 20_000_000)
 # Highest concurrency of a batch for users who are not staff (staff may go up to 500).
 BATCH_MAX_CONCURRENCY = envint("BATCH_MAX_CONCURRENCY", 100)
+# A file chosen on the new-batch page is kept this long for its preview and Create.
+BATCH_STAGED_UPLOAD_HOURS = envint("BATCH_STAGED_UPLOAD_HOURS", 24)
 BATCH_LEASE_SECONDS = envint("BATCH_LEASE_SECONDS", 120)
 BATCH_SLICE_SECONDS = envint("BATCH_SLICE_SECONDS", 60)
 # Rows one slice keeps in flight at most (each batch's own concurrency caps it further).
 BATCH_SLICE_MAX_INFLIGHT = envint("BATCH_SLICE_MAX_INFLIGHT", 256)
+# Diagnostics for `manage.py bench`: each slice appends its slot idle times (ms) to this file.
+BATCH_SLOT_IDLE_LOG = os.environ.get("BATCH_SLOT_IDLE_LOG", "")
 # Retry backoff: full jitter over base * 2^attempts seconds, capped.
 BATCH_RETRY_BASE_S = envfloat("BATCH_RETRY_BASE_S", 1.0)
 BATCH_RETRY_MAX_S = envfloat("BATCH_RETRY_MAX_S", 60.0)
@@ -237,6 +244,31 @@ FILE_UPLOAD_HANDLERS = [
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
 DATA_UPLOAD_MAX_MEMORY_SIZE = (BATCH_MAX_UPLOAD_MB or 50) * 1024 * 1024
+
+# Notifications (docs/notifications.md). Links in webhooks and e-mails start with SITE_URL.
+SITE_URL = os.environ.get("SITE_URL", "http://localhost:8000")
+WEBHOOK_TIMEOUT_S = envfloat("WEBHOOK_TIMEOUT_S", 10.0)
+WEBHOOK_ALLOW_PRIVATE = envbool("WEBHOOK_ALLOW_PRIVATE", False)
+WEBHOOK_MAX_ENDPOINTS = envint("WEBHOOK_MAX_ENDPOINTS", 20)
+# Retries wait base, 2 x base, 4 x base ... (at most WEBHOOK_RETRY_MAX_S) for WEBHOOK_RETRY_FOR_S.
+WEBHOOK_RETRY_BASE_S = envfloat("WEBHOOK_RETRY_BASE_S", 30.0)
+WEBHOOK_RETRY_MAX_S = envfloat("WEBHOOK_RETRY_MAX_S", 3600.0)
+WEBHOOK_RETRY_FOR_S = envint("WEBHOOK_RETRY_FOR_S", 24 * 3600)
+WEBHOOK_DISABLE_AFTER_S = envint("WEBHOOK_DISABLE_AFTER_S", 3 * 24 * 3600)
+# batch.waiting_on_api is sent once the model's API has been unreachable this long.
+WEBHOOK_WAITING_AFTER_S = envint("WEBHOOK_WAITING_AFTER_S", 180)
+# batch.progress (only to endpoints that list it) each time a batch passes another N percent.
+WEBHOOK_PROGRESS_STEP_PERCENT = envint("WEBHOOK_PROGRESS_STEP_PERCENT", 10)
+# E-mail: EMAIL_URL such as smtp+tls://user:password@smtp.example.com:587; unset prints to stdout.
+_email = dj_email_url.parse(os.environ.get("EMAIL_URL") or "console:")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+for _key in ("EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD",
+             "EMAIL_USE_TLS", "EMAIL_USE_SSL", "EMAIL_TIMEOUT", "EMAIL_FILE_PATH"):
+    if _email.get(_key) is not None:
+        globals()[_key] = _email[_key]
+# A delivery's claim lasts the webhook timeout plus a margin: an SMTP call must not outlive it.
+EMAIL_TIMEOUT = _email.get("EMAIL_TIMEOUT") or WEBHOOK_TIMEOUT_S
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Batchsite <batchsite@localhost>")
 
 # django-q2: tasks are short slices (BATCH_SLICE_SECONDS) so timeout < retry holds with room.
 Q_WORKERS = envint("Q_WORKERS", 2)

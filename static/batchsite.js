@@ -1,4 +1,5 @@
-// Batchsite's few behaviours beyond htmx: insert a column into the prompt, confirm risky actions.
+// Batchsite's few behaviours beyond htmx: insert a column into the prompt, confirm risky actions,
+// tell the progress poll which rows the page shows, and say when an in-place action failed.
 (function () {
   "use strict";
 
@@ -21,12 +22,74 @@
     }
   });
 
+  // The progress poll sends the rows on screen with their status; the answer carries the rows
+  // that moved on, and the filter counts, with the counters (one poll, one truth).
+  document.addEventListener("htmx:configRequest", function (event) {
+    var elt = event.detail.elt;
+    if (!elt || elt.id !== "batch-progress") { return; }
+    var results = document.getElementById("batch-results");
+    if (!results) { return; }
+    var seen = [];
+    results.querySelectorAll("tr[data-status]").forEach(function (tr) {
+      seen.push(tr.id.slice(4) + ":" + tr.getAttribute("data-status"));
+    });
+    event.detail.parameters.seen = seen.join(",");
+    event.detail.parameters.view_status = results.getAttribute("data-status") || "all";
+    event.detail.parameters.view_path = results.getAttribute("data-path") || "";
+  });
+
   // A poll after the session expired lands on the login page: show it whole, not in a card.
   document.addEventListener("htmx:beforeSwap", function (event) {
     var url = event.detail.xhr && event.detail.xhr.responseURL;
     if (url && new URL(url).pathname === "/login/") {
       event.detail.shouldSwap = false;
       window.location.href = url;
+    }
+  });
+
+  // An in-place action the server refused (e.g. retrying a row that is no longer failed).
+  document.addEventListener("htmx:responseError", function (event) {
+    var xhr = event.detail.xhr, box = document.getElementById("live-message");
+    if (!box || !xhr || xhr.status !== 409) { return; }
+    box.textContent = xhr.responseText;
+    box.hidden = false;
+  });
+
+  // The Output section: Text or Columns, the field editor's rows, the Advanced schema box.
+  function changed(element) {
+    element.dispatchEvent(new Event("change", { bubbles: true }));
+  }
+
+  document.addEventListener("change", function (event) {
+    var target = event.target;
+    if (target.matches("[data-output-mode]")) {
+      var columns = document.getElementById("output-columns");
+      if (columns) { columns.hidden = target.value !== "columns"; }
+    } else if (target.matches("[data-output-advanced]")) {
+      var editor = document.getElementById("field-editor");
+      var box = document.getElementById("output-schema-box");
+      if (editor) { editor.hidden = target.checked; }
+      if (box) { box.hidden = !target.checked; }
+    }
+  });
+
+  document.addEventListener("click", function (event) {
+    var add = event.target.closest("[data-add-field]");
+    var remove = event.target.closest("[data-remove-field]");
+    var rows = document.getElementById("field-rows");
+    if (add && rows) {
+      var template = document.getElementById("field-row-template");
+      rows.appendChild(template.content.cloneNode(true));
+      var inputs = rows.querySelectorAll("input[name=field_name]");
+      inputs[inputs.length - 1].focus();
+    } else if (remove && rows) {
+      var row = remove.closest("tr");
+      if (rows.rows.length > 1) {
+        row.remove();
+      } else {
+        row.querySelectorAll("input").forEach(function (input) { input.value = ""; });
+      }
+      changed(rows);
     }
   });
 

@@ -24,6 +24,12 @@ def clear_local_cache():
     caches["local"].clear()  # the API's live counts, per process
 
 
+@pytest.fixture(autouse=True)
+def media_in_tmp(settings, tmp_path):
+    # Staged uploads go to Django's default storage; tests keep them out of the worktree.
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
 @pytest.fixture
 def user(db):
     return get_user_model().objects.create_user("alice", password="pw-alice-123")

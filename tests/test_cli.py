@@ -156,7 +156,7 @@ def test_batch_run_wait_exits_1_when_a_row_failed(admin_user, rows_csv, monkeypa
     assert "2 succeeded, 1 failed" in text
     assert "Last error: row 1: Blocked: SAFETY" in text
     # Not a terminal: plain progress lines, no carriage returns.
-    assert "0/3 done, 0 failed" in text and "\r" not in text
+    assert "0/3 processed, 0 failed" in text and "\r" not in text
     assert "batch_retry_failed" in text
 
 
@@ -204,7 +204,7 @@ def test_batch_run_wait_redraws_one_line_on_a_terminal(admin_user, rows_csv, mon
     assert exit_.value.code == 0
     text = out.getvalue()
     assert "\r[" in text
-    assert "1/3 done" in text and "3/3 done" in text
+    assert "1/3 processed" in text and "3/3 processed" in text
     progress = text[text.index("\r["):text.index("Batch ")]
     assert progress.count("\n") == 1  # every redraw on the same line, one newline at the end
 

@@ -18,6 +18,7 @@ def test_demo_setup_creates_the_demo_user_and_one_example_batch(db, capsys):
     assert batch.columns == ["product", "rating", "review"]
     first = batch.results.get(index=0)
     assert "Trail running shoes (5 stars)" in first.prompt
+    assert [f.name for f in batch.output_fields] == ["sentiment", "score", "reasons"]
     assert "log in at http://127.0.0.1:8000/ as 'demo'" in capsys.readouterr().out
 
 

@@ -2,6 +2,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 
 import openpyxl
 import pytest
@@ -10,6 +11,12 @@ from batches.exports import UnknownFormat, export_rows
 from tests.helpers.api import orm_batch
 
 FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1", "-2", "@x", "\tcmd", "\rcmd"]
+
+
+def ooxml_text(value: str) -> str:
+    """Undo OOXML's _xHHHH_ escape (a carriage return is stored as _x000D_; Excel shows it as
+    one, openpyxl's reader leaves it escaped)."""
+    return re.sub(r"_x([0-9A-F]{4})_", lambda m: chr(int(m.group(1), 16)), value)
 
 
 def read(batch, fmt, **kwargs) -> bytes:
@@ -44,25 +51,27 @@ def test_it_writes_csv_with_bom_header_and_rows_in_order(user):
     batch = orm_batch(user, [{"text": "a", "n": 1}, {"text": "b", "n": 2}],
                       statuses=["succeeded", "failed"], outputs=["A!", ""])
     rows = read_csv(batch)
-    assert rows[0] == ["text", "n", "output", "status", "error", "attempts", "prompt_tokens",
-                       "output_tokens", "latency_ms"]
-    assert rows[1] == ["a", "1", "A!", "succeeded", "", "1", "3", "5", "12"]
-    assert rows[2] == ["b", "2", "", "failed", "boom", "1", "", "", ""]
+    assert rows[0] == ["row", "text", "n", "output", "status", "error", "attempts",
+                       "prompt_tokens", "output_tokens", "latency_ms"]
+    assert rows[1] == ["1", "a", "1", "A!", "succeeded", "", "1", "3", "5", "12"]
+    assert rows[2] == ["2", "b", "2", "", "failed", "boom", "1", "", "", ""]
 
 
 def test_it_neutralises_formulas_in_csv_output_and_input(formula_batch):
     rows = read_csv(formula_batch)[1:]
-    assert [r[0] for r in rows] == ["'" + f for f in FORMULAS]
-    assert [r[2] for r in rows] == ["'" + f for f in FORMULAS]
+    assert [r[1] for r in rows] == ["'" + f for f in FORMULAS]
+    assert [r[3] for r in rows] == ["'" + f for f in FORMULAS]
 
 
-def test_xlsx_writes_formula_looking_text_as_text_cells_with_its_value(formula_batch):
-    # read_xlsx checks that no cell is a formula; the values come back exactly, "-2" included.
-    # With lxml, openpyxl keeps a carriage return as _x000D_, so it reads back unchanged.
-    rows = read_xlsx(formula_batch)[1:]
-    assert [r[0] for r in rows] == FORMULAS
-    assert [r[2] for r in rows] == FORMULAS
-    assert [r[1] for r in rows] == list(range(len(FORMULAS)))  # numbers stay numbers
+def test_it_writes_formula_looking_text_as_plain_string_cells_in_xlsx(formula_batch):
+    sheet = openpyxl.load_workbook(io.BytesIO(read(formula_batch, "xlsx"))).active
+    cells = list(sheet.iter_rows(min_row=2))
+    # String cells (data type "s"), never formulas ("f"), and the text is unchanged: "-2" is
+    # still "-2", not "'-2".
+    assert [ooxml_text(c[1].value) for c in cells] == FORMULAS
+    assert [ooxml_text(c[3].value) for c in cells] == FORMULAS
+    assert {c[1].data_type for c in cells} == {"s"} == {c[3].data_type for c in cells}
+    assert [c[2].value for c in cells] == list(range(len(FORMULAS)))  # numbers stay numbers
 
 
 @pytest.mark.parametrize("text", [" =1+1", "\u3000=1+1", "\uff1d1+1", "\uff0b1", "\uff0d1",
@@ -70,7 +79,7 @@ def test_xlsx_writes_formula_looking_text_as_text_cells_with_its_value(formula_b
 def test_csv_neutralises_leading_whitespace_and_full_width_triggers(user, text):
     batch = orm_batch(user, [{"text": text}], statuses=["succeeded"], outputs=[text])
     row = read_csv(batch)[1]
-    assert row[0] == "'" + text and row[1] == "'" + text
+    assert row[1] == "'" + text and row[2] == "'" + text  # input, output (after row)
 
 
 def test_it_writes_jsonl_verbatim(formula_batch):
@@ -82,8 +91,8 @@ def test_it_writes_jsonl_verbatim(formula_batch):
 
 def test_it_neutralises_formula_looking_column_names(user):
     batch = orm_batch(user, [{"=cmd": "x"}], prompt_template="{{=cmd}}")
-    assert read_csv(batch)[0][0] == "'=cmd"
-    assert read_xlsx(batch)[0][0] == "=cmd"  # a text cell
+    assert read_csv(batch)[0][1] == "'=cmd"
+    assert read_xlsx(batch)[0][1] == "=cmd"  # a string cell: Excel never evaluates it
     assert "=cmd" in read_jsonl(batch)[0]
 
 
@@ -114,7 +123,7 @@ def test_it_renames_result_columns_that_clash_with_input_columns(user):
 
 def test_it_writes_nested_input_values_as_json_text_in_csv(user):
     batch = orm_batch(user, [{"text": {"a": [1, 2]}, "flag": True}])
-    assert read_csv(batch)[1][:2] == ['{"a": [1, 2]}', "true"]
+    assert read_csv(batch)[1][1:3] == ['{"a": [1, 2]}', "true"]
     assert read_jsonl(batch)[0]["text"] == {"a": [1, 2]}
 
 
@@ -122,8 +131,8 @@ def test_it_strips_characters_xlsx_cannot_hold(user):
     batch = orm_batch(user, [{"text": "a\x01b\x1bc"}], statuses=["succeeded"],
                       outputs=["x" * 40_000])
     row = read_xlsx(batch)[1]
-    assert row[0] == "abc"
-    assert len(row[1]) == 32_767
+    assert row[1] == "abc"
+    assert len(row[2]) == 32_767
 
 
 def test_it_streams_large_exports_in_several_chunks(user):
@@ -160,3 +169,33 @@ def test_an_unnamed_batch_is_exported_as_batch_and_its_id(user):
     assert export_rows(batch, "csv").filename == f"batch-{batch.pk}.csv"
     batch.source_filename = "Leads 2024.xlsx"
     assert export_rows(batch, "csv").filename == f"batch-{batch.pk}-leads-2024.csv"
+
+
+def test_the_first_column_is_the_rows_line_in_the_file(user):
+    from batches.services import batch_create
+
+    source = io.BytesIO(b'text,n\n"two\nlines",1\n\nafter a blank,2\n')
+    batch = batch_create(owner=user, prompt="{{text}}", file=source, filename="t.csv")
+    rows = read_csv(batch)
+    assert rows[0][0] == "row"
+    # The quoted field spans lines 2-3 and line 4 is blank: the rows are on lines 2 and 5.
+    assert [r[0] for r in rows[1:]] == ["2", "5"]
+    assert [r["row"] for r in read_jsonl(batch)] == [2, 5]
+    assert [r[0] for r in read_xlsx(batch)[1:]] == [2, 5]
+
+
+def test_rows_sent_as_json_are_numbered_from_one(user):
+    rows = read_csv(orm_batch(user, [{"text": "a"}, {"text": "b"}]))
+    assert [r[0] for r in rows[1:]] == ["1", "2"]
+
+
+def test_a_row_column_in_the_file_keeps_its_name(user):
+    record = read_jsonl(orm_batch(user, [{"row": "mine"}]))[0]
+    assert record["row"] == "mine" and record["result_row"] == 1
+
+
+def test_xlsx_has_a_frozen_header_and_an_autofilter_over_the_rows(user):
+    batch = orm_batch(user, [{"text": str(i)} for i in range(3)])
+    sheet = openpyxl.load_workbook(io.BytesIO(read(batch, "xlsx"))).active
+    assert sheet.freeze_panes == "A2"
+    assert sheet.auto_filter.ref == "A1:I4"  # row, text and 7 result columns

@@ -238,7 +238,7 @@ def test_progress_reports_counts_and_percent(make_batch):
     set_rows(batch, "failed", [2])
     progress = batch.progress()
     assert progress.counts["succeeded"] == 2 and progress.counts["pending"] == 1
-    assert progress.done == 3 and progress.total == 4 and progress.percent == 75.0
+    assert progress.processed == 3 and progress.total == 4 and progress.percent == 75.0
 
 
 def test_users_see_only_their_batches_and_staff_see_all(make_batch, user, other_user,

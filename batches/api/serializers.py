@@ -56,6 +56,9 @@ class _BatchSettingsSerializer(serializers.Serializer):
     conversation_column = _StringField(
         max_length=200, required=False, allow_blank=True, default="",
         help_text="Rows sharing a value in this column form one multi-turn conversation.")
+    webhook_url = _StringField(
+        max_length=2000, required=False, allow_blank=True, default="",
+        help_text="Receives this batch's events, signed with your default secret.")
 
     def validate_model(self, value: str) -> str:
         if value and value not in settings.GEMINI_MODELS:
@@ -64,7 +67,44 @@ class _BatchSettingsSerializer(serializers.Serializer):
         return value
 
 
-class BatchFileCreateSerializer(_BatchSettingsSerializer):
+OUTPUT_FIELDS_SCHEMA = {
+    "type": "array", "maxItems": 100, "nullable": True,
+    "description": "Columns output: one field per column, in order. Types: text, integer, number, "
+                   "boolean, enum (with values), list (of text), date.",
+    "items": {"type": "object", "required": ["name", "type"], "properties": {
+        "name": {"type": "string"},
+        "type": {"type": "string",
+                 "enum": ["text", "integer", "number", "boolean", "enum", "list", "date"]},
+        "values": {"type": "array", "items": {"type": "string"}},
+        "minimum": {"type": "number"},
+        "maximum": {"type": "number"},
+        "description": {"type": "string"},
+        "required": {"type": "boolean", "default": True},
+    }},
+}
+RESPONSE_SCHEMA_SCHEMA = {
+    "type": "object", "nullable": True, "additionalProperties": True,
+    "description": "Columns output as a JSON Schema: an object whose properties are the "
+                   "columns (instead of output_fields).",
+}
+
+
+@extend_schema_field(OUTPUT_FIELDS_SCHEMA)
+class OutputFieldsField(serializers.JSONField):
+    """Checked by services.batch_create, whose errors name the path (output_fields[2].type)."""
+
+
+@extend_schema_field(RESPONSE_SCHEMA_SCHEMA)
+class ResponseSchemaField(serializers.JSONField):
+    pass
+
+
+class _OutputSerializer(serializers.Serializer):
+    output_fields = OutputFieldsField(required=False, allow_null=True, default=None)
+    response_schema = ResponseSchemaField(required=False, allow_null=True, default=None)
+
+
+class BatchFileCreateSerializer(_BatchSettingsSerializer, _OutputSerializer):
     """multipart/form-data: a CSV, XLSX or JSONL file plus the settings."""
 
     file = serializers.FileField(help_text="CSV, XLSX or JSONL; the first row is the header.")
@@ -96,7 +136,7 @@ class RowsField(serializers.JSONField):
         return data
 
 
-class BatchRowsCreateSerializer(_BatchSettingsSerializer):
+class BatchRowsCreateSerializer(_BatchSettingsSerializer, _OutputSerializer):
     """application/json: the rows themselves plus the settings."""
 
     rows = RowsField(help_text="The rows, one object per row; keys are the columns.")
@@ -107,6 +147,12 @@ class BatchUpdateSerializer(serializers.Serializer):
     priority = serializers.ChoiceField(choices=PRIORITIES, required=False)
     concurrency = serializers.IntegerField(min_value=1, max_value=MAX_CONCURRENCY, required=False)
     max_retries = serializers.IntegerField(min_value=0, max_value=MAX_RETRIES, required=False)
+    output_fields = OutputFieldsField(
+        required=False, allow_null=True,
+        help_text="Only while no row has run (409 after); null with response_schema null "
+                  "makes the output text again.")
+    response_schema = ResponseSchemaField(required=False, allow_null=True,
+                                          help_text="Only while no row has run (409 after).")
 
 
 class CountsSerializer(serializers.Serializer):
@@ -124,8 +170,12 @@ class BatchSummarySerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="model_name", read_only=True)
     priority = serializers.ChoiceField(source="priority_name", choices=PRIORITIES, read_only=True)
     counts = CountsSerializer(source="live.counts", read_only=True)
-    progress = serializers.FloatField(source="live.percent", read_only=True,
-                                      help_text="Percent of rows finished, 0-100.")
+    processed = serializers.IntegerField(
+        source="live.processed", read_only=True,
+        help_text="Rows that ran (succeeded or failed); cancelled rows did not run.")
+    progress = serializers.FloatField(
+        source="live.percent", read_only=True,
+        help_text="Percent of all rows processed, 0-100; cancelled rows do not count.")
     waiting_on_api_since = serializers.DateTimeField(
         source="api_waiting_since", read_only=True, allow_null=True,
         help_text="Set while the model API is unreachable and the batch waits for it.")
@@ -133,7 +183,8 @@ class BatchSummarySerializer(serializers.ModelSerializer):
     class Meta:
         model = Batch
         fields = ["id", "name", "owner", "status", "source_filename", "model", "priority",
-                  "total_rows", "counts", "progress", "waiting_on_api_since", "created_at",
+                  "total_rows", "counts", "processed", "progress", "waiting_on_api_since",
+                  "created_at",
                   "started_at", "finished_at"]
         read_only_fields = fields
 
@@ -150,6 +201,8 @@ class BatchSerializer(BatchSummarySerializer):
                                            help_text="Null while the rate is unknown.")
     prompt_tokens = serializers.IntegerField(source="live.prompt_tokens", read_only=True)
     output_tokens = serializers.IntegerField(source="live.output_tokens", read_only=True)
+    webhook_url = serializers.CharField(read_only=True,
+                                        help_text="Receives this batch's events; empty: none.")
     warnings = serializers.SerializerMethodField(
         help_text="Notes about the file (only in the answer to the creation); later they are "
                   "part of last_error.")
@@ -159,23 +212,39 @@ class BatchSerializer(BatchSummarySerializer):
             "prompt", "system_instruction", "temperature", "max_output_tokens", "concurrency",
             "max_retries", "conversation_column", "columns", "rows_per_minute", "eta_seconds",
             "prompt_tokens", "output_tokens", "paused", "cancel_requested", "updated_at",
-            "last_error", "warnings",
+            "last_error", "warnings", "output_fields", "response_schema", "webhook_url",
         ]
         read_only_fields = fields
+
+    output_fields = serializers.SerializerMethodField(
+        help_text="The output columns; empty for a text batch.")
+    response_schema = ResponseSchemaField(read_only=True)
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_warnings(self, batch: Batch) -> list[str]:
         return list(getattr(batch, "warnings", []))
 
+    @extend_schema_field(OUTPUT_FIELDS_SCHEMA)
+    def get_output_fields(self, batch: Batch) -> list[dict]:
+        return [f.as_dict() for f in batch.output_fields]
+
 
 class ResultSerializer(serializers.ModelSerializer):
     input = serializers.DictField(read_only=True, help_text="The row as read from the file.")
+    row = serializers.IntegerField(
+        source="row_number", read_only=True,
+        help_text="The row's line in the uploaded file (or its spreadsheet row), as error "
+                  "messages and exports number it; `index` is its 0-based position.")
+    data = serializers.JSONField(
+        read_only=True, allow_null=True,
+        help_text="Columns batches: the answer parsed and validated against the schema "
+                  "(`?fields=` keeps only some); null for text batches and unfinished rows.")
 
     class Meta:
         model = BatchResult
-        fields = ["index", "input", "prompt", "output", "status", "error", "attempts",
+        fields = ["index", "row", "input", "prompt", "output", "status", "error", "attempts",
                   "prompt_tokens", "output_tokens", "latency_ms", "finish_reason",
-                  "model_version", "started_at", "finished_at"]
+                  "model_version", "started_at", "finished_at", "data"]
         read_only_fields = fields
 
 

@@ -2,12 +2,13 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from batches.api import views
+from batches.api import views, webhooks
 
 app_name = "api"
 
 router = SimpleRouter()
 router.register("batches", views.BatchViewSet, basename="batch")
+router.register("webhooks", webhooks.WebhookViewSet, basename="webhook")
 
 urlpatterns = [
     path("token/", views.TokenView.as_view(), name="token"),

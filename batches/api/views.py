@@ -31,7 +31,7 @@ from rest_framework.viewsets import GenericViewSet
 from batches import exports, services
 from batches.api import serializers as s
 from batches.api.parsers import DepthSafeJSONParser
-from batches.models import Batch, BatchResult, Progress
+from batches.models import Batch, BatchResult, Progress, RowTally
 
 MB = 1024 * 1024
 LIVE_COUNTS_SECONDS = 1
@@ -94,6 +94,26 @@ def parse_statuses(request, choices) -> list[str]:
     return wanted
 
 
+OUTPUT_FIELDS_PARAM = OpenApiParameter(
+    "fields", {"type": "array", "items": {"type": "string"}}, style="form", explode=False,
+    description="Columns batches: keep only these output fields in each row's `data` "
+                "(comma-separated names).")
+
+
+def parse_output_fields(request, batch: Batch) -> list[str] | None:
+    raw = request.query_params.get("fields")
+    if raw is None:
+        return None
+    wanted = [v.strip() for v in raw.split(",") if v.strip()]
+    names = [f.name for f in batch.output_fields]
+    unknown = [v for v in wanted if v not in names]
+    if unknown:
+        known = ", ".join(names) if names else "none: this batch's output is text"
+        raise ValidationError({"fields": [
+            f"Unknown output field {unknown[0]!r}; the batch's fields are {known}."]})
+    return wanted
+
+
 def stored_counts(batch: Batch) -> dict[str, int] | None:
     """The counts written on a finished batch, when they add up; None when they must be counted."""
     done = batch.succeeded_count + batch.failed_count + batch.cancelled_count
@@ -143,14 +163,7 @@ def live_figures(batch: Batch, *, fresh: bool = False) -> Progress:
     return Progress.for_batch(batch, counts=counts)
 
 
-class PageFigures:
-    """What a batch list shows per batch: counts and percent done."""
-
-    def __init__(self, counts: dict[str, int]):
-        self.counts = counts
-        total = sum(counts.values())
-        done = counts["succeeded"] + counts["failed"] + counts["cancelled"]
-        self.percent = round(100 * done / total, 1) if total else 100.0
+PageFigures = RowTally  # what a batch list shows per batch: counts, processed, percent
 
 
 def attach_page_figures(batches: list[Batch]) -> None:
@@ -237,10 +250,12 @@ def too_large(request) -> Response | None:
     retrieve=extend_schema(summary="A batch with live progress",
                            responses={**AUTH_ERRORS, 200: s.BatchSerializer, 404: NOT_FOUND}),
     partial_update=extend_schema(
-        summary="Rename or change priority, concurrency or retries",
-        description="Workers pick the change up at their next claim.",
+        summary="Rename or change priority, concurrency, retries or (before rows run) output",
+        description="Workers pick the change up at their next claim. The output "
+                    "(output_fields or response_schema) answers 409 once rows have run.",
         request=s.BatchUpdateSerializer,
-        responses={**AUTH_ERRORS, 200: s.BatchSerializer, 400: BAD_INPUT, 404: NOT_FOUND}),
+        responses={**AUTH_ERRORS, 200: s.BatchSerializer, 400: BAD_INPUT, 404: NOT_FOUND,
+                   409: CONFLICT}),
     destroy=extend_schema(summary="Stop the batch and delete it with its results",
                           responses={**AUTH_ERRORS, 204: None, 404: NOT_FOUND}),
 )
@@ -362,7 +377,8 @@ class BatchViewSet(GenericViewSet):
             return sum(counts[w] for w in wanted), False
         return batch.results.filter(status__in=wanted).count(), False
 
-    @extend_schema(summary="The batch's rows in index order", parameters=[RESULT_STATUS_PARAM],
+    @extend_schema(summary="The batch's rows in index order",
+                   parameters=[RESULT_STATUS_PARAM, OUTPUT_FIELDS_PARAM],
                    responses={**AUTH_ERRORS, 200: s.ResultSerializer(many=True),
                               400: BAD_INPUT, 404: NOT_FOUND})
     @action(detail=True, methods=["get"], pagination_class=ResultsPagination,
@@ -375,8 +391,14 @@ class BatchViewSet(GenericViewSet):
                                                       "not_before", "conversation_key")
         if wanted:
             rows = rows.filter(status__in=wanted)
+        only = parse_output_fields(request, batch)
         page = self.paginate_queryset(rows)
-        return self.get_paginated_response(s.ResultSerializer(page, many=True).data)
+        data = s.ResultSerializer(page, many=True).data
+        if only is not None:
+            for row in data:
+                if isinstance(row["data"], dict):
+                    row["data"] = {k: v for k, v in row["data"].items() if k in only}
+        return self.get_paginated_response(data)
 
     @extend_schema(summary="Run one failed or cancelled row again", request=None,
                    parameters=[OpenApiParameter("index", int, OpenApiParameter.PATH)],
@@ -396,12 +418,15 @@ class BatchViewSet(GenericViewSet):
         summary="Download the rows as CSV, JSONL or XLSX",
         description=(
             "Every row in index order with its current status: while the batch runs, rows not "
-            "done yet have an empty output (filter with `status`). Columns: the input columns, "
-            "then output, status, error, attempts, prompt_tokens, output_tokens, latency_ms "
-            "(prefixed `result_` if an input column has the name). In CSV, text that begins "
-            "with =, +, -, @ (or their full-width forms) or whitespace gets a leading ' so "
-            "spreadsheets do not run it; XLSX writes text as text cells, never formulas; JSONL "
-            "is verbatim."),
+            "done yet have an empty output (filter with `status`). Columns: row (the row's line "
+            "in the uploaded file, or its spreadsheet row), the input columns, then output, "
+            "status, error, attempts, prompt_tokens, output_tokens, latency_ms "
+            "(prefixed `result_` if an input column has the name). A columns batch has one "
+            "column per output field instead of output (lists joined with `; `; typed cells "
+            "in XLSX), then status and error; its JSONL rows are {index, input, data, status, "
+            "error}. In CSV, text that begins with =, +, -, @ (or their full-width forms) or "
+            "whitespace gets a leading ' so spreadsheets do not run it; XLSX writes text as "
+            "text cells, never formulas; JSONL is verbatim."),
         parameters=[
             OpenApiParameter("format", str, enum=[*exports.FORMATS], default="csv"),
             RESULT_STATUS_PARAM,

@@ -76,6 +76,18 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of the live processes of a process group."""
+    ticks = 0
+    for pid in group_members(pgid):
+        try:
+            fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kb(pid: int) -> int:
     try:
         for line in (Path("/proc") / str(pid) / "status").read_text().splitlines():
@@ -187,12 +199,16 @@ class Cluster(Child):
 class WebServer(Child):
     """gunicorn serving the app on a free loopback port."""
 
-    def __init__(self, workers: int = 2, threads: int = 4) -> None:
+    def __init__(self, workers: int = 2, threads: int = 4, timeout: int = 30,
+                 **env_extra: Any) -> None:
         self.port = free_port()
+        # 30 s is gunicorn's default and the Procfile's: no benchmarked page or export may need
+        # more (only scenario 8's million-row upload, which ingests inside its request).
         argv = [sys.executable, "-m", "gunicorn", "batchsite.wsgi", "--bind",
                 f"127.0.0.1:{self.port}", "--workers", str(workers), "--threads", str(threads),
-                "--worker-class", "gthread", "--log-level", "warning"]
-        super().__init__("gunicorn", argv, child_env())
+                "--worker-class", "gthread", "--log-level", "warning", "--timeout",
+                str(timeout)]
+        super().__init__("gunicorn", argv, child_env(**env_extra))
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 30) -> None:

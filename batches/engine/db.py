@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, Min, OuterRef, Q, Sum
 from django.utils import timezone
 
+from batches import notifications
 from batches.models import Batch, BatchResult
 from batches.providers import Response
 
@@ -72,6 +73,8 @@ class Outcome:
     response: Response | None = None
     latency_ms: int | None = None
     not_before: datetime | None = None
+    data: object = None  # the validated answer of a columns batch (engine.answers)
+    extra_attempts: int = 0  # a repair request spent one more attempt
 
 
 @dataclass
@@ -106,7 +109,7 @@ def claimable(qs, now: datetime):
 
 def claim_rows(limit: int, *, lease_s: float, held: Mapping[int, int] | None = None,
                alone_ok: Collection[int] = (), others: dict[int, int] | None = None,
-               ) -> list[ClaimedRow]:
+               unwritten: Mapping[int, int] | None = None) -> list[ClaimedRow]:
     """Claim up to `limit` rows across runnable batches: by priority, sharing within one.
 
     Within a priority the slice's window is shared: first each batch may fill up to an equal
@@ -117,10 +120,13 @@ def claim_rows(limit: int, *, lease_s: float, held: Mapping[int, int] | None = N
     `held`: rows per batch this slice already has in flight. A slice takes at most its share of a
     batch's concurrency (concurrency / BATCH_SLICES_PER_BATCH), so every worker gets part of a
     batch, unless the batch is in `alone_ok` (no other slice has run its rows for a while).
-    `others`, when given, is filled with the rows per batch that other slices are running."""
+    `others`, when given, is filled with the rows per batch that other slices are running.
+    `unwritten`: rows per batch this slice has finished but not written yet; they still say
+    running in the table but no longer take a slot, so the slice can refill before it writes."""
     claimed: list[ClaimedRow] = []
     have = defaultdict(int, held or {})
     window = limit + sum(have.values())
+    unwritten = unwritten or {}
     # The Batch table is small; rows are then taken per batch through (batch, status, index).
     order = runnable_batches().order_by("priority", "created_at", "id")
     by_priority: dict[int, list[int]] = defaultdict(list)
@@ -138,7 +144,8 @@ def claim_rows(limit: int, *, lease_s: float, held: Mapping[int, int] | None = N
                 if want <= 0 or batch_id in exhausted:
                     continue
                 rows = claim_batch_rows(batch_id, want, lease_s=lease_s, held=have[batch_id],
-                                        share_cap=batch_id not in alone_ok, others=others)
+                                        share_cap=batch_id not in alone_ok, others=others,
+                                        unwritten=unwritten.get(batch_id, 0))
                 if len(rows) < want:
                     exhausted.add(batch_id)
                 have[batch_id] += len(rows)
@@ -148,14 +155,14 @@ def claim_rows(limit: int, *, lease_s: float, held: Mapping[int, int] | None = N
 
 def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0,
                      share_cap: bool = False, others: dict[int, int] | None = None,
-                     ) -> list[ClaimedRow]:
+                     unwritten: int = 0) -> list[ClaimedRow]:
     with transaction.atomic():
         # Locking the batch row serialises claims per batch on PostgreSQL, so the count of
         # running rows below stays true until commit; SQLite's IMMEDIATE transactions are serial.
         batch = runnable_batches().select_for_update().filter(pk=batch_id).first()
         if batch is None:
             return []
-        running = BatchResult.objects.filter(batch=batch, status=RUNNING).count()
+        running = BatchResult.objects.filter(batch=batch, status=RUNNING).count() - unwritten
         if others is not None:
             others[batch_id] = max(0, running - held)
         n = min(limit, batch.concurrency - running)
@@ -303,12 +310,13 @@ def _write_successes(outcomes: list[Outcome], now: datetime) -> dict[int, tuple[
     field = BatchResult._meta.get_field
 
     def prep(name: str, value):
-        return field(name).get_db_prep_value(value, connection)
+        return field(name).get_db_prep_save(value, connection)  # None is SQL NULL
 
     sql = (
         f"UPDATE {BatchResult._meta.db_table} SET status = %s, output = %s, error = '', "
         "finish_reason = %s, model_version = %s, prompt_tokens = %s, output_tokens = %s, "
-        "latency_ms = %s, finished_at = %s, not_before = NULL, attempts = attempts + 1, "
+        "latency_ms = %s, finished_at = %s, not_before = NULL, attempts = attempts + 1 + %s, "
+        "data = %s, "
         "claim_token = NULL, lease_expires_at = NULL "
         "WHERE id = %s AND claim_token = %s AND status = %s"
     )
@@ -320,7 +328,8 @@ def _write_successes(outcomes: list[Outcome], now: datetime) -> dict[int, tuple[
         params.append((
             BatchResult.Status.SUCCEEDED, response.text, response.finish_reason[:40],
             response.model_version[:100], response.prompt_tokens, response.output_tokens,
-            o.latency_ms, finished_at, o.row.id, prep("claim_token", o.row.token), RUNNING,
+            o.latency_ms, finished_at, o.extra_attempts, prep("data", o.data), o.row.id,
+            prep("claim_token", o.row.token), RUNNING,
         ))
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
@@ -341,9 +350,12 @@ def _write_one(outcome: Outcome, now: datetime, *, cancelled: bool) -> bool:
     released = dict(claim_token=None, lease_expires_at=None)
     kind = outcome.kind
     if kind is Kind.FAILED:
+        # A columns answer that failed validation keeps its raw text for the user to see.
+        answer = {"output": outcome.response.text} if outcome.response else {}
         return bool(mine.update(
             status=BatchResult.Status.FAILED, error=outcome.error, latency_ms=outcome.latency_ms,
-            finished_at=now, not_before=None, attempts=F("attempts") + 1, **released,
+            finished_at=now, not_before=None, attempts=F("attempts") + 1 + outcome.extra_attempts,
+            **answer, **released,
         ))
     spent = {"attempts": F("attempts") + 1} if kind is Kind.RETRY else {}
     error = {"error": outcome.error} if outcome.error else {}
@@ -359,15 +371,18 @@ def _write_one(outcome: Outcome, now: datetime, *, cancelled: bool) -> bool:
 
 def _apply_events(events: BatchEvents, now: datetime) -> None:
     for batch_id, message in events.failures.items():
-        Batch.objects.filter(pk=batch_id, status__in=Batch.ACTIVE_STATUSES).update(
-            status=Batch.Status.FAILED, last_error=message, finished_at=now,
-            api_waiting_since=None)
+        if Batch.objects.filter(pk=batch_id, status__in=Batch.ACTIVE_STATUSES).update(
+                status=Batch.Status.FAILED, last_error=message, finished_at=now,
+                api_waiting_since=None):
+            notifications.record_batch_event(batch_id, notifications.EventType.FAILED)
     for batch_id, since in events.api_waiting.items():
         Batch.objects.filter(pk=batch_id, api_waiting_since__isnull=True).update(
             api_waiting_since=since)
     for batch_id, message in events.pauses.items():
-        Batch.objects.filter(pk=batch_id, status__in=RUNNABLE, cancel_requested=False).update(
-            status=Batch.Status.PAUSED, paused=True, last_error=message)
+        if Batch.objects.filter(pk=batch_id, status__in=RUNNABLE, cancel_requested=False).update(
+                status=Batch.Status.PAUSED, paused=True, last_error=message):
+            notifications.record_batch_event(batch_id, notifications.EventType.PAUSED,
+                                             reason=notifications.pause_reason(message))
 
 
 def finalise(batch_ids) -> None:

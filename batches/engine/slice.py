@@ -14,7 +14,7 @@ import math
 import random
 import signal
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,7 +27,7 @@ from django.db import Error as DatabaseError
 from django.utils import timezone
 
 from batches import limits
-from batches.engine import db
+from batches.engine import answers, db
 from batches.engine.db import BatchEvents, ClaimedRow, Kind, Outcome
 from batches.providers import (
     ConfigurationError,
@@ -107,6 +107,10 @@ class Slice:
         self._alone_since: dict[int, float] = {}
         self._last_claim = -math.inf
         self._deadline = math.inf
+        # Slot idle time: from a row's answer to the request that takes its slot (the refill
+        # gap the latency-bound benchmark measures; see docs/performance.md).
+        self._freed_at: deque[float] = deque()
+        self.slot_idle_ms: list[float] = []
 
     # The loop -----------------------------------------------------------------------------
 
@@ -121,6 +125,8 @@ class Slice:
             self._remove_signal_handlers(loop)
             await self._db(db.close_connection)
             self._executor.shutdown(wait=True)
+            if settings.BATCH_SLOT_IDLE_LOG:
+                _append_slot_idle(settings.BATCH_SLOT_IDLE_LOG, self.slot_idle_ms)
         self.report.stop_signal = self._stop_signal
         return self.report
 
@@ -141,10 +147,12 @@ class Slice:
                 break
             if now < deadline:
                 if self._should_claim(now):
-                    # Finished rows count as running until written, against the batch caps.
+                    # Refill first, write after: the claim discounts this slice's finished but
+                    # unwritten rows from the batch caps, so no write sits between an answer
+                    # and the request that takes its slot.
+                    await self._claim(self.max_inflight - len(self.inflight))
                     await self._flush()
                     last_flush = loop.time()
-                    await self._claim(self.max_inflight - len(self.inflight))
                     if not self.inflight:
                         await self._flush()
                         wait = await self._db(db.idle_wait)
@@ -210,9 +218,10 @@ class Slice:
         now = loop.time()
         alone_ok = {b for b, since in self._alone_since.items() if now - since >= ALONE_GRACE_S}
         others: dict[int, int] = {}
+        unwritten = Counter(o.row.batch.id for o in self.buffer)
         try:
             rows = await self._db(db.claim_rows, limit, lease_s=self.lease_s, held=held,
-                                  alone_ok=alone_ok, others=others)
+                                  alone_ok=alone_ok, others=others, unwritten=unwritten)
         except DatabaseError:
             log.exception("Claiming rows failed; trying again shortly")
             rows = []
@@ -262,8 +271,7 @@ class Slice:
     async def _run_row(self, row: ClaimedRow) -> None:
         started = time.monotonic()
         try:
-            response = await self._send(row)
-            outcome = Outcome(row, Kind.SUCCEEDED, response=response)
+            outcome = await answers.answer_row(self._send, row)
         except RetryableError as exc:
             outcome = self._after_retryable(row, exc)
         except PermanentError as exc:
@@ -281,9 +289,11 @@ class Slice:
         except Exception as exc:  # one row's bug must not stop the others
             log.exception("Row %s failed unexpectedly", row.id)
             outcome = Outcome(row, Kind.FAILED, error=f"{type(exc).__name__}: {exc}")
-        outcome.latency_ms = round((time.monotonic() - started) * 1000)
+        finished = time.monotonic()
+        outcome.latency_ms = round((finished - started) * 1000)
         self.buffer.append(outcome)
         del self.inflight[row.id]
+        self._freed_at.append(finished)
         assert self._wake is not None
         self._wake.set()
 
@@ -305,6 +315,8 @@ class Slice:
             row.prompt + "".join(p + a for p, a in row.history) + batch.system_instruction)
         await limits.acquire(model, rpm=batch.rpm_limit, tpm=batch.tpm_limit, tokens=estimate,
                              run_db=self._run_db)
+        if self._freed_at:
+            self.slot_idle_ms.append((time.monotonic() - self._freed_at.popleft()) * 1000)
         try:
             response = await provider.generate(request)
         except RetryableError as exc:
@@ -388,6 +400,16 @@ class Slice:
         for signum, previous in self._previous_handlers.items():
             loop.remove_signal_handler(signum)
             signal.signal(signum, previous)
+
+
+def _append_slot_idle(path: str, samples: list[float]) -> None:
+    """One JSON line per slice; flock keeps lines of concurrent worker processes whole."""
+    import fcntl
+    import json
+
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(json.dumps([round(s, 2) for s in samples]) + "\n")
 
 
 def _on_db_thread(fn: Callable, *args: Any, **kwargs: Any) -> Any:

@@ -1,4 +1,5 @@
-"""What the fake Gemini answers to generateContent: error bodies, quota errors and the echo.
+"""What the fake Gemini answers to generateContent: error bodies, quota errors, the echo, and
+JSON following the request's schema (structured.py).
 
 The rules depend only on the knobs, the seed, the prompt and how many times that prompt was
 seen, never on arrival order. The knobs and stats are in knobs.py, the server in server.py.
@@ -13,6 +14,8 @@ import random
 import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
+
+from batches.fake_gemini import demo, structured
 
 if TYPE_CHECKING:
     from batches.fake_gemini.knobs import Knobs, Stats
@@ -157,10 +160,20 @@ class GeminiAnswers:
                  "blocked": True}]}
         elif not any(s in prompt for s in k.empty_answer):
             turn = (len(contents) + 1) // 2
-            if config.get("responseMimeType") == "application/json":
+            schema = structured.schema_of(config)
+            if config.get("responseMimeType") == "application/json" and k.demo_answers:
+                text = json.dumps(demo.json_answer(prompt, schema))
+            elif config.get("responseMimeType") == "application/json" and schema is not None:
+                turns = [(c.get("role", "user"), text_of(c)) for c in contents
+                         if isinstance(c, dict)]
+                text = structured.answer_text(
+                    schema, turns, invalid_once=k.json_invalid_once,
+                    invalid_always=k.json_invalid_always, mismatch=k.json_mismatch)
+            elif config.get("responseMimeType") == "application/json":
                 text = json.dumps({"echo": prompt})
             else:
-                text = (f"[turn {turn}] " if turn > 1 else "") + "ECHO: " + prompt
+                answer = demo.text_answer(prompt) if k.demo_answers else "ECHO: " + prompt
+                text = (f"[turn {turn}] " if turn > 1 else "") + answer
                 limit = config.get("maxOutputTokens")
                 if limit and _words(text) > limit:
                     text = " ".join(text.split()[:limit])

@@ -28,12 +28,18 @@ class Knobs:
     finish_safety: tuple[str, ...] = ()
     empty_answer: tuple[str, ...] = ()
     fail_times: dict[str, int] = field(default_factory=dict)
+    # Structured output: markers in a prompt that spoil its JSON answer (see structured.py).
+    json_invalid_once: tuple[str, ...] = ()
+    json_invalid_always: tuple[str, ...] = ()
+    json_mismatch: tuple[str, ...] = ()
     down: bool = False
     # Hold every request until this many are in flight at once (0: off; at most HOLD_MAX_S), so
     # a test of concurrency waits on the server's state instead of racing the clock.
     hold_until_in_flight: int = 0
     require_key: str | None = None
     seed: int = 0
+    # `make demo`: plausible answers (fake_gemini/demo.py) instead of the echo tests rely on.
+    demo_answers: bool = False
     log_limit: int = 100_000
 
     def update(self, **changes: Any) -> None:
@@ -42,7 +48,8 @@ class Knobs:
         if unknown:
             raise ValueError(f"unknown knob(s): {', '.join(sorted(unknown))}")
         for name, value in changes.items():
-            if name in ("fail_permanently", "block_safety", "finish_safety", "empty_answer"):
+            if name in ("fail_permanently", "block_safety", "finish_safety", "empty_answer",
+                        "json_invalid_once", "json_invalid_always", "json_mismatch"):
                 value = (value,) if isinstance(value, str) else tuple(value)
             elif name == "error_mix":
                 value = {int(k): float(v) for k, v in value.items()}

@@ -47,6 +47,11 @@ class Table:
     delimiter: str | None = None
     encoding: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # The source line (or spreadsheet row) of the row last yielded by `rows`.
+    line: int | None = None
+    # An XLSX workbook's sheet names, for a sheet picker; the sheet read is `sheet`.
+    sheets: list[str] = field(default_factory=list)
+    sheet: str | None = None
 
 
 def check_header(names: list[str], *, line: int, unit: str = "line") -> list[str]:

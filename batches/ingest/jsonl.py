@@ -23,10 +23,10 @@ def start_jsonl(table: Table, lines: Iterator[str], max_rows: int) -> None:
     if not table.columns:
         raise IngestError(f"Line {line} is an empty object; the keys of the first object "
                           "become the columns.", line=line)
-    table.rows = _jsonl_rows(first, line, numbered, table.columns, max_rows)
+    table.rows = _jsonl_rows(table, first, line, numbered, table.columns, max_rows)
 
 
-def _jsonl_rows(first: dict, first_line: int, numbered: Iterator[tuple[int, str]],
+def _jsonl_rows(table: Table, first: dict, first_line: int, numbered: Iterator[tuple[int, str]],
                 columns: list[str], max_rows: int) -> Iterator[dict[str, Any]]:
     known = set(columns)
     count = 0
@@ -43,6 +43,7 @@ def _jsonl_rows(first: dict, first_line: int, numbered: Iterator[tuple[int, str]
         count += 1
         if count > max_rows:
             raise too_many_rows(max_rows, line)
+        table.line = line
         yield row
 
 

@@ -191,7 +191,7 @@ def start_csv(table: Table, lines: Iterator[str], eof: list[bool], max_rows: int
     table.columns = check_header(header, line=line)
     if not table.columns:
         raise IngestError("The file has no header row: it contains only blank lines.")
-    table.rows = _csv_rows(records, table.columns, max_rows)
+    table.rows = _csv_rows(table, records, table.columns, max_rows)
 
 
 def _records(reader: Any, eof: list[bool]) -> Iterator[tuple[int, list[str]]]:
@@ -222,7 +222,7 @@ def _csv_error(exc: csv.Error, line: int) -> IngestError:
     return IngestError(f"Line {line} cannot be read as CSV: {exc}.", line=line)
 
 
-def _csv_rows(records: Iterator[tuple[int, list[str]]], columns: list[str],
+def _csv_rows(table: Table, records: Iterator[tuple[int, list[str]]], columns: list[str],
               max_rows: int) -> Iterator[dict[str, str]]:
     width = len(columns)
     count = 0
@@ -237,4 +237,5 @@ def _csv_rows(records: Iterator[tuple[int, list[str]]], columns: list[str],
             raise too_many_rows(max_rows, line)
         # Short rows are stored as they are: padding a 2-byte line to a 10,000-column header
         # would store 128 KB. A missing cell renders as empty.
+        table.line = line
         yield dict(zip(columns, fields, strict=False))

@@ -71,8 +71,10 @@ def open_xlsx(file: IO[bytes], *, sheet: str | None, max_rows: int, max_bytes: i
     except BaseException:
         workbook.close()
         raise
-    return Table(columns=columns, rows=_rows(workbook, values, columns, line, max_rows),
-                 format="xlsx")
+    table = Table(columns=columns, rows=iter(()), format="xlsx",
+                  sheets=list(workbook.sheetnames), sheet=worksheet.title)
+    table.rows = _rows(table, workbook, values, columns, line, max_rows)
+    return table
 
 
 def _refused_xml(exc: BaseException | None) -> bool:
@@ -151,7 +153,8 @@ def _header(values: Iterator[tuple], title: str) -> tuple[int, list[str]]:
     raise IngestError(f"The sheet '{title}' is empty.")
 
 
-def _rows(workbook: Any, values: Iterator[tuple], columns: list[str], header_line: int,
+def _rows(table: Table, workbook: Any, values: Iterator[tuple], columns: list[str],
+          header_line: int,
           max_rows: int) -> Iterator[dict[str, str]]:
     width = len(columns)
     count = blank = 0
@@ -178,6 +181,7 @@ def _rows(workbook: Any, values: Iterator[tuple], columns: list[str], header_lin
             if count > max_rows:
                 raise too_many_rows(max_rows, line)
             # Short rows are stored as they are; a missing cell renders as empty.
+            table.line = line
             yield dict(zip(columns, texts, strict=False))
     except DefusedXmlException as exc:
         raise IngestError(_ENTITIES, line=line) from exc

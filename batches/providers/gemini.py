@@ -187,9 +187,28 @@ def _config(request: Request) -> types.GenerateContentConfig | None:
     if request.max_output_tokens is not None:
         options["max_output_tokens"] = request.max_output_tokens
     if request.response_schema is not None:
-        options["response_mime_type"] = "application/json"
-        options["response_schema"] = request.response_schema
+        options.update(_schema_options(request.model, request.response_schema))
     return types.GenerateContentConfig(**options) if options else None
+
+
+# Google documents JSON Schema output (responseJsonSchema, with the schema's key order kept) for
+# Gemini 2.5 and later; the models before them are documented with the OpenAPI-subset
+# responseSchema.
+_OPENAPI_SCHEMA_MODELS = re.compile(r"^(models/)?gemini-(1\.|2\.0)")
+
+
+def _schema_options(model: str, schema: dict) -> dict[str, Any]:
+    """Ask for JSON that follows `schema`.
+
+    The 2.5 models (every default GEMINI_MODELS entry) take `response_json_schema`: the schema
+    goes to the model verbatim, the same JSON Schema the engine validates answers with
+    (jsonschema), keeping `minimum`/`maximum` and `format: date` (outputs adds
+    `propertyOrdering`, which both forms take, for the column order). `response_schema`
+    is Gemini's older OpenAPI-3.0 subset, which google-genai rebuilds into its own Schema type
+    and which older models need; they get it only when a deployment lists them.
+    """
+    key = "response_schema" if _OPENAPI_SCHEMA_MODELS.match(model) else "response_json_schema"
+    return {"response_mime_type": "application/json", key: schema}
 
 
 def _name(value: Any) -> str:

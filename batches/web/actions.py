@@ -7,14 +7,15 @@ from collections.abc import Callable
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from batches import services
 from batches.models import Batch
-from batches.web.pages import _get_batch_or_404
+from batches.web.pages import _get_batch_or_404, _progress_context
+from batches.web.results import answer_columns, decorate, shown_columns
 
 
 def _plural(n: int, word: str) -> str:
@@ -88,11 +89,32 @@ def batch_retry_failed(request: HttpRequest, batch_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def batch_retry_row(request: HttpRequest, batch_id: int, index: int) -> HttpResponse:
+    if request.htmx:
+        return _retry_row_in_place(request, batch_id, index)
+
     def retry(batch: Batch) -> str:
         row = services.batch_retry_row(batch=batch, index=index)
-        return f"Retrying row {row.index}."
+        return f"Retrying row {row.row_number}."
 
     return _act(request, batch_id, retry)
+
+
+def _retry_row_in_place(request: HttpRequest, batch_id: int, index: int) -> HttpResponse:
+    """The retried row (pending now) in place of the old one, and the progress card, which
+    polls again and carries the row's answer in when it comes."""
+    batch = _get_batch_or_404(request, batch_id)
+    try:
+        services.batch_retry_row(batch=batch, index=index)
+    except services.ServiceError as err:
+        response = HttpResponse(err.message, status=409, content_type="text/plain")
+        return response
+    batch.refresh_from_db()
+    row = batch.results.get(index=index)
+    decorate([row], shown_columns(request, batch), answer_columns(batch))
+    context = {"row": row, "batch": batch, "current_path": request.POST.get("next", ""),
+               "progress_oob": True}
+    context.update(_progress_context(batch))
+    return render(request, "batches/partials/batch_detail_row_retried.html", context)
 
 
 @login_required

@@ -10,8 +10,10 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 
+from batches import outputs
 from batches.models import Priority
 from batches.services import MAX_CONCURRENCY, MAX_OUTPUT_TOKENS, MAX_RETRIES, ServiceError
+from batches.web import output
 
 ACCEPTED_EXTENSIONS = ".csv,.tsv,.txt,.xlsx,.jsonl,.ndjson"
 
@@ -50,6 +52,7 @@ def _model_choices() -> list[tuple[str, str]]:
 
 class BatchForm(forms.Form):
     file = forms.FileField(
+        required=False,
         help_text="CSV, TSV, XLSX or JSONL with a header row.",
         widget=forms.ClearableFileInput(attrs={"accept": ACCEPTED_EXTENSIONS}),
     )
@@ -83,14 +86,29 @@ class BatchForm(forms.Form):
     )
     sheet = forms.CharField(max_length=200, required=False,
                             help_text="XLSX only; empty takes the first sheet.")
+    # The Output section (batches/web/output.py reads the field editor's rows).
+    output_mode = forms.ChoiceField(choices=[("text", "Text"), ("columns", "Columns")],
+                                    initial="text", required=False)
+    output_advanced = forms.BooleanField(required=False)
+    output_schema = forms.CharField(required=False, widget=forms.Textarea)
+    webhook_url = forms.CharField(
+        max_length=2000, required=False, label="Webhook URL",
+        widget=forms.URLInput(attrs={"placeholder": "https://example.com/hook"}),
+        help_text="Receives this batch's events, signed with your default secret "
+                  "(Notifications page).")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, staged: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.staged = staged
         self.fields["model"].initial = settings.GEMINI_DEFAULT_MODEL
         self.fields["file"].help_text += f" At most {settings.BATCH_MAX_UPLOAD_MB} MB."
 
     def clean_file(self):
         file = self.cleaned_data["file"]
+        if not file:
+            if self.staged is None:
+                raise forms.ValidationError("Choose a file.")
+            return None
         # The size comes from the upload handler; the file's content is not read here.
         if file.size > max_upload_bytes():
             raise forms.ValidationError(
@@ -99,13 +117,23 @@ class BatchForm(forms.Form):
             )
         return file
 
-    def service_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for services.batch_create (without owner)."""
+    def clean(self):
+        cleaned = super().clean()
+        try:
+            self.output = output.output_kwargs(self.data)
+        except outputs.OutputSchemaError as err:
+            self.add_error("output_schema", str(err))
+        return cleaned
+
+    def editor_rows(self) -> list[dict[str, str]]:
+        return output.editor_rows(self.data if self.is_bound else None)
+
+    def service_kwargs(self, file: Any, filename: str) -> dict[str, Any]:
+        """Keyword arguments for services.batch_create (without owner), for the staged file."""
         data = self.cleaned_data
-        file = data["file"]
-        return {
+        return {**getattr(self, "output", {}),
             "file": file,
-            "filename": file.name,
+            "filename": filename,
             "name": data["name"],
             "prompt": data["prompt"],
             "model": data["model"],
@@ -117,6 +145,7 @@ class BatchForm(forms.Form):
             "priority": data["priority"],
             "conversation_column": data["conversation_column"].strip(),
             "sheet": data["sheet"].strip() or None,
+            "webhook_url": data["webhook_url"].strip(),
         }
 
     def add_service_error(self, err: ServiceError) -> None:
@@ -124,5 +153,20 @@ class BatchForm(forms.Form):
         message = err.message
         if err.line and f"line {err.line}" not in message.lower():
             message = f"Line {err.line}: {message}"
-        field = {"rows": "file"}.get(err.field or "", err.field)
+        field = {"rows": "file", "output_fields": "output_mode",
+                 "response_schema": "output_schema"}.get(err.field or "", err.field)
         self.add_error(field if field in self.fields else None, message)
+
+    def describe_errors(self) -> None:
+        """Mark fields with errors invalid and point them at their error and help texts, so a
+        screen reader announces both (templates give the texts these ids)."""
+        for name in self.errors:
+            if name not in self.fields:
+                continue
+            auto_id = self[name].auto_id
+            attrs = self.fields[name].widget.attrs
+            described = [f"{auto_id}_error"]
+            if self.fields[name].help_text:
+                described.append(f"{auto_id}_helptext")
+            attrs["aria-invalid"] = "true"
+            attrs["aria-describedby"] = " ".join(described)

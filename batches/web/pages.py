@@ -1,29 +1,34 @@
 """Pages: the dashboard and the batch page, each serving its htmx fragments too.
 
-The new-batch page lives in views_new.py, the POST actions in views_actions.py."""
+The new-batch page lives in new.py, the POST actions in actions.py, the results table's rows
+and columns in results.py."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from math import ceil
+from datetime import timedelta
 
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
-from batches.models import Batch, BatchResult
-from batches.prompts import format_value
+from batches import outputs
+from batches.models import Batch, BatchResult, RowTally
+from batches.web.results import (
+    RESULT_FILTERS,
+    changed_rows,
+    parse_seen,
+    results_page,
+)
 
 DASHBOARD_PAGE_SIZE = 25
-RESULTS_PAGE_SIZE = 50
-RESULT_FILTERS = ["all", "succeeded", "failed", "pending", "running", "cancelled"]
-COMPACT_INPUT_CHARS = 160
-LONG_OUTPUT_CHARS = 280
 EXPORT_FORMATS = [("csv", "CSV"), ("jsonl", "JSONL"), ("xlsx", "XLSX")]
 
 
@@ -46,30 +51,25 @@ def _page_number(request: HttpRequest) -> int:
 
 # Dashboard -----------------------------------------------------------------------------------
 
-@dataclass
-class DashboardRow:
-    batch: Batch
-    succeeded: int
-    failed: int
-    cancelled: int
-    total: int
+class DashboardRow(RowTally):
+    """One batch in the list: its tally (live for active batches, stored for finished ones)."""
+
+    def __init__(self, batch: Batch, counts: dict[str, int]):
+        super().__init__(counts)
+        self.batch = batch
 
     @property
-    def done(self) -> int:
-        return self.succeeded + self.failed + self.cancelled
-
-    @property
-    def percent(self) -> float:
-        return self._share(self.done) if self.total else 100.0
-
-    def _share(self, n: int) -> float:
-        return round(100 * n / self.total, 1) if self.total else 0.0
+    def created_ago(self) -> str:
+        """"just now" for the first minute, then "3 minutes ago" (never "0 minutes ago")."""
+        if timezone.now() - self.batch.created_at < timedelta(minutes=1):
+            return "just now"
+        return f"{timesince(self.batch.created_at)} ago"
 
     @property
     def bar(self) -> list[tuple[str, float]]:
         """Segments of the progress bar: (status, percent of all rows)."""
-        return [("succeeded", self._share(self.succeeded)), ("failed", self._share(self.failed)),
-                ("cancelled", self._share(self.cancelled))]
+        return [("succeeded", self.share(self.succeeded)), ("failed", self.share(self.failed)),
+                ("cancelled", self.share(self.cancelled))]
 
 
 def _dashboard_rows(batches: list[Batch]) -> list[DashboardRow]:
@@ -85,13 +85,13 @@ def _dashboard_rows(batches: list[Batch]) -> list[DashboardRow]:
             live[batch_id][status] = n
     rows = []
     for b in batches:
-        if b.pk in live:
-            c = live[b.pk]
-            rows.append(DashboardRow(b, c.get("succeeded", 0), c.get("failed", 0),
-                                     c.get("cancelled", 0), sum(c.values()) or b.total_rows))
+        if b.pk in live and live[b.pk]:
+            rows.append(DashboardRow(b, live[b.pk]))
         else:
-            rows.append(DashboardRow(b, b.succeeded_count, b.failed_count, b.cancelled_count,
-                                     b.total_rows))
+            stored = {"succeeded": b.succeeded_count, "failed": b.failed_count,
+                      "cancelled": b.cancelled_count}
+            stored["pending"] = max(0, b.total_rows - sum(stored.values()))
+            rows.append(DashboardRow(b, stored))
     return rows
 
 
@@ -114,73 +114,55 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 # Batch page ----------------------------------------------------------------------------------
 
-def _compact_input(values: dict) -> str:
-    if isinstance(values, dict):
-        text = " · ".join(f"{k}: {format_value(v)}" for k, v in values.items())
-    else:
-        text = format_value(values)
-    text = " ".join(text.split())
-    if len(text) > COMPACT_INPUT_CHARS:
-        text = text[: COMPACT_INPUT_CHARS - 1] + "…"
-    return text
+def _view_status(value: str | None) -> str:
+    return value if value in RESULT_FILTERS else "all"
 
 
-@dataclass
-class ResultsPage:
-    status: str
-    number: int
-    num_pages: int
-    total: int
-    rows: list[BatchResult]
-
-    @property
-    def has_previous(self) -> bool:
-        return self.number > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.number < self.num_pages
-
-    @property
-    def first_index(self) -> int:
-        return (self.number - 1) * RESULTS_PAGE_SIZE + 1 if self.total else 0
-
-    @property
-    def last_index(self) -> int:
-        return min(self.number * RESULTS_PAGE_SIZE, self.total)
+def _filters(counts: dict[str, int]) -> list[tuple[str, int]]:
+    return [(f, sum(counts.values()) if f == "all" else counts.get(f, 0)) for f in RESULT_FILTERS]
 
 
-def _results_page(batch: Batch, counts: dict[str, int], status: str, number: int) -> ResultsPage:
-    # The page count comes from the per-status counts, so no COUNT(*) over a huge batch per page.
-    total = sum(counts.values()) if status == "all" else counts.get(status, 0)
-    num_pages = max(1, ceil(total / RESULTS_PAGE_SIZE))
-    number = min(number, num_pages)
-    start = (number - 1) * RESULTS_PAGE_SIZE
-    rows = batch.results.order_by("index").defer("prompt", "claim_token", "lease_expires_at")
-    if status == "all":
-        # Row indexes run 0..n-1 without gaps, so a page is an index range rather than an OFFSET.
-        rows = rows.filter(index__gte=start, index__lt=start + RESULTS_PAGE_SIZE)
-    else:
-        rows = rows.filter(status=status)[start:start + RESULTS_PAGE_SIZE]
-    rows = list(rows)
-    for row in rows:
-        row.compact_input = _compact_input(row.input)
-        row.output_is_long = len(row.output) > LONG_OUTPUT_CHARS or row.output.count("\n") > 4
-        row.output_head = row.output[:120].split("\n", 1)[0]
-    return ResultsPage(status, number, num_pages, total, rows)
+SUMMARY_CACHE_S = 60
+
+
+def _field_summaries(batch: Batch, fields: list, counts: dict[str, int]) -> list:
+    """Per-field summaries of the succeeded rows; recomputed only when the counts move, since
+    they read every succeeded row's data."""
+    if not fields or not counts.get("succeeded"):
+        return []
+    # created_at too: SQLite may give a deleted batch's id to a new one (another user's).
+    key = (f"batch-summary:{batch.pk}:{batch.created_at.timestamp()}:"
+           f"{counts['succeeded']}:{counts['failed']}")
+    summaries = cache.get(key)
+    if summaries is None:
+        rows = (batch.results.filter(status=BatchResult.Status.SUCCEEDED).order_by()
+                .values_list("data", flat=True).iterator(chunk_size=2000))
+        summaries = outputs.summarise(fields, rows)
+        cache.set(key, summaries, SUMMARY_CACHE_S)
+    return summaries
+
+
+def _export_links(batch: Batch, status: str) -> list[tuple[str, str]]:
+    """Download links; from a filtered view they export the rows that view shows."""
+    base = reverse("api:batch-export", kwargs={"pk": batch.pk})
+    query = "" if status == "all" else f"&status={status}"
+    return [(label, f"{base}?format={fmt}{query}") for fmt, label in EXPORT_FORMATS]
 
 
 def _results_context(request: HttpRequest, batch: Batch, counts: dict[str, int]) -> dict:
-    status = request.GET.get("status", "all")
-    if status not in RESULT_FILTERS:
-        status = "all"
-    filters = [(f, sum(counts.values()) if f == "all" else counts.get(f, 0))
-               for f in RESULT_FILTERS]
+    status = _view_status(request.GET.get("status"))
+    tally = RowTally(counts)
+    fields = batch.output_fields
     return {
         "batch": batch,
-        "results": _results_page(batch, counts, status, _page_number(request)),
-        "filters": filters,
+        "output_fields": fields,
+        "summaries": _field_summaries(batch, fields, counts),
+        "results": results_page(request, batch, counts, status, _page_number(request)),
+        "filters": _filters(counts),
         "current_path": request.get_full_path(),
+        "can_download": tally.processed > 0,
+        "export_links": _export_links(batch, status),
+        "export_status": status,
     }
 
 
@@ -193,13 +175,11 @@ def _progress_context(batch: Batch) -> dict:
         "counts": counts,
         "can_pause": batch.status in (Batch.Status.PENDING, Batch.Status.RUNNING)
         and not batch.cancel_requested,
-        "can_resume": batch.status in (Batch.Status.PAUSED, Batch.Status.CANCELLED,
-                                       Batch.Status.FAILED),
+        "can_resume": batch.status in (Batch.Status.PAUSED, Batch.Status.FAILED),
+        # Any finished batch with rows left cancelled can run them; it is never a dead end.
+        "can_run_cancelled": batch.is_finished and counts["cancelled"] > 0,
         "can_cancel": batch.is_active and not batch.cancel_requested,
         "can_retry_failed": counts["failed"] > 0,
-        "can_download": progress.done > 0,
-        "export_url": reverse("api:batch-export", kwargs={"pk": batch.pk}),
-        "export_formats": EXPORT_FORMATS,
         "warnings": [w for w in batch.last_error.splitlines() if w.strip()],
     }
 
@@ -217,12 +197,29 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
     return render(request, "batches/batch_detail.html", context)
 
 
+def progress_response(request: HttpRequest, batch: Batch, seen: dict[int, str] | None,
+                      view_status: str = "all") -> HttpResponse:
+    """The progress fragment, with the results' filter chips and the rows the page shows whose
+    state changed, so the counters, the chips and the rows never disagree."""
+    context = _progress_context(batch)
+    if seen is not None:
+        context.update({
+            "live_filters": _filters(context["counts"]),
+            "live_status": view_status,
+            "changed_rows": changed_rows(request, batch, seen),
+            "export_links": _export_links(batch, view_status),
+            "can_download": context["progress"].processed > 0,
+            "current_path": request.GET.get("view_path", ""),
+        })
+    return render(request, "batches/partials/batch_detail_progress_live.html", context)
+
+
 @login_required
 @require_GET
 def batch_detail_progress(request: HttpRequest, batch_id: int) -> HttpResponse:
     batch = _get_batch_or_404(request, batch_id)
-    response = render(request, "batches/partials/batch_detail_progress.html",
-                      _progress_context(batch))
+    seen = parse_seen(request.GET.get("seen", "")) if "seen" in request.GET else None
+    response = progress_response(request, batch, seen, _view_status(request.GET.get("view_status")))
     if batch.is_finished and request.htmx:
         # The final fragment has no hx-trigger; 286 stops the poll as well, and the event tells
         # the results table to show the final outputs.

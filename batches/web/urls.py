@@ -3,6 +3,8 @@ from django.urls import path
 
 from batches.web import actions as views_actions
 from batches.web import new as views_new
+from batches.web import notifications as views_notifications
+from batches.web import output as views_output
 from batches.web import pages as views
 
 urlpatterns = [
@@ -11,6 +13,7 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("batches/new/", views_new.batch_new, name="batch_new"),
     path("batches/new/preview/", views_new.batch_new_preview, name="batch_new_preview"),
+    path("batches/new/schema/", views_output.batch_new_schema, name="batch_new_schema"),
     path("batches/<int:batch_id>/", views.batch_detail, name="batch_detail"),
     path("batches/<int:batch_id>/progress/", views.batch_detail_progress,
          name="batch_detail_progress"),
@@ -22,4 +25,22 @@ urlpatterns = [
     path("batches/<int:batch_id>/rows/<int:index>/retry/", views_actions.batch_retry_row,
          name="batch_retry_row"),
     path("batches/<int:batch_id>/delete/", views_actions.batch_delete, name="batch_delete"),
+    path("notifications/", views_notifications.notifications_page, name="notifications"),
+    path("notifications/log/", views_notifications.notifications_log, name="notifications_log"),
+    path("notifications/endpoints/", views_notifications.endpoint_add,
+         name="notifications_endpoint_add"),
+    path("notifications/endpoints/<int:endpoint_id>/rotate/",
+         views_notifications.endpoint_rotate, name="notifications_endpoint_rotate"),
+    path("notifications/endpoints/<int:endpoint_id>/toggle/",
+         views_notifications.endpoint_toggle, name="notifications_endpoint_toggle"),
+    path("notifications/endpoints/<int:endpoint_id>/delete/",
+         views_notifications.endpoint_delete, name="notifications_endpoint_delete"),
+    path("notifications/endpoints/<int:endpoint_id>/test/",
+         views_notifications.endpoint_test, name="notifications_endpoint_test"),
+    path("notifications/deliveries/<int:delivery_id>/redeliver/",
+         views_notifications.delivery_redeliver, name="notifications_redeliver"),
+    path("notifications/settings/", views_notifications.notification_settings,
+         name="notifications_settings"),
+    path("notifications/default-secret/", views_notifications.default_secret_rotate,
+         name="notifications_default_secret"),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from batches.bench.report import Row, table
+from batches.bench.report import Row, combine, table
 from batches.models import Batch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,58 +29,30 @@ def test_it_runs_every_scenario_and_prints_one_table(make_batch, user):
     call_command("bench", "--quick", "--load-seconds", "1", stdout=out, stderr=err)
 
     text = out.getvalue()
-    rows = table_rows(text)
-    assert [row["#"] for row in rows] == ["1", "2", "3", "4", "5", "6"], text + err.getvalue()
-    for row, name in zip(rows, ("Overhead", "Latency-bound", "Rate-bound", "Ingest", "Memory",
-                                "Pages under load"), strict=True):
-        assert row["Scenario"].startswith(name)
+    numbers = re.findall(r"^\| (\d) \|", text, flags=re.MULTILINE)
+    assert numbers == [str(n) for n in range(1, 10)], text + err.getvalue()
+    for name in ("Overhead", "Latency-bound", "Rate-bound", "Ingest", "Memory",
+                 "Pages under load", "Exports", "A million rows", "Many small batches"):
+        assert name in text
     assert re.search(r"\d+ cores, load average", text)
-    # Timing targets may be missed in a quick run on a busy machine; lost or failed rows, a
-    # timeout, a page error or a figure that is not a number may not.
-    for row in rows:
-        assert row["Pass"] in ("PASS", "FAIL"), row
-        assert "not succeeded" not in row["Measured"], row
-        assert "TIMED OUT" not in row["Measured"], row
-        assert "errors" not in row["Measured"] and "no measurement" not in row["Measured"], row
-        assert number(row["Peak RSS (MB)"]) > 0, row
-        if row["#"] != "5":  # memory has no rows or time of its own
-            assert number(row["Rows"]) > 0 and number(row["Time (s)"]) > 0, row
-            assert number(row["Rows/s"]) > 0, row
-        if row["#"] in ("1", "2", "3"):
-            assert number(row["Ratio"]) > 0, row
+    # Every row ran: a pass/fail verdict on each (timing targets mean little at this scale).
+    assert text.count("PASS") + text.count("FAIL") == 9
+    # ... and no scenario lost or failed a row, whatever its timing: the JSON says so per row.
+    written = re.search(r"table written to (\S+\.json)", err.getvalue()).group(1)
+    report = json.loads(Path(written).read_text())
+    assert [r["number"] for r in report["rows"]] == list(range(1, 10))
+    assert [r["number"] for r in report["rows"] if not r["complete"]] == [], text
+    for row in report["rows"]:
+        for key in ("seconds", "rate", "ratio", "figure"):
+            assert row[key] is None or (isinstance(row[key], (int, float))
+                                        and math.isfinite(row[key])), (row, key)
+    # A page that answered with an error, or a load that measured nothing, fails too.
+    pages = report["rows"][5]
+    assert "errors" not in pages["measured"] and "no measurement" not in pages["measured"], pages
+    assert "slot idle p50" in text and "CPU/row" in text
     # The bench user's batches are gone; another user's data is untouched.
     assert not Batch.objects.filter(owner__username="bench").exists()
     assert Batch.objects.filter(pk=mine.pk, owner=user).exists()
-
-
-def table_rows(text: str) -> list[dict[str, str]]:
-    """The bench's Markdown table as one dict per scenario, keyed by the header."""
-    lines = [line for line in text.splitlines() if line.startswith("| ")]
-    header = [cell.strip() for cell in lines[0].strip("|").split(" | ")]
-    return [dict(zip(header, (cell.strip() for cell in line.strip("|").split(" | ")),
-                     strict=True)) for line in lines[1:]]
-
-
-def number(cell: str) -> float:
-    """A figure of the table; ValueError (the test fails) for '-', 'nan' or text."""
-    value = float(cell.replace(",", ""))
-    if math.isnan(value) or math.isinf(value):
-        raise ValueError(cell)
-    return value
-
-
-def test_the_smoke_checks_catch_a_failed_scenario():
-    failed = table([
-        Row(1, "Overhead", 20, 1.0, 20.0, "ref", 0.5, "0.50 x reference; not succeeded: "
-            "{'failed': 3}", ">= 0.80", False, 90.0),
-        Row(2, "Latency-bound", 20, float("nan"), None, "", None, "", "", False, 90.0),
-    ])
-    rows = table_rows(failed)
-    assert "not succeeded" in rows[0]["Measured"]
-    with pytest.raises(ValueError):
-        number(rows[1]["Time (s)"])
-    with pytest.raises(ValueError):
-        number(rows[1]["Rows/s"])
 
 
 @pytest.mark.django_db
@@ -93,7 +66,24 @@ def test_it_refuses_to_run_where_other_users_have_active_batches(make_batch):
 @pytest.mark.django_db
 def test_it_rejects_unknown_scenarios():
     with pytest.raises(CommandError, match="Scenarios are"):
-        call_command("bench", "--scenarios", "1,9")
+        call_command("bench", "--scenarios", "1,10")
+
+
+def test_a_repeated_scenario_shows_its_median_run_and_is_judged_on_the_median():
+    runs = [Row(2, "Latency-bound", seconds=s, measured=f"{s} s", figure=s,
+                meets=lambda s: s <= 32.0, passed=s <= 32.0) for s in (31.0, 40.0, 30.5)]
+    row = combine(runs)
+    assert row.seconds == 31.0 and row.passed
+    assert "median of 3: 31; range 30.5-40" in row.measured
+    slow = combine([Row(2, "x", figure=s, meets=lambda s: s <= 32.0, passed=s <= 32.0)
+                    for s in (31.0, 40.0, 33.0)])
+    assert slow.passed is False
+
+
+def test_a_run_that_lost_rows_fails_its_scenario_even_with_a_good_median():
+    runs = [Row(1, "Overhead", figure=r, meets=lambda r: r >= 0.95, passed=r >= 0.95,
+                complete=r != 1.1) for r in (1.0, 1.1, 1.2)]
+    assert combine(runs).passed is False
 
 
 def test_the_table_has_one_line_per_row_with_aligned_columns():

@@ -432,7 +432,7 @@ def test_progress_reports_rate_eta_and_tokens(fake, make_batch, enqueued):
     run_until_done(batch)
 
     progress = batch.progress()
-    assert progress.done == progress.total == 6 and progress.percent == 100.0
+    assert progress.processed == progress.total == 6 and progress.percent == 100.0
     assert progress.rows_per_minute > 0 and progress.eta_seconds == 0
     assert progress.tokens == batch.prompt_tokens + batch.output_tokens > 0
 

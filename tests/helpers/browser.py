@@ -76,3 +76,26 @@ def log_in(page, base_url: str, username: str, password: str) -> None:
     page.fill("#id_password", password)
     page.click("button[type=submit]")
     page.wait_for_url(f"{base_url}/")
+
+
+SERIOUS_IMPACTS = ("serious", "critical")
+
+
+def serious_violations(page) -> list[str]:
+    """axe-core's serious and critical accessibility violations on the page as it is now, one line
+    each (rule, impact, the first offending elements)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    found = []
+    for violation in results.response["violations"]:
+        if violation.get("impact") in SERIOUS_IMPACTS:
+            targets = [" ".join(map(str, node["target"])) for node in violation["nodes"][:3]]
+            found.append(f"{violation['id']} ({violation['impact']}): {violation['help']} "
+                         f"at {', '.join(targets)}")
+    return found
+
+
+def assert_accessible(page, where: str) -> None:
+    found = serious_violations(page)
+    assert not found, f"axe found on {where}:\n" + "\n".join(found)

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from batches.fake_gemini import DAY_QUOTA_ID, MINUTE_QUOTA_ID
+from batches.fake_gemini.structured import structured_answer
 from batches.providers.base import (
     ConfigurationError,
     PermanentError,
@@ -82,15 +83,38 @@ def test_system_instruction_temperature_and_max_tokens_reach_the_server(provider
     assert (response.text, response.finish_reason) == ("ECHO: one two", "MAX_TOKENS")
 
 
-def test_a_response_schema_asks_for_json(provider, fake_gemini):
-    schema = {"type": "object", "properties": {"echo": {"type": "string"}}, "required": ["echo"]}
+def test_a_response_schema_goes_to_a_2_5_model_verbatim_as_response_json_schema(
+        provider, fake_gemini):
+    schema = {"type": "object", "properties": {"echo": {"type": "string"},
+                                               "score": {"type": "integer", "minimum": 1,
+                                                         "maximum": 5}},
+              "required": ["echo", "score"]}
 
     response = generate(provider, "a row", response_schema=schema)
 
-    assert json.loads(response.text) == {"echo": "a row"}
+    assert json.loads(response.text) == structured_answer(schema, "a row")
     config = fake_gemini.stats.log[-1].body["generationConfig"]
     assert config["responseMimeType"] == "application/json"
-    assert config["responseSchema"]["properties"]["echo"]["type"].upper() == "STRING"
+    assert config["responseJsonSchema"] == schema
+    assert "responseSchema" not in config
+
+
+def test_an_older_model_gets_the_schema_as_response_schema(provider, fake_gemini):
+    schema = {"type": "object", "properties": {"label": {"type": "string",
+                                                         "enum": ["a", "b"]},
+                                               "n": {"type": "integer"}},
+              "required": ["label"], "propertyOrdering": ["label", "n"]}
+
+    response = asyncio.run(provider.generate(Request(model="gemini-2.0-flash", prompt="x",
+                                                     response_schema=schema)))
+
+    assert json.loads(response.text)["label"] in ("a", "b")
+    config = fake_gemini.stats.log[-1].body["generationConfig"]
+    assert config["responseSchema"]["properties"]["label"]["type"].upper() == "STRING"
+    # google-genai 3.4 writes this one in snake_case; Google's JSON parsing takes both spellings.
+    sent = config["responseSchema"]
+    assert sent.get("propertyOrdering", sent.get("property_ordering")) == ["label", "n"]
+    assert "responseJsonSchema" not in config
 
 
 def test_a_429_is_retryable_with_the_servers_delay_and_quota(provider, fake_gemini):

@@ -5,7 +5,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from batches import cli, services
+from batches import cli, outputs, services
 
 # Service field names as the options that set them.
 OPTION_NAMES = {
@@ -18,6 +18,9 @@ OPTION_NAMES = {
     "max_output_tokens": "--max-output-tokens",
     "sheet": "--sheet",
     "model": "--model",
+    "output_fields": "--field",
+    "response_schema": "--schema",
+    "webhook_url": "--webhook",
 }
 
 
@@ -42,6 +45,16 @@ class Command(BaseCommand):
         parser.add_argument("--max-output-tokens", type=int, default=None)
         parser.add_argument("--owner", default=None,
                             help="Username of the batch's owner (default: the first superuser).")
+        parser.add_argument(
+            "--field", action="append", default=[], metavar="NAME:TYPE[:DESCRIPTION]",
+            help="An output column (repeat for more): types text, integer, number, boolean, "
+                 "enum(a,b,c), list, date; NAME? makes it optional. "
+                 'E.g. --field "sentiment:enum(positive,mixed,negative)"')
+        parser.add_argument("--schema", default=None, metavar="FILE",
+                            help="Output columns as a JSON Schema file (instead of --field).")
+        parser.add_argument("--webhook", default="", metavar="URL",
+                            help="POST this batch's events to URL, signed with the owner's "
+                                 "default secret (see docs/notifications.md).")
         parser.add_argument("--wait", action="store_true",
                             help="Show progress until the batch ends.")
 
@@ -92,7 +105,30 @@ class Command(BaseCommand):
                                "(python manage.py ensure_admin)", returncode=2)
         return owner
 
+    def _output(self, options: dict) -> dict:
+        """The output columns the options ask for, as batch_create keyword arguments."""
+        if options["field"] and options["schema"]:
+            raise CommandError("Use --field or --schema, not both.", returncode=2)
+        try:
+            if options["field"]:
+                return {"output_fields": [outputs.parse_field_spec(spec)
+                                          for spec in options["field"]]}
+            if options["schema"]:
+                schema_path = Path(options["schema"])
+                try:
+                    text = schema_path.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError) as err:
+                    raise CommandError(f"--schema: cannot read {schema_path}: {err}.",
+                                       returncode=2) from err
+                return {"response_schema": outputs.loads_schema(text)}
+        except outputs.OutputSchemaError as err:
+            where = f"--schema {options['schema']}: " if options["schema"] else ""
+            raise CommandError(f"{where}{err}", returncode=2) from err
+        return {}
+
     def _create(self, path: Path, owner, options: dict):
+        output = self._output(options)
+        self._schema_file = options["schema"]
         try:
             handle = path.open("rb")
         except OSError as err:
@@ -114,6 +150,8 @@ class Command(BaseCommand):
                     system_instruction=options["system_instruction"],
                     temperature=options["temperature"],
                     max_output_tokens=options["max_output_tokens"],
+                    **output,
+                    webhook_url=options["webhook"],
                 )
             except services.InvalidInput as err:
                 raise CommandError(self._where(err, path), returncode=2) from err
@@ -125,4 +163,7 @@ class Command(BaseCommand):
         the option."""
         if err.field in (None, "file", "rows") or err.line is not None:
             return f"{path}: {err}"
-        return f"{OPTION_NAMES.get(err.field, '--' + err.field.replace('_', '-'))}: {err}"
+        option = OPTION_NAMES.get(err.field, "--" + err.field.replace("_", "-"))
+        if err.field == "response_schema":
+            return f"{option} {self._schema_file}: {err}"
+        return f"{option}: {err}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -12,8 +14,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from batches.bench.report import table
-from batches.bench.scenarios import ALL_SCENARIOS, Bench, Options
+from batches.bench.report import table, write_json
+from batches.bench.scenarios import ALL_SCENARIOS, Bench, Options, run
 
 QUICK_SCALE = 0.02
 
@@ -40,6 +42,12 @@ class Command(BaseCommand):
                                  "workers, one batch runs in every worker process.")
         parser.add_argument("--load-seconds", type=float, default=None,
                             help="Duration of the page load (default 10 s, 2 s with --quick).")
+        parser.add_argument("--repeat", type=int, default=None,
+                            help="Runs of each timed scenario; the table shows the median and "
+                                 "the range (default 3, 1 with --quick).")
+        parser.add_argument("--million-rows", type=int, default=1_000_000,
+                            help="Rows of scenario 8's batch before --rows-scale (default "
+                                 "1,000,000).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -55,10 +63,14 @@ class Command(BaseCommand):
         quick = options["quick"]
         scale = options["rows_scale"] or (QUICK_SCALE if quick else 1.0)
         load_seconds = options["load_seconds"] or (2.0 if quick else 10.0)
+        repeat = options["repeat"] or (1 if quick else 3)
+        if repeat < 1:
+            raise CommandError("--repeat must be at least 1.")
         bench = Bench(Options(
             scenarios=scenarios, workers=options["workers"], scale=scale,
             concurrency=options["concurrency"], load_seconds=load_seconds,
-            slice_inflight=options["slice_inflight"],
+            slice_inflight=options["slice_inflight"], repeat=repeat,
+            million_rows=options["million_rows"],
             log=lambda message: (self.stderr.write(message), self.stderr.flush()),
         ))
         logging.getLogger("django-q").setLevel(logging.WARNING)  # one line per enqueued slice
@@ -67,7 +79,7 @@ class Command(BaseCommand):
         settings.Q_CLUSTER["workers"] = options["workers"]
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
-            rows = bench.run()
+            rows = run(bench)
         except RuntimeError as exc:
             raise CommandError(str(exc)) from exc
         except KeyboardInterrupt:
@@ -77,14 +89,21 @@ class Command(BaseCommand):
             signal.signal(signal.SIGTERM, previous)
             settings.Q_CLUSTER["workers"] = configured_workers
         load = os.getloadavg()
-        self.stdout.write(table(rows))
-        self.stdout.write(
-            f"\n{connection.vendor}, {os.cpu_count()} cores, load average "
-            f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {options['workers']} workers"
-            + (f", rows x {scale:g}" if scale != 1 else "")
+        context = (
+            f"{connection.vendor}, {os.cpu_count()} cores, load average "
+            f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {options['workers']} workers, "
+            f"median of {repeat}" + (f", rows x {scale:g}" if scale != 1 else "")
             + (f", BATCH_SLICE_MAX_INFLIGHT={options['slice_inflight']}"
                if options["slice_inflight"] else "")
         )
+        self.stdout.write(table(rows))
+        self.stdout.write("\n" + context)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = write_json(rows, Path(settings.BASE_DIR) / "test-artifacts" /
+                          f"bench-{connection.vendor}-{stamp}.json", context=context,
+                          database=connection.vendor, load_average=list(load),
+                          cores=os.cpu_count(), repeat=repeat, scale=scale)
+        self.stderr.write(f"table written to {path}")
 
 
 def _interrupt(signum: int, frame: Any) -> None:

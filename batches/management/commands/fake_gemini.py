@@ -32,6 +32,8 @@ class Command(BaseCommand):
         parser.add_argument("--daily-quota-exhausted", action="store_true")
         parser.add_argument("--require-key", default=None)
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--demo-answers", action="store_true",
+                            help="Plausible answers (a sentiment, a reason) instead of the echo.")
         parser.add_argument("--log-limit", type=int, default=100_000,
                             help="Request log entries kept for GET /_stats?log=1.")
         parser.add_argument("--control-key", default=os.environ.get("FAKE_GEMINI_CONTROL_KEY"),
@@ -46,7 +48,7 @@ class Command(BaseCommand):
         knobs = {name: options[name] for name in (
             "latency_ms", "jitter_ms", "error_rate", "rpm_limit", "rpm_window_s",
             "retry_delay_s", "retry_after_header", "daily_quota_exhausted", "require_key",
-            "seed", "log_limit",
+            "seed", "log_limit", "demo_answers",
         )}
         if options["error_mix"]:
             knobs["error_mix"] = options["error_mix"]

@@ -75,7 +75,7 @@ class Command(BaseCommand):
                            capture_output=True)
             subprocess.run([*manage, "demo_setup"], env=env, check=True, capture_output=True)
             start("fake_gemini", "--port", str(model_port), "--latency-ms", "1500",
-                  "--jitter-ms", "500", "--error-rate", "0")
+                  "--jitter-ms", "500", "--error-rate", "0", "--demo-answers")
             start("runserver", "--noreload", f"127.0.0.1:{web_port}")
             base = f"http://127.0.0.1:{web_port}"
             wait_until_up(f"{base}/login/")
@@ -101,5 +101,6 @@ class Command(BaseCommand):
             page.click("text=Product review sentiment")
             expect(page.locator("body")).to_contain_text("completed", timeout=90_000)
             page.wait_for_timeout(1500)
-            page.screenshot(path=str(out_dir / "batch.png"))
+            # The whole page: the columns and per-field summary of structured output included.
+            page.screenshot(path=str(out_dir / "batch.png"), full_page=True)
             browser.close()

@@ -1,0 +1,169 @@
+"""The batch page's results table: which rows a page shows, which columns (the input's own,
+picked by the user, then the answer columns), and which rows changed since the page last saw
+them, so a poll sends only those.
+
+Answer columns are a list of ResultColumn: structured output adds one per schema field by
+extending `answer_columns`, and the table, the cards on a phone and the live updates follow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from math import ceil
+from typing import Any
+
+from django.http import HttpRequest
+
+from batches import outputs
+from batches.models import Batch, BatchResult
+from batches.prompts import format_value
+
+RESULTS_PAGE_SIZE = 50
+RESULT_FILTERS = ["all", "succeeded", "failed", "pending", "running", "cancelled"]
+DEFAULT_INPUT_COLUMNS = 3
+CELL_CHARS = 200
+LONG_OUTPUT_CHARS = 280
+SEEN_MAX = 2 * RESULTS_PAGE_SIZE
+SESSION_COLUMNS_KEY = "results_columns:{batch_id}"
+
+
+@dataclass
+class ResultColumn:
+    """A column of the answer side of the table: its header and how a row's cell reads."""
+
+    key: str
+    header: str
+    value: Callable[[BatchResult], Any]
+    long_text: bool = False
+
+
+def answer_columns(batch: Batch) -> list[ResultColumn]:
+    """The columns the model fills in, beside the input's columns: one per output field for a
+    columns batch (a failed row's raw answer stays in the admin and the API), else the text."""
+    fields = batch.output_fields
+    if fields:
+        return [ResultColumn(f.name, f.name, _data_cell(f.name)) for f in fields]
+    return [ResultColumn("output", "Answer", lambda row: row.output, long_text=True)]
+
+
+def _data_cell(name: str) -> Callable[[BatchResult], Any]:
+    def value(row: BatchResult) -> str:
+        data = row.data if isinstance(row.data, dict) else {}
+        return outputs.cell_text(data.get(name))
+
+    return value
+
+
+@dataclass
+class Cell:
+    header: str
+    text: str
+    is_long: bool = False
+    head: str = ""
+
+
+@dataclass
+class ResultsPage:
+    status: str
+    number: int
+    num_pages: int
+    total: int
+    rows: list[BatchResult]
+    input_columns: list[str] = field(default_factory=list)
+    hidden_columns: list[str] = field(default_factory=list)
+    answer_headers: list[str] = field(default_factory=list)
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.number < self.num_pages
+
+    @property
+    def first_index(self) -> int:
+        return (self.number - 1) * RESULTS_PAGE_SIZE + 1 if self.total else 0
+
+    @property
+    def last_index(self) -> int:
+        return min(self.number * RESULTS_PAGE_SIZE, self.total)
+
+
+def shown_columns(request: HttpRequest, batch: Batch) -> list[str]:
+    """The input columns the user picked for this batch (kept in the session), in file order;
+    the first few until they pick."""
+    key = SESSION_COLUMNS_KEY.format(batch_id=batch.pk)
+    # The picker sends `pick` too, so unticking every box means "no input columns".
+    if "columns" in request.GET or "pick" in request.GET:
+        wanted = set(request.GET.getlist("columns"))
+        picked = [c for c in batch.columns if c in wanted]
+        request.session[key] = picked
+        return picked
+    stored = request.session.get(key)
+    if isinstance(stored, list):
+        return [c for c in batch.columns if c in stored]
+    return list(batch.columns[:DEFAULT_INPUT_COLUMNS])
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= CELL_CHARS else text[: CELL_CHARS - 1] + "…"
+
+
+def decorate(rows: list[BatchResult], columns: list[str],
+             answers: list[ResultColumn]) -> list[BatchResult]:
+    """Give each row the cells the templates show."""
+    for row in rows:
+        values = row.input if isinstance(row.input, dict) else {}
+        row.input_cells = [Cell(c, _clip(format_value(values.get(c)))) for c in columns]
+        row.answer_cells = []
+        for col in answers:
+            text = format_value(col.value(row))
+            is_long = col.long_text and (len(text) > LONG_OUTPUT_CHARS or text.count("\n") > 4)
+            head = text[:120].split("\n", 1)[0] if is_long else ""
+            row.answer_cells.append(Cell(col.header, text, is_long, head))
+    return rows
+
+
+def _base_rows(batch: Batch):
+    return batch.results.order_by("index").defer("prompt", "claim_token", "lease_expires_at")
+
+
+def results_page(request: HttpRequest, batch: Batch, counts: dict[str, int], status: str,
+                 number: int) -> ResultsPage:
+    # The page count comes from the per-status counts, so no COUNT(*) over a huge batch per page.
+    total = sum(counts.values()) if status == "all" else counts.get(status, 0)
+    num_pages = max(1, ceil(total / RESULTS_PAGE_SIZE))
+    number = min(number, num_pages)
+    start = (number - 1) * RESULTS_PAGE_SIZE
+    rows = _base_rows(batch)
+    if status == "all":
+        # Row indexes run 0..n-1 without gaps, so a page is an index range rather than an OFFSET.
+        rows = rows.filter(index__gte=start, index__lt=start + RESULTS_PAGE_SIZE)
+    else:
+        rows = rows.filter(status=status)[start:start + RESULTS_PAGE_SIZE]
+    columns = shown_columns(request, batch)
+    answers = answer_columns(batch)
+    return ResultsPage(status, number, num_pages, total, decorate(list(rows), columns, answers),
+                       input_columns=columns,
+                       hidden_columns=[c for c in batch.columns if c not in columns],
+                       answer_headers=[a.header for a in answers])
+
+
+def parse_seen(raw: str) -> dict[int, str]:
+    """"12:pending,13:running" (what the page shows) -> {12: "pending", 13: "running"}."""
+    seen: dict[int, str] = {}
+    for part in raw.split(",")[:SEEN_MAX]:
+        index, _, status = part.partition(":")
+        if index.isdigit() and status in BatchResult.Status.values:
+            seen[int(index)] = status
+    return seen
+
+
+def changed_rows(request: HttpRequest, batch: Batch, seen: dict[int, str]) -> list[BatchResult]:
+    """The rows the page shows whose status moved on since it last looked."""
+    if not seen:
+        return []
+    rows = [r for r in _base_rows(batch).filter(index__in=list(seen)) if seen[r.index] != r.status]
+    return decorate(rows, shown_columns(request, batch), answer_columns(batch))
