@@ -211,6 +211,10 @@ def progress_response(request: HttpRequest, batch: Batch, seen: dict[int, str] |
             "can_download": context["progress"].processed > 0,
             "current_path": request.GET.get("view_path", ""),
         })
+        fields = batch.output_fields
+        if fields:
+            context.update(output_fields=fields,
+                           summaries=_field_summaries(batch, fields, context["counts"]))
     return render(request, "batches/partials/batch_detail_progress_live.html", context)
 
 
