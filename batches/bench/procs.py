@@ -208,6 +208,10 @@ class WebServer(Child):
                 f"127.0.0.1:{self.port}", "--workers", str(workers), "--threads", str(threads),
                 "--worker-class", "gthread", "--log-level", "warning", "--timeout",
                 str(timeout)]
+        # DEBUG is off as in production, so the pages need the collected static files
+        # (WhiteNoise's manifest); without them every page with {% static %} is a 500.
+        subprocess.run([sys.executable, MANAGE, "collectstatic", "--noinput", "-v", "0"],
+                       env=child_env(**env_extra), check=True, cwd=settings.BASE_DIR)
         super().__init__("gunicorn", argv, child_env(**env_extra))
         self._wait_ready()
 
