@@ -8,6 +8,8 @@ class BatchesConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_create_schedules, sender=self)
+        # Connects the receiver that deletes a document's file with its row.
+        import batches.documents.store  # noqa: F401
 
 
 def _create_schedules(using: str = "default", **kwargs) -> None:

@@ -260,6 +260,9 @@ class BatchResult(models.Model):
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Ids of the BatchDocuments attached to this row's request, in order (after the prompt).
+    # Nullable so that rows inserted by raw SQL (the benchmark's loader) need not name it.
+    document_ids = models.JSONField(default=list, blank=True, null=True)
     # The answer parsed and validated against the batch's response_schema (columns batches).
     data = models.JSONField(null=True, blank=True)
 
@@ -308,6 +311,32 @@ class StagedUpload(models.Model):
 
     def __str__(self) -> str:
         return self.filename
+
+
+class BatchDocument(models.Model):
+    """One uploaded file's content, kept in Django's storage (never in the database). Rows that
+    use it list its id; two rows with the same bytes share one BatchDocument."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="documents")
+    name = models.CharField(max_length=255)  # the first file name it arrived under
+    path = models.CharField(max_length=500)  # its name in default_storage
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField()
+    mime_type = models.CharField(max_length=100)
+    pages = models.PositiveIntegerField(null=True, blank=True)
+    # The Files API copy, reused for retries until shortly before it expires.
+    gemini_file_uri = models.CharField(max_length=500, blank=True)
+    gemini_file_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["batch", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "sha256"], name="document_unique_batch_sha"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.batch_id}:{self.name}"
 
 
 class RateBucket(models.Model):

@@ -2,6 +2,8 @@
 
 User text never goes through Django's template engine: the only syntax is `{{ name }}`, where
 name is any column name (spaces and punctuation allowed) with surrounding whitespace ignored.
+`{{file:column}}` names a column of file names: it renders as the file name, and the row's
+uploaded file with that name is attached to the request (see batches.documents).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 OPEN, CLOSE = "{{", "}}"
+FILE_PREFIX = "file:"
 
 
 class TemplateError(ValueError):
@@ -28,10 +31,21 @@ class Template:
         """Placeholder names in order of first appearance."""
         return list(dict.fromkeys(self.parts[1::2]))
 
+    @property
+    def file_columns(self) -> list[str]:
+        """Columns named by `{{file:column}}`, in order of first appearance."""
+        return [_file_column(n) for n in self.placeholders if _file_column(n) is not None]
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column the template reads, file columns included."""
+        return list(dict.fromkeys(_file_column(n) or n for n in self.placeholders))
+
     def validate(self, columns: Iterable[str]) -> None:
         """Raise TemplateError naming every placeholder that is not a column."""
         known = set(columns)
-        unknown = [name for name in self.placeholders if name not in known]
+        unknown = [name for name in self.placeholders
+                   if name not in known and _file_column(name) not in known]
         if unknown:
             names = ", ".join(f"{{{{{n}}}}}" for n in unknown)
             listed = ", ".join(columns) if known else "(none)"
@@ -41,8 +55,19 @@ class Template:
     def render(self, row: Mapping[str, object]) -> str:
         out = []
         for i, part in enumerate(self.parts):
-            out.append(part if i % 2 == 0 else format_value(row.get(part)))
+            if i % 2 == 0:
+                out.append(part)
+            elif part not in row and _file_column(part) is not None:
+                out.append(format_value(row.get(_file_column(part))))
+            else:
+                out.append(format_value(row.get(part)))
         return "".join(out)
+
+
+def _file_column(name: str) -> str | None:
+    if name.startswith(FILE_PREFIX) and name[len(FILE_PREFIX):].strip():
+        return name[len(FILE_PREFIX):].strip()
+    return None
 
 
 def format_value(value: object) -> str:

@@ -6,7 +6,7 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
 from typing import IO, Any
@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from batches import ingest, notifications, outputs, prompts
+from batches import documents, ingest, notifications, outputs, prompts
 from batches.engine import tasks
 from batches.models import Batch, BatchResult, Priority
 
@@ -155,8 +155,16 @@ def batch_create(
     response_schema: dict | None = None,
     output_fields: list[dict] | None = None,
     webhook_url: str = "",
+    files: list[tuple[str, IO[bytes]]] | None = None,
+    documents: list[tuple[str, IO[bytes]]] | None = None,
+    duplicates: str | None = None,
 ) -> Batch:
     """Validate the input and create the batch with all its rows in one transaction, or nothing.
+
+    Input: a `file`, several `files` (one batch, a source_file column), JSON `rows`, or
+    `documents` alone (a row per file); a spreadsheet or rows may come with `documents` that
+    `{{file:column}}` refers to. `duplicates` ("keep" or "skip") says what to do with files
+    whose bytes were already uploaded. Stored documents are removed again on any error.
 
     `output_fields` (the field editor's list) or `response_schema` (a JSON Schema) make a
     columns batch; neither makes a text batch. The whole file is read and every row checked
@@ -176,24 +184,64 @@ def batch_create(
                     max_output_tokens=max_output_tokens)
     priority = parse_priority(priority)
     _check_allowed(owner, priority=priority, concurrency=concurrency)
-    if (file is None) == (rows is None):
-        raise InvalidInput("Send either a file or rows.", field="file")
+    if file is None and rows is None and not files and not documents:
+        raise InvalidInput("Send a file, rows or documents.", field="file")
     _check_active_limit(owner)
     _count_creation(owner)
+    if files and not filename:
+        filename = files[0][0] if len(files) == 1 else f"{files[0][0]} and {len(files) - 1} more"
+    if documents and not (file or files or rows is not None) and not filename:
+        filename = documents[0][0] if len(documents) == 1 else \
+            f"{documents[0][0]} and {len(documents) - 1} more"
+    source, intake = _gather(template, file=file, filename=filename, files=files, rows=rows,
+                             documents=documents, duplicates=duplicates, sheet=sheet)
+    with intake.staging:  # any error below removes the stored documents again
+        response_schema = output_schema(output_fields, response_schema, intake.table.columns)
+        batch = _create_batch(
+            intake, template, source, conversation_column,
+            owner=owner,
+            name=name or _default_name(filename),
+            source_filename=(filename or "")[:255],
+            prompt_template=prompt,
+            model_name=model or settings.GEMINI_DEFAULT_MODEL,
+            system_instruction=system_instruction or "",
+            temperature=temperature,
+            max_output_tokens=max_output_tokens,
+            concurrency=concurrency,
+            max_retries=max_retries,
+            priority=priority,
+            conversation_column=conversation_column or "",
+            rpm_limit=rpm_limit if rpm_limit is not None else settings.GEMINI_RPM,
+            tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
+            response_schema=response_schema,
+            webhook_url=webhook_url,
+        )
+    batch.warnings = list(intake.table.warnings)
+    return batch
 
-    source = "file" if file is not None else "rows"
+
+def _gather(template: prompts.Template, **kwargs: Any) -> tuple[str, documents.Intake]:
+    """Open the input (see documents.gather) with errors as InvalidInput naming the field."""
+    if kwargs.get("rows") is not None:
+        source = "rows"
+    elif kwargs.get("file") is None and not kwargs.get("files"):
+        source = "documents"
+    else:
+        source = "file"
     try:
-        if file is not None:
-            table = ingest.open_table(file, filename=filename, sheet=sheet)
-        else:
-            table = ingest.table_from_rows(rows)
+        return source, documents.gather(template=template, **kwargs)
     except ingest.IngestError as err:
         raise _ingest_error(err, source) from err
+    except documents.DocumentError as err:
+        raise InvalidInput(err.message, field="documents") from err
+
+
+def _check_columns(table: ingest.Table, template: prompts.Template,
+                   conversation_column: str) -> None:
     try:
         template.validate(table.columns)
     except prompts.TemplateError as err:
         raise InvalidInput(str(err), field="prompt") from err
-    response_schema = output_schema(output_fields, response_schema, table.columns)
     if conversation_column and conversation_column not in table.columns:
         raise InvalidInput(
             f"The conversation column {conversation_column!r} is not a column of the file. "
@@ -201,36 +249,47 @@ def batch_create(
             field="conversation_column",
         )
 
-    with _spool_rows(table, template, conversation_column, source) as (spool, total):
-        if total == 0:
-            raise InvalidInput("The file has a header but no rows.", field=source)
+
+def _create_batch(intake: documents.Intake, template: prompts.Template, source: str,
+                  conversation: str, *, owner, **fields: Any) -> Batch:
+    table = intake.table
+    _check_columns(table, template, conversation)
+    # Every row is read, checked and spooled before the transaction (and its write lock) opens.
+    with _spooled_intake(intake, template, source, conversation) as (spool, total):
         with transaction.atomic():
             _check_active_limit(owner, lock=True)
-            batch = Batch.objects.create(
-                owner=owner,
-                name=name or _default_name(filename),
-                source_filename=filename or "",
-                columns=table.columns,
-                prompt_template=prompt,
-                model_name=model or settings.GEMINI_DEFAULT_MODEL,
-                system_instruction=system_instruction or "",
-                temperature=temperature,
-                max_output_tokens=max_output_tokens,
-                concurrency=concurrency,
-                max_retries=max_retries,
-                priority=priority,
-                conversation_column=conversation_column or "",
-                rpm_limit=rpm_limit if rpm_limit is not None else settings.GEMINI_RPM,
-                tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
-                response_schema=response_schema,
-                webhook_url=webhook_url,
-                total_rows=total,
-                last_error="\n".join(table.warnings),
-            )
-            _create_rows(batch, _unspool(spool))
+            batch = Batch.objects.create(owner=owner, columns=table.columns, total_rows=total,
+                                         last_error="\n".join(table.warnings), **fields)
+            intake.bind(batch)
+            _create_intake_rows(batch, intake, spool)
             transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
-    batch.warnings = list(table.warnings)
     return batch
+
+
+@contextmanager
+def _spooled_intake(intake: documents.Intake, template: prompts.Template, source: str,
+                    conversation_column: str) -> Iterator[tuple[IO[str], int]]:
+    """The intake's rows read, checked and spooled (see _spool_rows); InvalidInput if none."""
+    with _spool_rows(intake.table, template, conversation_column, source) as (spool, total):
+        if total == 0:
+            if source == "documents":
+                raise InvalidInput("Every file was a duplicate and was skipped; there are no "
+                                   "rows.", field="documents")
+            raise InvalidInput("The file has a header but no rows.", field=source)
+        yield spool, total
+
+
+def _create_intake_rows(batch: Batch, intake: documents.Intake, spool: IO[str],
+                        start: int = 0) -> int:
+    """Store the spooled rows from index `start`, with the documents they name (the intake
+    must be bound to the batch)."""
+    try:
+        total = _create_rows(batch, _unspool(spool), start=start,
+                             documents_of=intake.document_ids)
+        intake.check_references()
+    except documents.DocumentError as err:
+        raise InvalidInput(err.message, field="documents") from err
+    return total
 
 
 def output_schema(output_fields: list | None, response_schema: dict | None,
@@ -291,9 +350,10 @@ def normalise_newlines(text: str) -> str:
 
 
 def _numbered(table: ingest.Table) -> Iterator[tuple[dict, int | None]]:
-    """Each row with its line in the file, read as the row is (the table notes it)."""
+    """Each row with its line in the file, read as the row is (the table notes it); None for
+    tables without lines (documents)."""
     for row in table.rows:
-        yield row, table.line
+        yield row, getattr(table, "line", None)
 
 
 def _count_creation(owner) -> None:
@@ -382,13 +442,15 @@ def _unspool(spool: IO[str]) -> Iterator[tuple[dict, int | None, str, str]]:
         yield row, line, prompt, key
 
 
-def _create_rows(batch: Batch, rows: Iterable[tuple[dict, int | None, str, str]]) -> int:
+def _create_rows(batch: Batch, rows: Iterable[tuple[dict, int | None, str, str]], *,
+                 start: int = 0, documents_of: Callable[[dict], list[int]] | None = None) -> int:
     total = 0
     iterator = iter(rows)
     while chunk := list(islice(iterator, CREATE_CHUNK)):
         BatchResult.objects.bulk_create(
-            BatchResult(batch=batch, index=total + i, source_line=line, input=row,
-                        prompt=prompt, conversation_key=key)
+            BatchResult(batch=batch, index=start + total + i, source_line=line, input=row,
+                        prompt=prompt, conversation_key=key,
+                        document_ids=documents_of(row) if documents_of else [])
             for i, (row, line, prompt, key) in enumerate(chunk)
         )
         total += len(chunk)

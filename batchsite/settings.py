@@ -172,6 +172,21 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# Uploaded documents live in default_storage: MEDIA_ROOT on one host, or an S3-compatible bucket
+# that every host reads (workers on other machines need the same files).
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or BASE_DIR / "media")
+if os.environ.get("STORAGE_S3_BUCKET"):
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": os.environ["STORAGE_S3_BUCKET"],
+            "endpoint_url": os.environ.get("STORAGE_S3_ENDPOINT_URL") or None,
+            "region_name": os.environ.get("STORAGE_S3_REGION") or None,
+            "location": os.environ.get("STORAGE_S3_PREFIX", ""),
+            "default_acl": None,
+            "file_overwrite": True,  # names are content hashes: same name, same bytes
+        },
+    }
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
@@ -193,6 +208,9 @@ if not DEBUG:
 # Gemini.
 GEMINI_API_KEY = os.environ.get("GEMINI_API_KEY", "")
 GEMINI_BASE_URL = os.environ.get("GEMINI_BASE_URL", "")
+# A request whose documents (base64, plus the prompt) fit under this goes inline; larger ones
+# go through the Files API. Gemini refuses inline requests over 20 MB.
+GEMINI_INLINE_MAX_MB = envfloat("GEMINI_INLINE_MAX_MB", 20.0)
 GEMINI_TIMEOUT_S = envfloat("GEMINI_TIMEOUT_S", 120.0)
 GEMINI_DEFAULT_MODEL = os.environ.get("GEMINI_DEFAULT_MODEL", "gemini-2.5-flash")
 GEMINI_MODELS = [
@@ -215,6 +233,10 @@ DEMO_MODE = envbool("DEMO_MODE", False)
 # Limits.
 BATCH_MAX_UPLOAD_MB = envint("BATCH_MAX_UPLOAD_MB", 50)
 BATCH_MAX_ROWS = envint("BATCH_MAX_ROWS", 200_000)
+# Documents: files per batch (also inside one ZIP), size of one file, size of all of them.
+BATCH_MAX_FILES = envint("BATCH_MAX_FILES", 50)
+BATCH_MAX_FILE_MB = envint("BATCH_MAX_FILE_MB", 20)
+BATCH_MAX_FILES_TOTAL_MB = envint("BATCH_MAX_FILES_TOTAL_MB", 500)
 BATCH_CREATE_RATE = os.environ.get("BATCH_CREATE_RATE", "60/hour")
 BATCH_MAX_ACTIVE_PER_USER = envint("BATCH_MAX_ACTIVE_PER_USER", 10)
 # Hardening (docs/security.md): what one request may make the site read, store and send.
@@ -244,6 +266,8 @@ FILE_UPLOAD_HANDLERS = [
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
 DATA_UPLOAD_MAX_MEMORY_SIZE = (BATCH_MAX_UPLOAD_MB or 50) * 1024 * 1024
+# Documents come several to a request (Django's default cap is 100 files).
+DATA_UPLOAD_MAX_NUMBER_FILES = max(100, (BATCH_MAX_FILES or 0) + 10)
 
 # Notifications (docs/notifications.md). Links in webhooks and e-mails start with SITE_URL.
 SITE_URL = os.environ.get("SITE_URL", "http://localhost:8000")

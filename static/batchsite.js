@@ -47,6 +47,43 @@
     }
   });
 
+  // "Rows from: a spreadsheet | documents": show the parts of the form that apply.
+  function showSource(form) {
+    var checked = form.querySelector("[data-rows-source]:checked");
+    var source = checked ? checked.value : "spreadsheet";
+    form.querySelectorAll("[data-source-panel]").forEach(function (panel) {
+      panel.hidden = panel.getAttribute("data-source-panel") !== source;
+    });
+  }
+  document.addEventListener("change", function (event) {
+    if (event.target.matches("[data-rows-source]")) { showSource(event.target.form); }
+  });
+  document.querySelectorAll("form").forEach(function (form) {
+    if (form.querySelector("[data-rows-source]")) { showSource(form); }
+  });
+
+  // Files dropped on a drop zone join the files already chosen in its input.
+  document.addEventListener("dragover", function (event) {
+    var zone = event.target.closest("[data-drop-zone]");
+    if (zone) { event.preventDefault(); zone.classList.add("is-dragging"); }
+  });
+  document.addEventListener("dragleave", function (event) {
+    var zone = event.target.closest("[data-drop-zone]");
+    if (zone) { zone.classList.remove("is-dragging"); }
+  });
+  document.addEventListener("drop", function (event) {
+    var zone = event.target.closest("[data-drop-zone]");
+    if (!zone) { return; }
+    event.preventDefault();
+    zone.classList.remove("is-dragging");
+    var input = zone.querySelector("input[type=file]");
+    var all = new DataTransfer();
+    Array.prototype.forEach.call(input.files, function (f) { all.items.add(f); });
+    Array.prototype.forEach.call(event.dataTransfer.files, function (f) { all.items.add(f); });
+    input.files = all.files;
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+  });
+
   // An in-place action the server refused (e.g. retrying a row that is no longer failed).
   document.addEventListener("htmx:responseError", function (event) {
     var xhr = event.detail.xhr, box = document.getElementById("live-message");

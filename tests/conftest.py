@@ -25,9 +25,9 @@ def clear_local_cache():
 
 
 @pytest.fixture(autouse=True)
-def media_in_tmp(settings, tmp_path):
-    # Staged uploads go to Django's default storage; tests keep them out of the worktree.
-    settings.MEDIA_ROOT = str(tmp_path / "media")
+def media_root(settings, tmp_path_factory):
+    # Documents a test stores (also ones an API fuzzer sends) never land in the project's media/.
+    settings.MEDIA_ROOT = str(tmp_path_factory.mktemp("media"))
 
 
 @pytest.fixture

@@ -104,18 +104,58 @@ class _OutputSerializer(serializers.Serializer):
     response_schema = ResponseSchemaField(required=False, allow_null=True, default=None)
 
 
-class BatchFileCreateSerializer(_BatchSettingsSerializer, _OutputSerializer):
-    """multipart/form-data: a CSV, XLSX or JSONL file plus the settings."""
+class _FilesField(serializers.ListField):
+    """Several files under one name; errors are one flat list naming the item."""
 
-    file = serializers.FileField(help_text="CSV, XLSX or JSONL; the first row is the header.")
+    def __init__(self, **kwargs):
+        super().__init__(child=serializers.FileField(), **kwargs)
+
+    def to_internal_value(self, data):
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as err:
+            detail = err.detail
+            if isinstance(detail, dict):
+                raise serializers.ValidationError([
+                    f"Item {key}: {' '.join(str(m) for m in messages)}"
+                    for key, messages in detail.items()]) from None
+            raise
+
+
+class RowsUploadSerializer(serializers.Serializer):
+    """multipart/form-data: spreadsheets and/or documents (see docs/documents.md)."""
+
+    file = serializers.FileField(
+        required=False,
+        help_text="CSV, XLSX or JSONL; the first row is the header. Repeat the field to send "
+                  "several files: one batch, with a source_file column.")
     sheet = _StringField(max_length=200, required=False, allow_blank=True, default="",
                          help_text="XLSX only: the sheet to read (the first when empty).")
+    documents = _FilesField(
+        required=False, default=list,
+        help_text="PDF, PNG, JPEG, WEBP, HEIC, text, Markdown, HTML or CSV files, or ZIPs of "
+                  "them. Alone: one row per file. With a spreadsheet: the files that "
+                  "{{file:column}} names.")
+    duplicates = serializers.ChoiceField(
+        choices=["keep", "skip"], required=False, allow_blank=True, default="",
+        help_text="What to do with files whose bytes were already sent; when empty, "
+                  "duplicates are refused with a list of them.")
 
     def validate_file(self, value):
         limit = settings.BATCH_MAX_UPLOAD_MB
         if limit and value.size > limit * 1024 * 1024:
             raise serializers.ValidationError(f"The file is larger than the {limit} MB limit.")
         return value
+
+    def validate(self, attrs):
+        if attrs.get("file") is None and not attrs.get("documents"):
+            raise serializers.ValidationError({"file": ["Send a file or documents."]})
+        return attrs
+
+
+class BatchFileCreateSerializer(_BatchSettingsSerializer, _OutputSerializer,
+                                RowsUploadSerializer):
+    """multipart/form-data: a spreadsheet (or several), documents, or both, plus settings."""
 
 
 @extend_schema_field({"type": "array", "minItems": 1,
@@ -140,6 +180,17 @@ class BatchRowsCreateSerializer(_BatchSettingsSerializer, _OutputSerializer):
     """application/json: the rows themselves plus the settings."""
 
     rows = RowsField(help_text="The rows, one object per row; keys are the columns.")
+
+
+class RowsAddJsonSerializer(serializers.Serializer):
+    """application/json: rows to add to a batch."""
+
+    rows = RowsField(help_text="The rows, one object per row; keys are the columns.")
+
+
+class RowsAddedSerializer(serializers.Serializer):
+    rows_added = serializers.IntegerField()
+    batch = serializers.DictField(help_text="The batch, as GET /api/batches/{id}/ answers.")
 
 
 class BatchUpdateSerializer(serializers.Serializer):

@@ -28,7 +28,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
-from batches import exports, services
+from batches import batch_rows, exports, services
 from batches.api import serializers as s
 from batches.api.parsers import DepthSafeJSONParser
 from batches.models import Batch, BatchResult, Progress, RowTally
@@ -232,6 +232,8 @@ class PassThroughNegotiation(BaseContentNegotiation):
 def too_large(request) -> Response | None:
     """Refuse an oversized body from its Content-Length, before any of it is read or parsed."""
     limit = settings.BATCH_MAX_UPLOAD_MB
+    if limit and request.content_type.startswith("multipart/"):
+        limit = max(limit, settings.BATCH_MAX_FILES_TOTAL_MB or 0)  # documents add up
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -241,6 +243,23 @@ def too_large(request) -> Response | None:
     field = "file" if request.content_type.startswith("multipart/") else "rows"
     return Response({field: [f"The upload is larger than the {limit} MB limit."]},
                     status=http.HTTP_400_BAD_REQUEST)
+
+
+def upload_arguments(request, data: dict) -> dict:
+    """Validated multipart fields -> service arguments: one spreadsheet, several, documents."""
+    upload = data.pop("file", None)
+    sheet = data.pop("sheet", "") or None
+    uploads = request.FILES.getlist("file") if upload is not None else []
+    if len(uploads) > 1:
+        data.update(files=[(f.name, f) for f in uploads], sheet=sheet)
+    elif upload is not None:
+        data.update(file=upload, filename=upload.name, sheet=sheet)
+    docs = data.pop("documents", None)
+    if docs:
+        data["documents"] = [(f.name, f) for f in docs]
+    if "duplicates" in data:
+        data["duplicates"] = data["duplicates"] or None
+    return data
 
 
 @extend_schema_view(
@@ -315,10 +334,7 @@ class BatchViewSet(GenericViewSet):
         else:
             serializer = s.BatchRowsCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        upload = data.pop("file", None)
-        if upload is not None:
-            data.update(file=upload, filename=upload.name, sheet=data.pop("sheet") or None)
+        data = upload_arguments(request, dict(serializer.validated_data))
         batch = services.batch_create(owner=request.user, **data)
         location = reverse("api:batch-detail", args=[batch.pk])
         return self._batch_response(batch, http.HTTP_201_CREATED, headers={"Location": location})
@@ -366,6 +382,42 @@ class BatchViewSet(GenericViewSet):
     @action(detail=True, methods=["post"], url_path="retry-failed")
     def retry_failed(self, request, pk=None):
         return self._act(services.batch_retry_failed)
+
+    @extend_schema(
+        summary="Add rows: JSON rows, a spreadsheet, or documents",
+        description="New rows take the next indexes, are validated like a creation (all or "
+                    "nothing) and run with the batch's settings; a finished batch runs again. "
+                    "409 for a cancelled batch.",
+        request={"multipart/form-data": s.RowsUploadSerializer,
+                 "application/json": s.RowsAddJsonSerializer},
+        responses={**AUTH_ERRORS, 201: s.RowsAddedSerializer, 400: BAD_INPUT, 404: NOT_FOUND,
+                   409: CONFLICT})
+    @action(detail=True, methods=["post"], url_path="rows")
+    def add_rows(self, request, pk=None):
+        batch = self.get_object()
+        if refused := too_large(request):
+            return refused
+        if request.content_type.startswith("multipart/"):
+            serializer = s.RowsUploadSerializer(data=request.data)
+        else:
+            serializer = s.RowsAddJsonSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = upload_arguments(request, dict(serializer.validated_data))
+        added = batch_rows.batch_add_rows(batch=batch, **data)
+        batch.live = live_figures(batch, fresh=True)
+        return Response({"rows_added": added, "batch": s.BatchSerializer(batch).data},
+                        status=http.HTTP_201_CREATED)
+
+    @extend_schema(summary="Remove a pending or failed row", request=None,
+                   parameters=[OpenApiParameter("index", int, OpenApiParameter.PATH)],
+                   responses={**AUTH_ERRORS, 204: None, 404: NOT_FOUND, 409: CONFLICT})
+    @action(detail=True, methods=["delete"], url_path=r"results/(?P<index>\d+)")
+    def delete_row(self, request, pk=None, index=None):
+        batch = self.get_object()
+        if not batch.results.filter(index=int(index)).exists():
+            raise NotFound(f"The batch has no row {index}.")
+        batch_rows.batch_delete_row(batch=batch, index=int(index))
+        return Response(status=http.HTTP_204_NO_CONTENT)
 
     def results_count(self) -> tuple[int, bool]:
         """The results list's count without COUNT(*) over the batch where possible."""

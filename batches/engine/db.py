@@ -56,6 +56,8 @@ class ClaimedRow:
     token: uuid.UUID
     # Earlier (prompt, answer) turns of the row's conversation, oldest first.
     history: tuple[tuple[str, str], ...] = ()
+    # BatchDocument ids attached after the prompt (batches.documents.parts).
+    documents: tuple[int, ...] = ()
 
 
 class Kind(enum.Enum):
@@ -199,14 +201,16 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
         rows = list(
             BatchResult.objects.filter(batch=batch, status=RUNNING, claim_token=token)
             .order_by("index")
-            .values_list("id", "index", "prompt", "conversation_key", "attempts")
+            .values_list("id", "index", "prompt", "conversation_key", "attempts",
+                         "document_ids")
         )
     settings = _settings_of(batch)
     histories = _histories(batch, rows) if batch.conversation_column else {}
     return [
         ClaimedRow(id=id_, batch=settings, index=index, prompt=prompt, conversation_key=key,
-                   attempts=attempts, token=token, history=histories.get(id_, ()))
-        for id_, index, prompt, key, attempts in rows
+                   attempts=attempts, token=token, history=histories.get(id_, ()),
+                   documents=tuple(docs or ()))
+        for id_, index, prompt, key, attempts, docs in rows
     ]
 
 
@@ -231,7 +235,7 @@ def _fail_orphan_turns(batch: Batch, now: datetime) -> int:
 
 
 def _histories(batch: Batch, rows: list[tuple]) -> dict[int, tuple[tuple[str, str], ...]]:
-    keyed = [(id_, index, key) for id_, index, _, key, _ in rows if key]
+    keyed = [(row[0], row[1], row[3]) for row in rows if row[3]]
     if not keyed:
         return {}
     turns: dict[str, list[tuple[int, str, str]]] = defaultdict(list)

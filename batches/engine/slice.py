@@ -27,10 +27,12 @@ from django.db import Error as DatabaseError
 from django.utils import timezone
 
 from batches import limits
+from batches.documents import parts as documents
 from batches.engine import answers, db
 from batches.engine.db import BatchEvents, ClaimedRow, Kind, Outcome
 from batches.providers import (
     ConfigurationError,
+    FileUnavailable,
     PermanentError,
     Request,
     Response,
@@ -300,25 +302,32 @@ class Slice:
     async def _send(self, row: ClaimedRow) -> Response:
         """The one place a request leaves the engine: breaker, shared rate limit, provider."""
         batch, model = row.batch, row.batch.model
+        provider = gemini.get_provider()
+        attached = await documents.attachments(row.documents, prompt_bytes=len(row.prompt) * 4,
+                                               provider=provider, run_db=self._run_db)
         request = Request(
             model=model, prompt=row.prompt, history=row.history,
             system_instruction=batch.system_instruction, temperature=batch.temperature,
             max_output_tokens=batch.max_output_tokens, response_schema=batch.response_schema,
+            documents=attached.parts,
         )
-        provider = gemini.get_provider()
         if not await limits.allow(model, run_db=self._run_db):
             self._api_waiting(row)
             if not await limits.wait_until_allowed(model, run_db=self._run_db,
                                                    timeout=max(0.0, self._time_left())):
                 raise ApiUnavailable(f"The {model} API is not answering; waiting for it.")
         estimate = limits.estimate_tokens(
-            row.prompt + "".join(p + a for p, a in row.history) + batch.system_instruction)
+            row.prompt + "".join(p + a for p, a in row.history) + batch.system_instruction
+        ) + attached.tokens
         await limits.acquire(model, rpm=batch.rpm_limit, tpm=batch.tpm_limit, tokens=estimate,
                              run_db=self._run_db)
         if self._freed_at:
             self.slot_idle_ms.append((time.monotonic() - self._freed_at.popleft()) * 1000)
         try:
             response = await provider.generate(request)
+        except FileUnavailable:
+            await self._run_db(lambda: documents.forget_files(row.documents))
+            raise
         except RetryableError as exc:
             if exc.status == 429:
                 await limits.backoff(model, exc.retry_after, run_db=self._run_db)

@@ -16,6 +16,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from batches.fake_gemini import demo, structured
+from batches.fake_gemini.files import FakeFiles, PartError, describe
 
 if TYPE_CHECKING:
     from batches.fake_gemini.knobs import Knobs, Stats
@@ -82,9 +83,10 @@ HOLD_MAX_S = 30.0
 class GeminiAnswers:
     """Decide each generateContent answer from the knobs: key checks, quotas, errors, the echo."""
 
-    def __init__(self, knobs: Knobs, stats: Stats) -> None:
+    def __init__(self, knobs: Knobs, stats: Stats, files: FakeFiles | None = None) -> None:
         self.knobs = knobs
         self.stats = stats
+        self.files = files or FakeFiles(knobs)
         self._responses = 0
 
     async def _hold(self) -> None:
@@ -134,16 +136,21 @@ class GeminiAnswers:
             if status == 429:
                 return self._too_many(MINUTE_QUOTA_ID, k.retry_delay_s)
             return status, {}, error_body(status)
-        return 200, {}, self._answer(model, body, contents, prompt)
+        try:
+            documents = self.files.documents(contents[-1])
+        except PartError as exc:
+            return exc.status, {}, error_body(exc.status, exc.message)
+        return 200, {}, self._answer(model, body, contents, prompt, documents)
 
     def _too_many(self, quota_id: str, delay_s: float) -> tuple[int, dict, dict]:
         headers = {"Retry-After": str(math.ceil(delay_s))} if self.knobs.retry_after_header else {}
         return 429, headers, _quota_error(quota_id, delay_s)
 
-    def _answer(self, model: str, body: dict, contents: list, prompt: str) -> dict:
+    def _answer(self, model: str, body: dict, contents: list, prompt: str,
+                documents: list[tuple[str, bytes]] = ()) -> dict:
         k = self.knobs
         config = body.get("generationConfig") or {}
-        prompt_tokens = sum(_words(text_of(c)) for c in contents)
+        prompt_tokens = sum(_words(text_of(c)) for c in contents) + 258 * len(documents)
         prompt_tokens += _words(text_of(body.get("systemInstruction")))
         self._responses += 1
         reply: dict[str, Any] = {"modelVersion": model, "responseId": f"fake-{self._responses:x}"}
@@ -174,6 +181,7 @@ class GeminiAnswers:
             else:
                 answer = demo.text_answer(prompt) if k.demo_answers else "ECHO: " + prompt
                 text = (f"[turn {turn}] " if turn > 1 else "") + answer
+                text += "".join(" " + describe(mime, data) for mime, data in documents)
                 limit = config.get("maxOutputTokens")
                 if limit and _words(text) > limit:
                     text = " ".join(text.split()[:limit])

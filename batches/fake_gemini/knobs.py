@@ -37,6 +37,9 @@ class Knobs:
     # a test of concurrency waits on the server's state instead of racing the clock.
     hold_until_in_flight: int = 0
     require_key: str | None = None
+    # Files API: an upload whose display name contains one of these fails once (503).
+    fail_upload_once: tuple[str, ...] = ()
+    file_ttl_s: float = 48 * 3600
     seed: int = 0
     # `make demo`: plausible answers (fake_gemini/demo.py) instead of the echo tests rely on.
     demo_answers: bool = False
@@ -49,7 +52,8 @@ class Knobs:
             raise ValueError(f"unknown knob(s): {', '.join(sorted(unknown))}")
         for name, value in changes.items():
             if name in ("fail_permanently", "block_safety", "finish_safety", "empty_answer",
-                        "json_invalid_once", "json_invalid_always", "json_mismatch"):
+                        "fail_upload_once", "json_invalid_once", "json_invalid_always",
+                        "json_mismatch"):
                 value = (value,) if isinstance(value, str) else tuple(value)
             elif name == "error_mix":
                 value = {int(k): float(v) for k, v in value.items()}

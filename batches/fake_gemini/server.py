@@ -29,6 +29,7 @@ from batches.fake_gemini.answers import (
     error_body,
     text_of,
 )
+from batches.fake_gemini.files import FakeFiles
 from batches.fake_gemini.knobs import Knobs, LogEntry, Stats
 
 CONTROL_HEADER = "x-fake-gemini-key"
@@ -46,7 +47,8 @@ class FakeGeminiApp:
         self.knobs = knobs
         self.control_key = control_key or new_control_key()
         self.stats = Stats(knobs.log_limit)
-        self._answers = GeminiAnswers(knobs, self.stats)
+        self.files = FakeFiles(knobs)
+        self._answers = GeminiAnswers(knobs, self.stats, self.files)
 
     async def handle(
         self, method: str, target: str, headers: dict[str, str], body: bytes
@@ -61,9 +63,21 @@ class FakeGeminiApp:
                 headers.get(CONTROL_HEADER, "").encode(), self.control_key.encode()):
             return 403, {}, error_body(403, f"The control routes need the server's key in the "
                                             f"{CONTROL_HEADER} header.")
+        base = "http://" + headers.get("host", "127.0.0.1")
+        if method == "POST" and path.startswith("/upload/") and path.endswith("/files"):
+            if "upload_id" in query:
+                return self.files.chunk(query["upload_id"][0], headers, body, base)
+            try:
+                meta = json.loads(body or b"{}")
+            except ValueError:
+                meta = {}
+            return self.files.start(headers, meta, base)
+        if method == "GET" and "/files/" in path and not path.startswith("/upload/"):
+            return self.files.get(path.rsplit("/files/", 1)[1], base)
         if method == "GET" and path == "/_stats":
             flag = lambda name: query.get(name, ["0"])[0] not in ("0", "", "false")  # noqa: E731
-            return 200, {}, self.stats.snapshot(prompts=flag("prompts"), log=flag("log"))
+            data = self.stats.snapshot(prompts=flag("prompts"), log=flag("log"))
+            return 200, {}, {**data, "files_api": self.files.snapshot()}
         if method == "POST" and path == "/_reset":
             self.stats.reset()
             return 200, {}, {"ok": True}
@@ -208,6 +222,10 @@ class FakeGemini:
     @property
     def stats(self) -> Stats:
         return self.app.stats
+
+    @property
+    def files(self) -> FakeFiles:
+        return self.app.files
 
     @property
     def down(self) -> bool:

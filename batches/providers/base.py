@@ -3,7 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A document sent after the prompt text: its bytes inline, or a Files API URI."""
+
+    mime_type: str
+    data: bytes | None = None
+    file_uri: str | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """A file in the provider's file store, usable by URI until it expires."""
+
+    uri: str
+    expires_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -17,6 +36,8 @@ class Request:
     max_output_tokens: int | None = None
     # A JSON schema; asks for application/json output.
     response_schema: dict | None = None
+    # Documents attached to the last user turn, after its text.
+    documents: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,10 @@ class RetryableError(ProviderError):
         return bool(self.quota_id) and "PerDay" in self.quota_id
 
 
+class FileUnavailable(RetryableError):
+    """A Files API file the request named has expired or is gone: upload it again and retry."""
+
+
 class PermanentError(ProviderError):
     """The same request will fail again: bad request, refused, blocked or empty answer."""
 
@@ -70,3 +95,6 @@ class ConfigurationError(ProviderError):
 
 class Provider(Protocol):
     async def generate(self, request: Request) -> Response: ...
+
+    async def upload_file(self, data: bytes, *, mime_type: str,
+                          display_name: str) -> UploadedFile: ...

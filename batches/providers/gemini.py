@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import io
 import os
 import re
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -16,11 +18,14 @@ from google import genai
 from google.genai import errors, types
 
 from batches.providers.base import (
+    Attachment,
     ConfigurationError,
+    FileUnavailable,
     PermanentError,
     Request,
     Response,
     RetryableError,
+    UploadedFile,
 )
 
 try:  # google-genai uses httpx2 by default but takes httpx when that is what is installed
@@ -43,6 +48,10 @@ _BAD_URL_ERRORS: tuple[type[Exception], ...] = (
 _RETRYABLE_STATUSES = {408, 429, 500, 502, 503, 504}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)s\s*$")
 DEFAULT_TIMEOUT_S = 120.0
+# How Gemini words a 403 for a Files API file that expired or was deleted (not a bad key).
+_FILE_GONE = "permission to access the File"
+FILE_READY_POLLS = 30
+FILE_READY_POLL_S = 1.0
 
 
 class GeminiProvider:
@@ -72,12 +81,36 @@ class GeminiProvider:
 
     async def generate(self, request: Request) -> Response:
         config = _config(request)
+        reply = await self._call(lambda: self._client.aio.models.generate_content(
+            model=request.model, contents=_contents(request), config=config))
+        return _response(reply, request.model)
+
+    async def upload_file(self, data: bytes, *, mime_type: str,
+                          display_name: str) -> UploadedFile:
+        """Put a document in the Files API (kept there about 48 hours) and wait until usable."""
+        config = types.UploadFileConfig(mime_type=mime_type, display_name=display_name[:512])
+        try:
+            uploaded = await self._call(lambda: self._client.aio.files.upload(
+                file=io.BytesIO(data), config=config))
+        except (KeyError, ValueError) as exc:  # the resumable upload protocol broke off
+            raise RetryableError(f"Uploading {display_name!r} failed: {exc}") from None
+        for _ in range(FILE_READY_POLLS):
+            if _name(uploaded.state) != "PROCESSING":
+                break
+            await asyncio.sleep(FILE_READY_POLL_S)
+            name = uploaded.name
+            uploaded = await self._call(lambda: self._client.aio.files.get(name=name))  # noqa: B023
+        state = _name(uploaded.state) if uploaded.state else "ACTIVE"
+        if state != "ACTIVE" or not uploaded.uri:
+            raise RetryableError(f"The uploaded file {display_name!r} is not ready ({state})")
+        return UploadedFile(uri=uploaded.uri, expires_at=uploaded.expiration_time)
+
+    async def _call(self, make: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one SDK call under our timeout, with its errors mapped to ours."""
         try:
             # The SDK's timeout bounds each read; this bounds the whole call.
             async with asyncio.timeout(self.timeout_s):
-                reply = await self._client.aio.models.generate_content(
-                    model=request.model, contents=_contents(request), config=config
-                )
+                return await make()
         # `from None` throughout: the SDK's exceptions carry the request, API key header included.
         except errors.APIError as exc:
             raise self._api_error(exc) from None
@@ -94,7 +127,6 @@ class GeminiProvider:
             raise RetryableError(
                 f"Gemini request timed out after {self.timeout_s:g} s"
             ) from None
-        return _response(reply, request.model)
 
     async def aclose(self) -> None:
         """Close the running loop's connections; call it last thing before the loop ends.
@@ -118,6 +150,8 @@ class GeminiProvider:
         message = str(exc.message or "")[:500]  # a proxy's error page can be long HTML
         text = self._scrub(f"Gemini API error {code} {exc.status or ''}: {message}")
         details = _error_details(exc.details)
+        if code == 403 and _FILE_GONE in message:
+            return FileUnavailable(text, status=code)
         # A refused key fails every row alike: report it once, for the whole batch.
         if code in (401, 403) or any(d.get("reason") == "API_KEY_INVALID" for d in details):
             return ConfigurationError(text)
@@ -174,8 +208,17 @@ def _contents(request: Request) -> list[types.Content]:
     for prompt, answer in request.history:
         contents.append(types.Content(role="user", parts=[types.Part(text=prompt)]))
         contents.append(types.Content(role="model", parts=[types.Part(text=answer)]))
-    contents.append(types.Content(role="user", parts=[types.Part(text=request.prompt)]))
+    parts = [types.Part(text=request.prompt)] + [_part(a) for a in request.documents]
+    contents.append(types.Content(role="user", parts=parts))
     return contents
+
+
+def _part(attachment: Attachment) -> types.Part:
+    if attachment.file_uri:
+        return types.Part(file_data=types.FileData(file_uri=attachment.file_uri,
+                                                   mime_type=attachment.mime_type))
+    return types.Part(inline_data=types.Blob(data=attachment.data or b"",
+                                             mime_type=attachment.mime_type))
 
 
 def _config(request: Request) -> types.GenerateContentConfig | None:

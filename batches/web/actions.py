@@ -12,8 +12,9 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from batches import services
+from batches import batch_rows, services
 from batches.models import Batch
+from batches.web.forms import RowsUploadForm
 from batches.web.pages import _get_batch_or_404, _progress_context
 from batches.web.results import answer_columns, decorate, shown_columns
 
@@ -125,3 +126,37 @@ def batch_delete(request: HttpRequest, batch_id: int) -> HttpResponse:
     services.batch_delete(batch=batch)
     messages.success(request, f"Deleted “{name}” and its {_plural(total, 'row')}.")
     return redirect("dashboard")
+
+
+@login_required
+@require_POST
+def batch_add_rows(request: HttpRequest, batch_id: int) -> HttpResponse:
+    """"Add rows" on the batch page: spreadsheets or documents, like the new-batch page."""
+    batch = _get_batch_or_404(request, batch_id)
+    form = RowsUploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+        return _back(request, batch)
+    try:
+        added = batch_rows.batch_add_rows(batch=batch, **form.upload_kwargs())
+    except services.ServiceError as err:
+        messages.error(request, err.message)
+    else:
+        messages.success(request, f"Added {_plural(added, 'row')}; the batch is "
+                                  f"{batch.get_status_display().lower()}.")
+        for warning in getattr(batch, "warnings", []):
+            messages.warning(request, warning)
+    return _back(request, batch)
+
+
+@login_required
+@require_POST
+def batch_delete_row(request: HttpRequest, batch_id: int, index: int) -> HttpResponse:
+    def remove(batch: Batch) -> str:
+        row = batch.results.filter(index=index).first()
+        batch_rows.batch_delete_row(batch=batch, index=index)
+        return f"Removed row {row.row_number}." if row else "Removed the row."
+
+    return _act(request, batch_id, remove)

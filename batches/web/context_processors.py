@@ -6,4 +6,6 @@ def batchsite(request) -> dict:
     return {
         "demo_mode": settings.DEMO_MODE,
         "max_upload_mb": settings.BATCH_MAX_UPLOAD_MB,
+        "max_files": settings.BATCH_MAX_FILES,
+        "max_file_mb": settings.BATCH_MAX_FILE_MB,
     }

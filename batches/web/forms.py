@@ -16,6 +16,29 @@ from batches.services import MAX_CONCURRENCY, MAX_OUTPUT_TOKENS, MAX_RETRIES, Se
 from batches.web import output
 
 ACCEPTED_EXTENSIONS = ".csv,.tsv,.txt,.xlsx,.jsonl,.ndjson"
+DOCUMENT_EXTENSIONS = (".pdf,.png,.jpg,.jpeg,.webp,.heic,.heif,.txt,.md,.markdown,.html,.htm,"
+                       ".csv,.zip")
+SOURCES = [("spreadsheet", "a spreadsheet"), ("documents", "documents")]
+DUPLICATE_CHOICES = [("", "Ask me"), ("keep", "Keep every copy (one row each)"),
+                     ("skip", "Skip the copies")]
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Several files under one name (Django's documented pattern); cleans to a list."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data: Any, initial: Any = None) -> list:
+        one = super().clean
+        if isinstance(data, (list, tuple)):
+            return [one(d, initial) for d in data if d]
+        return [one(data, initial)] if data else []
 
 
 def max_upload_bytes() -> int:
@@ -50,12 +73,74 @@ def _model_choices() -> list[tuple[str, str]]:
     return [(m, m) for m in models]
 
 
-class BatchForm(forms.Form):
-    file = forms.FileField(
+class RowsUploadForm(forms.Form):
+    """Spreadsheets and/or documents, as the new-batch page and "Add rows" send them."""
+
+    file = MultipleFileField(
         required=False,
-        help_text="CSV, TSV, XLSX or JSONL with a header row.",
-        widget=forms.ClearableFileInput(attrs={"accept": ACCEPTED_EXTENSIONS}),
+        help_text="CSV, TSV, XLSX or JSONL with a header row; several files make one batch.",
+        widget=MultipleFileInput(attrs={"accept": ACCEPTED_EXTENSIONS}),
     )
+    documents = MultipleFileField(
+        required=False,
+        widget=MultipleFileInput(attrs={"accept": DOCUMENT_EXTENSIONS}),
+    )
+    duplicates = forms.ChoiceField(choices=DUPLICATE_CHOICES, required=False,
+                                   label="Files with the same content")
+    sheet = forms.CharField(max_length=200, required=False,
+                            help_text="XLSX only; empty takes the first sheet.")
+
+    def clean_file(self):
+        files = self.cleaned_data["file"]
+        # The size comes from the upload handler; the file's content is not read here.
+        for file in files:
+            if file.size > max_upload_bytes():
+                which = "The file" if len(files) == 1 else file.name
+                raise forms.ValidationError(
+                    f"{which} is {file.size / 1024 / 1024:.1f} MB; "
+                    f"the limit is {settings.BATCH_MAX_UPLOAD_MB} MB."
+                )
+        return files
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        if data.get("source") == "documents":
+            if not data.get("documents"):
+                self.add_error("documents", "Choose or drop at least one document.")
+        elif not (data.get("file") or data.get("documents") or self.has_staged_file()):
+            self.add_error("file", "Choose a file.")
+        return data
+
+    def has_staged_file(self) -> bool:
+        return False
+
+    def upload_kwargs(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        kwargs: dict[str, Any] = {"sheet": data["sheet"].strip() or None,
+                                  "duplicates": data["duplicates"] or None}
+        files = [] if data.get("source") == "documents" else data["file"]
+        if len(files) == 1:
+            kwargs.update(file=files[0], filename=files[0].name)
+        elif files:
+            kwargs["files"] = [(f.name, f) for f in files]
+        if data["documents"]:
+            kwargs["documents"] = [(f.name, f) for f in data["documents"]]
+        return kwargs
+
+    def add_service_error(self, err: ServiceError) -> None:
+        """Attach a service error to the field it concerns, with its line number."""
+        message = err.message
+        if err.line and f"line {err.line}" not in message.lower():
+            message = f"Line {err.line}: {message}"
+        field = {"rows": "file"}.get(err.field or "", err.field)
+        self.add_error(field if field in self.fields else None, message)
+
+
+class BatchForm(RowsUploadForm):
+    source = forms.ChoiceField(choices=SOURCES, initial="spreadsheet", required=False,
+                               widget=forms.RadioSelect, label="Rows from")
     name = forms.CharField(max_length=200, required=False,
                            help_text="Defaults to the file name.")
     prompt = forms.CharField(
@@ -84,8 +169,6 @@ class BatchForm(forms.Form):
         widget=forms.TextInput(attrs={"list": "column-names", "autocomplete": "off"}),
         help_text="Rows sharing this column's value run in order, as one chat.",
     )
-    sheet = forms.CharField(max_length=200, required=False,
-                            help_text="XLSX only; empty takes the first sheet.")
     # The Output section (batches/web/output.py reads the field editor's rows).
     output_mode = forms.ChoiceField(choices=[("text", "Text"), ("columns", "Columns")],
                                     initial="text", required=False)
@@ -103,19 +186,8 @@ class BatchForm(forms.Form):
         self.fields["model"].initial = settings.GEMINI_DEFAULT_MODEL
         self.fields["file"].help_text += f" At most {settings.BATCH_MAX_UPLOAD_MB} MB."
 
-    def clean_file(self):
-        file = self.cleaned_data["file"]
-        if not file:
-            if self.staged is None:
-                raise forms.ValidationError("Choose a file.")
-            return None
-        # The size comes from the upload handler; the file's content is not read here.
-        if file.size > max_upload_bytes():
-            raise forms.ValidationError(
-                f"The file is {file.size / 1024 / 1024:.1f} MB; "
-                f"the limit is {settings.BATCH_MAX_UPLOAD_MB} MB."
-            )
-        return file
+    def has_staged_file(self) -> bool:
+        return self.staged is not None
 
     def clean(self):
         cleaned = super().clean()
@@ -128,12 +200,17 @@ class BatchForm(forms.Form):
     def editor_rows(self) -> list[dict[str, str]]:
         return output.editor_rows(self.data if self.is_bound else None)
 
-    def service_kwargs(self, file: Any, filename: str) -> dict[str, Any]:
-        """Keyword arguments for services.batch_create (without owner), for the staged file."""
+    def service_kwargs(self, file: Any = None, filename: str = "") -> dict[str, Any]:
+        """Keyword arguments for services.batch_create (without owner): the staged `file` when
+        given (one spreadsheet, kept on the server), else the uploaded files and documents."""
         data = self.cleaned_data
-        return {**getattr(self, "output", {}),
-            "file": file,
-            "filename": filename,
+        upload = self.upload_kwargs()
+        if file is not None:
+            upload.pop("files", None)
+            upload.update(file=file, filename=filename)
+        return {
+            **getattr(self, "output", {}),
+            **upload,
             "name": data["name"],
             "prompt": data["prompt"],
             "model": data["model"],
@@ -144,7 +221,6 @@ class BatchForm(forms.Form):
             "max_retries": data["max_retries"],
             "priority": data["priority"],
             "conversation_column": data["conversation_column"].strip(),
-            "sheet": data["sheet"].strip() or None,
             "webhook_url": data["webhook_url"].strip(),
         }
 

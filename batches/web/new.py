@@ -1,10 +1,13 @@
 """The new-batch page and its live preview (detected columns, first rendered prompts).
 
-The chosen file is staged (staging.py) the moment it is picked: the preview re-reads it while
-the prompt is typed, and Create uses it, so neither a preview nor a refused submit loses it."""
+One chosen spreadsheet is staged (staging.py) the moment it is picked: the preview re-reads it
+while the prompt is typed, and Create uses it, so neither a preview nor a refused submit loses
+it. Several spreadsheets, or documents ("Rows from: documents"), are sent with Create itself;
+their preview keeps a small sample in the page (`preview_sample`) for the prompt to render."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.conf import settings
@@ -14,7 +17,7 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from batches import ingest, prompts, services
+from batches import documents, ingest, prompts, services
 from batches.models import StagedUpload
 from batches.web import output, staging
 from batches.web.forms import BatchForm, max_upload_bytes
@@ -29,9 +32,15 @@ def _api_key_missing() -> bool:
     return not settings.GEMINI_API_KEY and not settings.DEMO_MODE
 
 
-def _too_big(size: int) -> str:
-    return (f"The file is {size / 1024 / 1024:.1f} MB; "
+def _too_big(size: int, name: str = "The file") -> str:
+    return (f"{name} is {size / 1024 / 1024:.1f} MB; "
             f"the limit is {settings.BATCH_MAX_UPLOAD_MB} MB.")
+
+
+def _several(request: HttpRequest) -> bool:
+    """Documents, or several spreadsheets: the files go with Create, nothing is staged."""
+    return (request.POST.get("source") == "documents"
+            or len(request.FILES.getlist("file")) > 1)
 
 
 def _staged_from(request: HttpRequest) -> tuple[StagedUpload | None, str]:
@@ -52,17 +61,17 @@ def _staged_from(request: HttpRequest) -> tuple[StagedUpload | None, str]:
 def batch_new(request: HttpRequest) -> HttpResponse:
     staged, size_error = (None, "")
     if request.method == "POST":
-        staged, size_error = _staged_from(request)
+        if not _several(request):
+            staged, size_error = _staged_from(request)
         form = BatchForm(request.POST, request.FILES, staged=staged)
         if form.is_valid():
             try:
-                with staging.open_staged(staged) as file:
-                    batch = services.batch_create(owner=request.user,
-                                                  **form.service_kwargs(file, staged.filename))
+                batch = _create(request, form, staged)
             except services.ServiceError as err:
                 form.add_service_error(err)
             else:
-                staging.discard(staged)
+                if staged is not None:
+                    staging.discard(staged)
                 messages.success(
                     request, f"Created “{batch.display_name}” with {batch.total_rows:,} rows."
                 )
@@ -75,10 +84,18 @@ def batch_new(request: HttpRequest) -> HttpResponse:
     context = {"form": form, "api_key_missing": _api_key_missing(),
                "preview_params": output.PREVIEW_PARAMS, "field_types": output.TYPE_CHOICES}
     if request.method == "POST":
-        context.update(preview_context(staged, request.POST))
+        context.update(preview_context(staged, request.POST, _uploaded_sample(request)))
         if size_error:
             context["file_error"] = size_error
     return render(request, "batches/batch_new.html", context)
+
+
+def _create(request: HttpRequest, form: BatchForm, staged: StagedUpload | None):
+    if staged is None:
+        return services.batch_create(owner=request.user, **form.service_kwargs())
+    with staging.open_staged(staged) as file:
+        return services.batch_create(owner=request.user,
+                                     **form.service_kwargs(file, staged.filename))
 
 
 def _ingest_message(err: ingest.IngestError) -> str:
@@ -89,27 +106,25 @@ def _ingest_message(err: ingest.IngestError) -> str:
     return message
 
 
-def _clip(value: Any) -> Any:
-    """A sample value as the preview keeps it: text clipped, anything else as clipped text."""
-    if not isinstance(value, str):
-        value = prompts.format_value(value)
-    return value[:SAMPLE_VALUE_CHARS]
+def _first_rows(table: ingest.Table) -> tuple[list[dict], list[int]]:
+    rows, lines = [], []
+    try:
+        for row in table.rows:
+            rows.append({k: _clip(v) for k, v in row.items()})
+            lines.append(table.line or len(rows))
+            if len(rows) == PREVIEW_ROWS:
+                break
+    finally:
+        if close := getattr(table.rows, "close", None):
+            close()
+    return rows, lines
 
 
 def _read(staged: StagedUpload, sheet: str) -> dict[str, Any]:
-    rows, lines = [], []
     try:
         with staging.open_staged(staged) as file:
             table = ingest.open_table(file, filename=staged.filename, sheet=sheet or None)
-            try:
-                for row in table.rows:
-                    rows.append({k: _clip(v) for k, v in row.items()})
-                    lines.append(table.line or len(rows))
-                    if len(rows) == PREVIEW_ROWS:
-                        break
-            finally:
-                if close := getattr(table.rows, "close", None):
-                    close()
+            rows, lines = _first_rows(table)
     except ingest.IngestError as err:
         return {"file_error": _ingest_message(err)}
     return {"columns": list(table.columns), "rows": rows, "lines": lines,
@@ -117,13 +132,92 @@ def _read(staged: StagedUpload, sheet: str) -> dict[str, Any]:
             "sheets": table.sheets if len(table.sheets) > 1 else [], "sheet": table.sheet or ""}
 
 
-def preview_context(staged: StagedUpload | None, post: QueryDict) -> dict[str, Any]:
-    """What the preview shows, and whether anything in it would make Create refuse."""
+def _uploaded_sample(request: HttpRequest) -> dict[str, Any] | None:
+    """The preview of documents or several spreadsheets sent with this request, if any."""
+    if request.POST.get("source") == "documents":
+        docs = request.FILES.getlist("documents")
+        if not docs:
+            return None
+        rows = [{"filename": d.name, "size": d.size, "sha256": "…", "mime_type": "…",
+                 "pages": "…"} for d in docs[:PREVIEW_ROWS]]
+        return {"columns": list(documents.DOCUMENT_COLUMNS), "rows": rows,
+                "lines": list(range(1, len(rows) + 1)), "format": "documents",
+                "document_count": len(docs)}
+    files = request.FILES.getlist("file")
+    if len(files) < 2:
+        return None
+    for upload in files:
+        if upload.size > max_upload_bytes():
+            return {"file_error": _too_big(upload.size, upload.name)}
+    try:
+        table = ingest.open_tables([(f.name, f) for f in files], required=[],
+                                   sheet=request.POST.get("sheet", "").strip() or None)
+        rows, _ = _first_rows(table)
+    except ingest.IngestError as err:
+        return {"file_error": _ingest_message(err)}
+    finally:
+        for upload in files:
+            upload.seek(0)
+    return {"columns": list(table.columns), "rows": rows,
+            "lines": list(range(1, len(rows) + 1)), "format": "several files",
+            "file_count": len(files)}
+
+
+def _clip(value: Any) -> Any:
+    """A sample value as the preview keeps it: text clipped, anything else as clipped text."""
+    if not isinstance(value, str):
+        value = prompts.format_value(value)
+    return value[:SAMPLE_VALUE_CHARS]
+
+
+def _sample_from_post(raw: str) -> dict[str, Any] | None:
+    """The sample a previous preview of documents or several files left in the page."""
+    try:
+        data = json.loads(raw)
+        columns, rows = data["columns"], data["rows"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None
+    if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)
+            and isinstance(rows, list) and all(isinstance(r, dict) for r in rows)):
+        return None
+    # The page sends the sample back: clip it as a fresh read would be.
+    rows = [{k: _clip(v) for k, v in row.items()} for row in rows[:PREVIEW_ROWS]]
+    sample: dict[str, Any] = {"columns": columns[:ingest.MAX_COLUMNS], "rows": rows,
+                              "lines": list(range(1, len(rows) + 1))}
+    for key in ("document_count", "file_count"):
+        count = data.get(key)
+        if isinstance(count, int) and count > 0:
+            sample[key] = count
+    sample["format"] = "documents" if "document_count" in sample else (
+        "several files" if "file_count" in sample else "")
+    return sample
+
+
+def preview_context(staged: StagedUpload | None, post: QueryDict,
+                    sample: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the preview shows, and whether anything in it would make Create refuse. The rows
+    come from the staged spreadsheet, else from documents or several spreadsheets (`sample`,
+    or the one a previous preview left in the page)."""
     prompt_text = post.get("prompt", "")
     conversation_column = post.get("conversation_column", "")
     sheet = post.get("sheet", "")
+    documents_chosen = post.get("source") == "documents"
     context: dict[str, Any] = {"staged": staged}
-    if staged is not None:
+    if sample is None and (staged is None or documents_chosen):
+        sample = _sample_from_post(post.get("preview_sample", ""))
+        if (sample is not None and post.get("source")
+                and documents_chosen != ("document_count" in sample)):
+            sample = None  # left by the other kind of input
+    if sample is not None:
+        context.update(sample)
+        if "columns" in sample:
+            context["sample_json"] = json.dumps(
+                {"columns": sample["columns"],
+                 "rows": [{k: _clip(v) for k, v in row.items()} for row in sample["rows"]],
+                 "document_count": sample.get("document_count"),
+                 "file_count": sample.get("file_count")},
+                ensure_ascii=False, default=str)
+    elif staged is not None and not documents_chosen:
         context.update(_read(staged, sheet.strip()))
     columns = context.get("columns")
     rows = context.get("rows", [])
@@ -137,7 +231,8 @@ def preview_context(staged: StagedUpload | None, post: QueryDict) -> dict[str, A
             context["placeholders"] = template.placeholders
             context["no_placeholder"] = not template.placeholders
             if columns is not None:
-                context["unknown"] = [p for p in template.placeholders if p not in columns]
+                context["unknown"] = [p for p in template.placeholders if p not in columns
+                                      and p.removeprefix("file:").strip() not in columns]
                 context["rendered"] = [(line, template.render(row)[:PREVIEW_PROMPT_CHARS])
                                        for line, row in zip(context["lines"], rows, strict=True)]
     conversation_column = conversation_column.strip()
@@ -155,11 +250,16 @@ def preview_context(staged: StagedUpload | None, post: QueryDict) -> dict[str, A
 @require_POST
 def batch_new_preview(request: HttpRequest) -> HttpResponse:
     """The preview fragment: what the file holds and what the prompt makes of its first rows."""
-    staged, size_error = _staged_from(request)
     post = request.POST.copy()
-    if request.FILES.get("file"):
-        post["sheet"] = ""  # a newly chosen file starts on its first sheet
-    context = preview_context(staged, post)
+    staged, size_error = (None, "")
+    if _several(request):
+        if post.get("source") == "documents":  # a staged spreadsheet waits for a switch back
+            staged = staging.find(request.user, post.get("staged_upload", ""))
+    else:
+        staged, size_error = _staged_from(request)
+        if request.FILES.get("file"):
+            post["sheet"] = ""  # a newly chosen file starts on its first sheet
+    context = preview_context(staged, post, _uploaded_sample(request))
     if size_error:
         context.update(file_error=size_error, blocking=True)
     context["oob"] = True

@@ -17,6 +17,7 @@ from batches import outputs
 EDITOR_KEYS = ("name", "type", "values", "description", "required")
 # What the preview and the toggle read: never the file, which the preview stored already.
 PREVIEW_PARAMS = ",".join(["prompt", "conversation_column", "staged_upload", "sheet",
+                           "source", "preview_sample",
                            "output_mode", "output_advanced", "output_schema"]
                           + [f"field_{k}" for k in EDITOR_KEYS])
 TYPE_CHOICES = list(outputs.FIELD_TYPES.items())

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
 from batches import outputs
+from batches.documents import DOCUMENT_COLUMNS
 from batches.models import Batch, BatchResult, RowTally
 from batches.web.results import (
     RESULT_FILTERS,
@@ -194,6 +195,11 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
                       _results_context(request, batch, counts))
     context = _progress_context(batch)
     context.update(_results_context(request, batch, context["counts"]))
+    context.update(
+        can_add_rows=batch.status != Batch.Status.CANCELLED and not batch.cancel_requested,
+        documents_batch=batch.columns == DOCUMENT_COLUMNS,
+        uses_files="{{file:" in batch.prompt_template.replace(" ", ""),
+    )
     return render(request, "batches/batch_detail.html", context)
 
 

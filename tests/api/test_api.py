@@ -37,6 +37,8 @@ BATCH_ENDPOINTS = [
     ("get", "/api/batches/{id}/export/?format=csv", None),
     ("get", "/api/batches/{id}/export/?format=jsonl", None),
     ("get", "/api/batches/{id}/export/?format=xlsx", None),
+    ("post", "/api/batches/{id}/rows/", {"rows": [{"text": "more"}]}),
+    ("delete", "/api/batches/{id}/results/1/", None),
 ]
 ALL_ENDPOINTS = BATCH_ENDPOINTS + [
     ("get", "/api/batches/", None),
@@ -623,6 +625,7 @@ EXPECTED_PATHS = {
     "/api/batches/{id}/cancel/", "/api/batches/{id}/pause/", "/api/batches/{id}/resume/",
     "/api/batches/{id}/retry-failed/", "/api/batches/{id}/results/{index}/retry/",
     "/api/batches/{id}/export/", "/api/token/",
+    "/api/batches/{id}/rows/", "/api/batches/{id}/results/{index}/",
     "/api/webhooks/", "/api/webhooks/{webhook_id}/", "/api/webhooks/{webhook_id}/rotate-secret/",
     "/api/webhooks/{webhook_id}/test/", "/api/webhooks/{webhook_id}/deliveries/",
     "/api/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver/",

@@ -27,10 +27,10 @@ schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
 LENIENT_PARAMETERS = {"page", "page_size", "status"}
 # Creation has rules JSON Schema cannot state: the file's bytes must be a table, the prompt's
 # placeholders and the conversation column must name its columns. A well-formed request can
-# therefore be refused there with a (documented) 400.
+# therefore be refused there with a (documented) 400. Adding rows follows the same rules.
 # A webhook URL likewise must name a public http(s) host, which no JSON Schema can check.
-SEMANTIC_OPERATIONS = {("POST", "/api/batches/"), ("POST", "/api/webhooks/"),
-                       ("PATCH", "/api/webhooks/{webhook_id}/")}
+SEMANTIC_OPERATIONS = {("POST", "/api/batches/"), ("POST", "/api/batches/{id}/rows/"),
+                       ("POST", "/api/webhooks/"), ("PATCH", "/api/webhooks/{webhook_id}/")}
 STATUSES = ["succeeded", "failed", "cancelled", "pending", "succeeded", "failed"]
 
 

@@ -80,6 +80,22 @@ def test_the_results_table_polls_nothing_itself_and_the_progress_card_stops_when
     assert "hx-trigger" not in results
 
 
+def test_the_last_progress_poll_of_a_columns_batch_brings_its_field_summaries(
+        client, user, make_batch):
+    # A page opened before any row finished shows empty summaries; the final poll fills them.
+    client.force_login(user)
+    batch = make_batch(rows=[{"text": f"row {i}"} for i in range(3)],
+                       output_fields=[{"name": "score", "type": "integer"}])
+    for i, score in enumerate((1, 5, 9)):
+        set_rows(batch, [i], "succeeded", output=f'{{"score": {score}}}', data={"score": score})
+    batch.refresh_counts()
+    batch.finalise_if_done()
+    body = poll(client, batch, seen="0:pending").content.decode()
+    slot = body.split('id="field-summaries"', 1)[1]
+    assert 'hx-swap-oob="true"' in slot.split(">", 1)[0]
+    assert 'id="summary-score"' in slot and "median <strong>5</strong>" in slot
+
+
 # 2. and 3. A cancelled batch says what ran and can run the rest -----------------------------
 
 def test_a_cancelled_batch_says_how_many_rows_ran_and_how_many_were_cancelled(
