@@ -16,8 +16,8 @@ from django.utils.formats import number_format
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from batches import services
-from batches.models import Batch, BatchResult, RowTally
+from batches import iterations, services
+from batches.models import Batch, BatchResult, CachedAnswer, RowTally
 from batches.notifications import admin as notifications_admin  # noqa: F401 (registers)
 
 PREVIEW_CHARS = 80
@@ -105,7 +105,7 @@ def _batch_action(service: Callable[..., int], description: str, done: str):
         for batch in queryset.order_by("pk"):
             try:
                 changed_rows += service(batch=batch)
-            except services.ServiceError as err:  # not applicable, or the owner's cap
+            except services.ServiceError as err:  # not allowed now, or the active-batch cap
                 modeladmin.message_user(request, f"{batch.display_name} (#{batch.pk}): {err}",
                                         messages.WARNING)
             else:
@@ -118,6 +118,10 @@ def _batch_action(service: Callable[..., int], description: str, done: str):
 
     action.__name__ = service.__name__
     return admin.action(description=description, permissions=("change",))(action)
+
+
+def _start_draft(*, batch: Batch) -> int:
+    return iterations.batch_start(batch=batch).total_rows
 
 
 def _plural(n: int, one: str, many: str) -> str:
@@ -145,6 +149,8 @@ class BatchAdmin(admin.ModelAdmin):
                       "Resumed {batches}: {rows} back to pending."),
         _batch_action(services.batch_retry_failed, "Retry the failed rows of the selected batches",
                       "Retrying {batches}: {rows} back to pending."),
+        _batch_action(_start_draft, "Start the selected drafts",
+                      "Started {batches}: {rows} to run."),
     ]
     fieldsets = (
         (None, {"fields": ("name", "owner", "status", "results_link", "figures")}),
@@ -358,9 +364,10 @@ class BatchResultAdmin(admin.ModelAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 100
-    actions = ["retry_rows"]
+    actions = ["retry_rows", "rerun_rows"]
     fieldsets = (
-        (None, {"fields": ("batch", "index", "status", "attempts", "conversation_key")}),
+        (None, {"fields": ("batch", "index", "status", "attempts", "conversation_key",
+                           "cached")}),
         ("Input", {"fields": ("input_pre", "prompt_pre")}),
         ("Answer", {"fields": ("output_pre", "data", "error", "finish_reason", "model_version",
                                "prompt_tokens", "output_tokens", "latency_ms")}),
@@ -368,8 +375,9 @@ class BatchResultAdmin(admin.ModelAdmin):
                                    "claim_token")}),
     )
     readonly_fields = (
-        "batch", "index", "status", "attempts", "conversation_key", "input_pre", "prompt_pre",
-        "output_pre", "data", "error", "finish_reason", "model_version", "prompt_tokens",
+        "batch", "index", "status", "attempts", "conversation_key", "cached", "input_pre",
+        "prompt_pre", "output_pre", "data", "error", "finish_reason", "model_version",
+        "prompt_tokens",
         "output_tokens", "latency_ms", "started_at", "finished_at", "not_before",
         "lease_expires_at", "claim_token",
     )
@@ -415,6 +423,18 @@ class BatchResultAdmin(admin.ModelAdmin):
                      f"{'was' if skipped == 1 else 'were'} not failed or cancelled.")
         self.message_user(request, text, messages.SUCCESS if retried else messages.WARNING)
 
+    @admin.action(description="Run the selected rows again, succeeded ones too (not from the "
+                              "cache)", permissions=("change",))
+    def rerun_rows(self, request, queryset: QuerySet) -> None:
+        selected = BatchResult.objects.filter(pk__in=queryset.values("pk"))
+        total = selected.count()
+        rerun = iterations.results_rerun(results=selected)
+        text = f"Running {_plural(rerun, 'row', 'rows')} again."
+        if skipped := total - rerun:
+            text += (f" Skipped {_plural(skipped, 'row', 'rows')} still running or in a "
+                     "draft.")
+        self.message_user(request, text, messages.SUCCESS if rerun else messages.WARNING)
+
     @admin.display(description="output")
     def output_preview(self, obj: BatchResult) -> str:
         return _preview(obj.output_start if hasattr(obj, "output_start") else obj.output)
@@ -439,3 +459,21 @@ class BatchResultAdmin(admin.ModelAdmin):
 def _preview(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+
+@admin.register(CachedAnswer)
+class CachedAnswerAdmin(admin.ModelAdmin):
+    """The result cache: look, or delete entries to make their requests reach the model again."""
+
+    list_display = ("id", "owner", "model_name", "key", "created_at")
+    list_filter = ("model_name", ("owner", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("owner",)
+    search_fields = ("key",)
+    readonly_fields = ("owner", "key", "model_name", "output", "finish_reason", "model_version",
+                       "prompt_tokens", "output_tokens", "created_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -63,7 +63,7 @@ def batch_add_rows(*, batch: Batch, rows: list[dict] | None = None,
             Batch.objects.filter(pk=batch.pk).update(total_rows=before + added, columns=columns)
             if locked.is_finished:
                 _reopen(locked)
-            elif not locked.paused:
+            elif not locked.paused and not locked.is_draft:  # a draft runs on its start
                 transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
     batch.refresh_from_db()
     batch.warnings = list(intake.table.warnings)

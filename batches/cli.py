@@ -72,6 +72,10 @@ def figures(batch: Batch) -> list[str]:
     ]
     if fields := batch.output_fields:
         lines.insert(2, "Output:    columns " + ", ".join(f"{f.name} ({f.label})" for f in fields))
+    if batch.cached_count:
+        saved = batch.saved_prompt_tokens + batch.saved_output_tokens
+        lines.append(f"Cache:     {batch.cached_count:,} of {p.total:,} rows from the cache, "
+                     f"{saved:,} tokens saved")
     if error := last_error(batch):
         lines.append(f"Last error: {error}")
     return lines

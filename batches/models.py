@@ -35,6 +35,7 @@ class BatchQuerySet(models.QuerySet):
 
 class Batch(models.Model):
     class Status(models.TextChoices):
+        DRAFT = "draft"  # rows stored, nothing runs except a sample (see batches.iterations)
         PENDING = "pending"
         RUNNING = "running"
         PAUSED = "paused"
@@ -68,6 +69,13 @@ class Batch(models.Model):
     conversation_column = models.CharField(max_length=200, blank=True)
     rpm_limit = models.PositiveIntegerField(null=True, blank=True)
     tpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    # Reuse identical earlier answers (batches.resultcache); off means "always call the model".
+    use_cache = models.BooleanField(default=True, db_default=True)
+    # The batch this one is a new version of (batches.iterations).
+    parent = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True,
+                               related_name="versions")
+    # A draft whose sample rows may be claimed by the engine.
+    sampling = models.BooleanField(default=False, db_default=False)
 
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.PENDING)
     cancel_requested = models.BooleanField(default=False)
@@ -80,6 +88,11 @@ class Batch(models.Model):
     cancelled_count = models.PositiveIntegerField(default=0)
     prompt_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
+    # Rows answered from the result cache, and the tokens they would have cost; kept live by the
+    # engine's writes like the token totals.
+    cached_count = models.PositiveIntegerField(default=0, db_default=0)
+    saved_prompt_tokens = models.BigIntegerField(default=0, db_default=0)
+    saved_output_tokens = models.BigIntegerField(default=0, db_default=0)
 
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -122,6 +135,10 @@ class Batch(models.Model):
         return self.status in self.FINAL_STATUSES
 
     @property
+    def is_draft(self) -> bool:
+        return self.status == self.Status.DRAFT
+
+    @property
     def priority_name(self) -> str:
         return Priority(self.priority).label
 
@@ -149,10 +166,13 @@ class Batch(models.Model):
         return Progress.for_batch(self)
 
     def refresh_counts(self) -> None:
-        """Copy the live row counts and token totals onto the batch."""
+        """Copy the live row counts and token totals onto the batch (cached rows cost nothing)."""
         counts = self.status_counts()
-        tokens = BatchResult.objects.filter(batch=self).aggregate(
+        tokens = BatchResult.objects.filter(batch=self, cached=False).aggregate(
             p=Sum("prompt_tokens"), o=Sum("output_tokens")
+        )
+        saved = BatchResult.objects.filter(batch=self, cached=True).aggregate(
+            n=Count("id"), p=Sum("prompt_tokens"), o=Sum("output_tokens")
         )
         Batch.objects.filter(pk=self.pk).update(
             total_rows=sum(counts.values()),
@@ -161,6 +181,9 @@ class Batch(models.Model):
             cancelled_count=counts["cancelled"],
             prompt_tokens=tokens["p"] or 0,
             output_tokens=tokens["o"] or 0,
+            cached_count=saved["n"],
+            saved_prompt_tokens=saved["p"] or 0,
+            saved_output_tokens=saved["o"] or 0,
         )
         self.refresh_from_db()
 
@@ -173,7 +196,7 @@ class Batch(models.Model):
             if open_rows.exists():
                 return False
             self.refresh_from_db(fields=["cancel_requested", "status"])
-            if self.is_finished:
+            if self.is_finished or self.is_draft:
                 return False
             counts = self.status_counts()
             # Rows left cancelled keep the batch cancelled, also after some other rows were
@@ -186,7 +209,7 @@ class Batch(models.Model):
                 final = Batch.Status.COMPLETED
             # The status guard makes this write happen exactly once even if two workers race here.
             won = Batch.objects.filter(pk=self.pk).exclude(
-                status__in=Batch.FINAL_STATUSES
+                status__in=(*Batch.FINAL_STATUSES, Batch.Status.DRAFT)
             ).update(status=final, finished_at=timezone.now(), paused=False,
                      api_waiting_since=None)
             if won:
@@ -209,6 +232,16 @@ class BatchResultQuerySet(models.QuerySet):
             lease_expires_at=None,
             claim_token=None,
             finished_at=None,
+        )
+
+    def reset(self, *, bypass_cache: bool = False) -> int:
+        """Any rows back to pending as if never run (a draft's edit or start, a chosen re-run)."""
+        return self.update(
+            status=BatchResult.Status.PENDING, output="", error="", finish_reason="",
+            model_version="", attempts=0, not_before=None, lease_expires_at=None,
+            claim_token=None, prompt_tokens=None, output_tokens=None, latency_ms=None,
+            started_at=None, finished_at=None, data=None, cached=False,
+            bypass_cache=bypass_cache,
         )
 
     def cancel_pending(self) -> int:
@@ -265,6 +298,12 @@ class BatchResult(models.Model):
     document_ids = models.JSONField(default=list, blank=True, null=True)
     # The answer parsed and validated against the batch's response_schema (columns batches).
     data = models.JSONField(null=True, blank=True)
+    # The answer was reused from the result cache: no request, no cost, no rate-limit token.
+    cached = models.BooleanField(default=False, db_default=False)
+    # Part of a draft's sample run; the engine claims only these rows of a draft.
+    sample = models.BooleanField(default=False, db_default=False)
+    # Re-run on request: the next answer comes from the model even if the cache has one.
+    bypass_cache = models.BooleanField(default=False, db_default=False)
 
     objects = BatchResultQuerySet.as_manager()
 
@@ -311,6 +350,33 @@ class StagedUpload(models.Model):
 
     def __str__(self) -> str:
         return self.filename
+
+
+class CachedAnswer(models.Model):
+    """A succeeded answer, kept for reuse by any later identical request of the same owner.
+
+    The answer itself is stored here, not a pointer to the row, so deleting the batch that paid
+    for it does not break batches that reused it (batches.resultcache)."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                              related_name="cached_answers")
+    key = models.CharField(max_length=64)  # sha256 hex of the request (resultcache.cache_key)
+    model_name = models.CharField(max_length=100)
+    output = models.TextField()
+    finish_reason = models.CharField(max_length=40, blank=True)
+    model_version = models.CharField(max_length=100, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "key"], name="cached_answer_owner_key"),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="cached_answer_created")]
+
+    def __str__(self) -> str:
+        return f"{self.owner_id}:{self.key[:12]}"
 
 
 class BatchDocument(models.Model):

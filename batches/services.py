@@ -158,6 +158,9 @@ def batch_create(
     files: list[tuple[str, IO[bytes]]] | None = None,
     documents: list[tuple[str, IO[bytes]]] | None = None,
     duplicates: str | None = None,
+    start: bool = True,
+    use_cache: bool = True,
+    parent: Batch | None = None,
 ) -> Batch:
     """Validate the input and create the batch with all its rows in one transaction, or nothing.
 
@@ -167,7 +170,8 @@ def batch_create(
     whose bytes were already uploaded. Stored documents are removed again on any error.
 
     `output_fields` (the field editor's list) or `response_schema` (a JSON Schema) make a
-    columns batch; neither makes a text batch. The whole file is read and every row checked
+    columns batch; neither makes a text batch. With `start=False` the batch is a draft: rows
+    are stored, nothing runs (batches.iterations). The whole file is read and every row checked
     before the transaction opens, so no write lock is held while an upload is parsed (on SQLite
     that lock stops every other write)."""
     # Browsers send CRLF from a textarea; the model should see the text as written.
@@ -186,7 +190,8 @@ def batch_create(
     _check_allowed(owner, priority=priority, concurrency=concurrency)
     if file is None and rows is None and not files and not documents:
         raise InvalidInput("Send a file, rows or documents.", field="file")
-    _check_active_limit(owner)
+    if start:  # a draft does not count against the cap
+        check_active_limit(owner)
     _count_creation(owner)
     if files and not filename:
         filename = files[0][0] if len(files) == 1 else f"{files[0][0]} and {len(files) - 1} more"
@@ -215,6 +220,9 @@ def batch_create(
             tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
             response_schema=response_schema,
             webhook_url=webhook_url,
+            status=Batch.Status.PENDING if start else Batch.Status.DRAFT,
+            use_cache=use_cache,
+            parent=parent,
         )
     batch.warnings = list(intake.table.warnings)
     return batch
@@ -254,15 +262,18 @@ def _create_batch(intake: documents.Intake, template: prompts.Template, source: 
                   conversation: str, *, owner, **fields: Any) -> Batch:
     table = intake.table
     _check_columns(table, template, conversation)
+    draft = fields.get("status") == Batch.Status.DRAFT
     # Every row is read, checked and spooled before the transaction (and its write lock) opens.
     with _spooled_intake(intake, template, source, conversation) as (spool, total):
         with transaction.atomic():
-            _check_active_limit(owner, lock=True)
+            if not draft:  # drafts do not count against the cap (batches.iterations)
+                check_active_limit(owner, lock=True)
             batch = Batch.objects.create(owner=owner, columns=table.columns, total_rows=total,
                                          last_error="\n".join(table.warnings), **fields)
             intake.bind(batch)
             _create_intake_rows(batch, intake, spool)
-            transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
+            if not draft:
+                transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
     return batch
 
 
@@ -324,7 +335,7 @@ def _ingest_error(err: ingest.IngestError, source: str) -> InvalidInput:
     return InvalidInput(str(err), field=field, line=err.line, column=err.column)
 
 
-def _check_active_limit(owner, *, lock: bool = False, reopening: Batch | None = None) -> None:
+def check_active_limit(owner, *, lock: bool = False, reopening: Batch | None = None) -> None:
     """LimitReached if the owner has as many active batches as allowed; `reopening` is a batch
     that is about to become active again (it does not count against itself)."""
     cap = settings.BATCH_MAX_ACTIVE_PER_USER
@@ -457,9 +468,14 @@ def _create_rows(batch: Batch, rows: Iterable[tuple[dict, int | None, str, str]]
     return total
 
 
+def _not_a_draft(batch: Batch, action: str) -> None:
+    if batch.is_draft:
+        raise ActionNotAllowed(f"The batch is a draft; start it first, then {action} it.")
+
+
 def _reopen(batch: Batch) -> None:
     """Make a batch with pending rows runnable again and start workers on it after commit."""
-    _check_active_limit(batch.owner, lock=True, reopening=batch)
+    check_active_limit(batch.owner, lock=True, reopening=batch)
     changes = {}
     if batch.status == Batch.Status.FAILED:
         # A batch-level error (e.g. a missing API key) is what the user just fixed.
@@ -476,8 +492,12 @@ def _reopen(batch: Batch) -> None:
     batch.refresh_from_db()
 
 
+reopen = _reopen  # for batches.iterations (re-running chosen rows)
+
+
 def batch_cancel(*, batch: Batch) -> int:
     """Stop claiming and cancel the rows not started; in-flight rows finish. Returns the count."""
+    _not_a_draft(batch, "cancel")
     if batch.is_finished:
         raise ActionNotAllowed(f"The batch is already {batch.get_status_display().lower()}.")
     with transaction.atomic():
@@ -506,6 +526,7 @@ def batch_pause(*, batch: Batch) -> int:
 def batch_resume(*, batch: Batch) -> int:
     """Run a paused, cancelled, failed or interrupted batch again, including every cancelled row
     of a finished batch. Returns rows requeued."""
+    _not_a_draft(batch, "resume")
     finished_without_cancelled = (
         batch.status in (Batch.Status.COMPLETED, Batch.Status.COMPLETED_WITH_ERRORS)
         and not batch.results.filter(status=BatchResult.Status.CANCELLED).exists()
@@ -528,6 +549,7 @@ def batch_resume(*, batch: Batch) -> int:
 
 def batch_retry_failed(*, batch: Batch) -> int:
     """Send every failed row back to pending with a fresh retry budget. Returns the rows."""
+    _not_a_draft(batch, "retry")
     with transaction.atomic():
         retried = batch.results.filter(status=BatchResult.Status.FAILED).retry()
         if not retried:
@@ -564,7 +586,8 @@ def results_retry(*, results) -> int:
             .values_list("batch_id", flat=True).distinct()
         )
         retried = results.retry()
-        for batch in Batch.objects.filter(pk__in=batch_ids):
+        # A draft's rows wait for its start (or its next sample run).
+        for batch in Batch.objects.filter(pk__in=batch_ids).exclude(status=Batch.Status.DRAFT):
             if not batch.paused:
                 _reopen(batch)
     return retried

@@ -257,6 +257,8 @@ BATCH_SLOT_IDLE_LOG = os.environ.get("BATCH_SLOT_IDLE_LOG", "")
 # Retry backoff: full jitter over base * 2^attempts seconds, capped.
 BATCH_RETRY_BASE_S = envfloat("BATCH_RETRY_BASE_S", 1.0)
 BATCH_RETRY_MAX_S = envfloat("BATCH_RETRY_MAX_S", 60.0)
+# A succeeded answer is reused for identical requests of the same owner for this many days.
+RESULT_CACHE_DAYS = envint("RESULT_CACHE_DAYS", 30)
 # Uploads above this stream to a temporary file instead of memory; past the upload limit their
 # bytes are dropped instead (batches.web.forms.UploadLimitHandler).
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024

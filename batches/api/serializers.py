@@ -6,6 +6,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from batches.iterations import cache_figures
 from batches.models import Batch, BatchResult, Priority
 from batches.services import MAX_CONCURRENCY, MAX_OUTPUT_TOKENS, MAX_RETRIES
 
@@ -38,6 +39,17 @@ class _NumberField(serializers.FloatField):
         return super().to_internal_value(data)
 
 
+class _BooleanField(serializers.BooleanField):
+    """true or false (or their text, from a form); DRF's would also take 0, 1, "yes"..."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            return data
+        if isinstance(data, str) and data.lower() in ("true", "false"):
+            return data.lower() == "true"
+        self.fail("invalid", input=data)
+
+
 class _BatchSettingsSerializer(serializers.Serializer):
     prompt = _TextField(help_text="Prompt template; {{column}} placeholders name input columns.")
     name = _StringField(max_length=200, required=False, allow_blank=True, default="")
@@ -59,6 +71,12 @@ class _BatchSettingsSerializer(serializers.Serializer):
     webhook_url = _StringField(
         max_length=2000, required=False, allow_blank=True, default="",
         help_text="Receives this batch's events, signed with your default secret.")
+    start = _BooleanField(
+        required=False, default=True,
+        help_text="false: save as a draft; nothing runs until POST .../start/.")
+    use_cache = _BooleanField(
+        required=False, default=True,
+        help_text="false: always call the model, never reuse an identical earlier answer.")
 
     def validate_model(self, value: str) -> str:
         if value and value not in settings.GEMINI_MODELS:
@@ -206,6 +224,84 @@ class BatchUpdateSerializer(serializers.Serializer):
                                           help_text="Only while no row has run (409 after).")
 
 
+class DraftUpdateSerializer(BatchUpdateSerializer):
+    """What a draft may change besides the above; refused (409) once the batch has started."""
+
+    DRAFT_ONLY = ("prompt", "system_instruction", "model", "temperature", "max_output_tokens",
+                  "use_cache")
+
+    prompt = _TextField(required=False)
+    system_instruction = _TextField(required=False, allow_blank=True)
+    model = _StringField(max_length=100, required=False, allow_blank=True)
+    temperature = _NumberField(min_value=0, max_value=2, required=False, allow_null=True)
+    max_output_tokens = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    use_cache = _BooleanField(required=False)
+
+
+class SampleSerializer(serializers.Serializer):
+    size = serializers.IntegerField(min_value=1, required=False,
+                                    help_text="Rows to try (default 5; more than the batch "
+                                              "has means all of them).")
+    random = _BooleanField(required=False, default=False,
+                                      help_text="A random sample instead of the first rows.")
+    seed = serializers.IntegerField(required=False, allow_null=True, default=None,
+                                    help_text="Seed of the random sample (implies random).")
+    indexes = serializers.ListField(child=serializers.IntegerField(min_value=0),
+                                    required=False, min_length=1,
+                                    help_text="These rows instead of a sample.")
+
+
+class SampleRunSerializer(serializers.Serializer):
+    indexes = serializers.ListField(child=serializers.IntegerField())
+    seed = serializers.IntegerField(allow_null=True)
+
+
+class RerunSerializer(serializers.Serializer):
+    indexes = serializers.ListField(child=serializers.IntegerField(min_value=0),
+                                    min_length=1, max_length=100_000)
+
+
+class NewVersionSerializer(serializers.Serializer):
+    """application/json: a copy of the batch's rows."""
+
+    name = _StringField(max_length=200, required=False, allow_blank=True, default="",
+                        help_text="Default: the batch's name with (v2), (v3)...")
+
+
+class NewVersionFileSerializer(NewVersionSerializer):
+    """multipart/form-data: a corrected file in place of the rows."""
+
+    file = serializers.FileField(help_text="A corrected file to use in place of the rows.")
+    sheet = _StringField(max_length=200, required=False, allow_blank=True, default="")
+
+    def validate_file(self, value):
+        limit = settings.BATCH_MAX_UPLOAD_MB
+        if limit and value.size > limit * 1024 * 1024:
+            raise serializers.ValidationError(f"The file is larger than the {limit} MB limit.")
+        return value
+
+
+class ComparedRowSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    input = serializers.DictField()
+    a_status = serializers.CharField(allow_null=True)
+    a_output = serializers.CharField()
+    b_status = serializers.CharField(allow_null=True)
+    b_output = serializers.CharField()
+    changed = serializers.BooleanField()
+    changed_fields = serializers.ListField(child=serializers.CharField())
+
+
+class ComparisonSerializer(serializers.Serializer):
+    a = serializers.IntegerField(source="a.pk")
+    b = serializers.IntegerField(source="b.pk")
+    rows = serializers.IntegerField()
+    changed = serializers.IntegerField()
+    field_changes = serializers.DictField(child=serializers.IntegerField())
+    count = serializers.IntegerField(source="listed")
+    results = ComparedRowSerializer(source="page", many=True)
+
+
 class CountsSerializer(serializers.Serializer):
     pending = serializers.IntegerField()
     running = serializers.IntegerField()
@@ -254,6 +350,8 @@ class BatchSerializer(BatchSummarySerializer):
     output_tokens = serializers.IntegerField(source="live.output_tokens", read_only=True)
     webhook_url = serializers.CharField(read_only=True,
                                         help_text="Receives this batch's events; empty: none.")
+    from_cache = serializers.SerializerMethodField(
+        help_text="Rows answered from the result cache and the tokens they did not cost.")
     warnings = serializers.SerializerMethodField(
         help_text="Notes about the file (only in the answer to the creation); later they are "
                   "part of last_error.")
@@ -264,6 +362,7 @@ class BatchSerializer(BatchSummarySerializer):
             "max_retries", "conversation_column", "columns", "rows_per_minute", "eta_seconds",
             "prompt_tokens", "output_tokens", "paused", "cancel_requested", "updated_at",
             "last_error", "warnings", "output_fields", "response_schema", "webhook_url",
+            "use_cache", "parent", "from_cache",
         ]
         read_only_fields = fields
 
@@ -278,6 +377,14 @@ class BatchSerializer(BatchSummarySerializer):
     @extend_schema_field(OUTPUT_FIELDS_SCHEMA)
     def get_output_fields(self, batch: Batch) -> list[dict]:
         return [f.as_dict() for f in batch.output_fields]
+
+    @extend_schema_field({"type": "object", "properties": {
+        "rows": {"type": "integer"}, "prompt_tokens_saved": {"type": "integer"},
+        "output_tokens_saved": {"type": "integer"}}})
+    def get_from_cache(self, batch: Batch) -> dict:
+        figures = cache_figures(batch)
+        return {"rows": figures.rows, "prompt_tokens_saved": figures.prompt_tokens_saved,
+                "output_tokens_saved": figures.output_tokens_saved}
 
 
 class ResultSerializer(serializers.ModelSerializer):
@@ -295,7 +402,7 @@ class ResultSerializer(serializers.ModelSerializer):
         model = BatchResult
         fields = ["index", "row", "input", "prompt", "output", "status", "error", "attempts",
                   "prompt_tokens", "output_tokens", "latency_ms", "finish_reason",
-                  "model_version", "started_at", "finished_at", "data"]
+                  "model_version", "started_at", "finished_at", "data", "cached", "sample"]
         read_only_fields = fields
 
 

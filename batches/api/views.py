@@ -28,8 +28,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
-from batches import batch_rows, exports, services
+from batches import batch_rows, exports, iterations, services
 from batches.api import serializers as s
+from batches.api.iterations import IterationActions
 from batches.api.parsers import DepthSafeJSONParser
 from batches.models import Batch, BatchResult, Progress, RowTally
 
@@ -269,16 +270,19 @@ def upload_arguments(request, data: dict) -> dict:
     retrieve=extend_schema(summary="A batch with live progress",
                            responses={**AUTH_ERRORS, 200: s.BatchSerializer, 404: NOT_FOUND}),
     partial_update=extend_schema(
-        summary="Rename or change priority, concurrency, retries or (before rows run) output",
+        summary="Rename or change priority, concurrency, retries or (before rows run) output; "
+                "edit a draft",
         description="Workers pick the change up at their next claim. The output "
-                    "(output_fields or response_schema) answers 409 once rows have run.",
-        request=s.BatchUpdateSerializer,
+                    "(output_fields or response_schema) answers 409 once rows have run, except "
+                    "on a draft. A draft can also change its prompt, system instruction, model, "
+                    "temperature, max output tokens and use_cache (409 once started).",
+        request=s.DraftUpdateSerializer,
         responses={**AUTH_ERRORS, 200: s.BatchSerializer, 400: BAD_INPUT, 404: NOT_FOUND,
                    409: CONFLICT}),
     destroy=extend_schema(summary="Stop the batch and delete it with its results",
                           responses={**AUTH_ERRORS, 204: None, 404: NOT_FOUND}),
 )
-class BatchViewSet(GenericViewSet):
+class BatchViewSet(IterationActions, GenericViewSet):
     parser_classes = [DepthSafeJSONParser, MultiPartParser]
     pagination_class = BatchPagination
     serializer_class = s.BatchSerializer
@@ -344,10 +348,13 @@ class BatchViewSet(GenericViewSet):
 
     def partial_update(self, request, pk=None):
         batch = self.get_object()
-        serializer = s.BatchUpdateSerializer(data=request.data)
+        serializer = s.DraftUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return self._batch_response(services.batch_update(batch=batch, by=request.user,
-                                                          **serializer.validated_data))
+        data = serializer.validated_data
+        if batch.is_draft or any(f in data for f in s.DraftUpdateSerializer.DRAFT_ONLY):
+            return self._batch_response(iterations.batch_edit_draft(batch=batch, by=request.user,
+                                                                    **data))
+        return self._batch_response(services.batch_update(batch=batch, by=request.user, **data))
 
     def destroy(self, request, pk=None):
         services.batch_delete(batch=self.get_object())

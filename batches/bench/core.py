@@ -108,6 +108,7 @@ class Bench:
             batch = services.batch_create(
                 owner=owner or self.user, prompt=PROMPT, rows=rows, name="bench", model=MODEL,
                 concurrency=concurrency, max_retries=max_retries, rpm_limit=rpm_limit,
+                use_cache=False,  # scenarios reuse the same rows: every row must reach the model
             )
         side: list = []
         thread = None

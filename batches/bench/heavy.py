@@ -135,7 +135,7 @@ def million_rows(bench: Bench) -> Row:
         token, _ = Token.objects.get_or_create(user=bench.user)
         body, content_type = _multipart(path, {
             "prompt": "Classify: {{text}}", "name": "million", "model": "bench-model",
-            "concurrency": "200"})
+            "concurrency": "200", "use_cache": "false"})  # repeats must reach the model
     try:
         conn = http.client.HTTPConnection("127.0.0.1", web.port, timeout=600)
         started = time.perf_counter()
@@ -241,7 +241,8 @@ def many_small_batches(bench: Bench) -> Row:
         user = users[i % len(users)]
         batch = services.batch_create(owner=user, prompt="Classify: {{text}}",
                                       rows=make_rows(per_batch, seed=i), name=f"small {i}",
-                                      model="bench-model", concurrency=concurrency)
+                                      model="bench-model", concurrency=concurrency,
+                                      use_cache=False)  # repeats must reach the model
         created[batch.pk] = (user.pk, time.time())
     created_s = (timezone.now() - start).total_seconds()
     deadline = time.monotonic() + 600

@@ -1,10 +1,10 @@
 """The engine: slices that claim rows with a lease, run them on asyncio through a provider,
 and write results in bulk; the rescue sweep; and the django-q2 entry points (tasks).
 
-Modules, lowest first: db (every ORM call of a slice: claims, bulk writes, batch counts),
-recovery (the rescue sweep), slice (the asyncio slice), tasks (django-q2 entry points). It
-may import models, prompts, providers and limits; it must never import services, web, api,
-admin or cli.
+Modules, lowest first: reuse (the result cache's hits at claim and fills at write), db (every
+ORM call of a slice: claims, bulk writes, batch counts), recovery (the rescue sweep), slice
+(the asyncio slice), tasks (django-q2 entry points). It may import models, prompts, providers,
+limits and resultcache; it must never import services, web, api, admin or cli.
 
 The face is loaded lazily: the web process imports `batches.engine.tasks` to enqueue work,
 and must not pay for importing google-genai (about a second) that the slice needs.

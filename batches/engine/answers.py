@@ -44,6 +44,22 @@ async def answer_row(send: Send, row: ClaimedRow) -> Outcome:
     return Outcome(row, Kind.SUCCEEDED, response=both, data=data, extra_attempts=1)
 
 
+def from_cache(row: ClaimedRow) -> Outcome | None:
+    """The row's answer from the result cache, validated like a model's answer; None when the
+    cached text does not match the schema (the model is asked instead, and its answer replaces
+    the entry). The key includes the schema, so this only happens when validation changed."""
+    assert row.cached is not None
+    schema = row.batch.response_schema
+    data = None
+    if schema is not None:
+        try:
+            data = outputs.check_answer(row.cached.text, schema)
+        except outputs.AnswerMismatch:
+            return None
+    return Outcome(row, Kind.SUCCEEDED, response=row.cached, latency_ms=0, data=data,
+                   cached=True)
+
+
 def _added(first: Response, second: Response) -> Response:
     """The repaired answer, with the tokens of both calls (both are billed)."""
     def total(a: int | None, b: int | None) -> int | None:

@@ -17,17 +17,19 @@ from datetime import datetime, timedelta
 
 from django.conf import settings as django_settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, Min, OuterRef, Q, Sum
+from django.db.models import Exists, F, Min, OuterRef, Q
 from django.utils import timezone
 
 from batches import notifications
+from batches.engine import reuse
 from batches.models import Batch, BatchResult
-from batches.providers import Response
+from batches.providers import Request, Response
 
 EARLIER_TURN_FAILED = "Not run because an earlier turn failed."
 RUNNABLE = (Batch.Status.PENDING, Batch.Status.RUNNING)
 PENDING = BatchResult.Status.PENDING
 RUNNING = BatchResult.Status.RUNNING
+DRAFT = Batch.Status.DRAFT
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class BatchSettings:
     max_retries: int
     rpm_limit: int | None
     tpm_limit: int | None
+    owner_id: int = 0
+    use_cache: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,19 @@ class ClaimedRow:
     history: tuple[tuple[str, str], ...] = ()
     # BatchDocument ids attached after the prompt (batches.documents.parts).
     documents: tuple[int, ...] = ()
+    # Result cache: the row's key (None when the batch opted out), and the answer found for it.
+    cache_key: str | None = None
+    cached: Response | None = None
+
+    def request(self, documents: tuple = ()) -> Request:
+        """What is sent to the model for this row, with its documents' attachments."""
+        batch = self.batch
+        return Request(
+            model=batch.model, prompt=self.prompt, history=self.history,
+            system_instruction=batch.system_instruction, temperature=batch.temperature,
+            max_output_tokens=batch.max_output_tokens, response_schema=batch.response_schema,
+            documents=documents,
+        )
 
 
 class Kind(enum.Enum):
@@ -77,6 +94,7 @@ class Outcome:
     not_before: datetime | None = None
     data: object = None  # the validated answer of a columns batch (engine.answers)
     extra_attempts: int = 0  # a repair request spent one more attempt
+    cached: bool = False  # the answer came from the result cache
 
 
 @dataclass
@@ -100,7 +118,17 @@ class BatchEvents:
 
 
 def runnable_batches():
-    return Batch.objects.filter(status__in=RUNNABLE, paused=False, cancel_requested=False)
+    # A draft runs only its sample rows, and only while a sample was asked for.
+    return Batch.objects.filter(Q(status__in=RUNNABLE) | Q(status=DRAFT, sampling=True),
+                                paused=False, cancel_requested=False)
+
+
+def runnable_rows(status: str):
+    """Rows with this status in runnable batches (of a draft, only its sample rows)."""
+    runnable = runnable_batches()
+    return BatchResult.objects.filter(status=status).filter(
+        Q(batch__in=runnable.exclude(status=DRAFT))
+        | Q(batch__in=runnable.filter(status=DRAFT), sample=True))
 
 
 def claimable(qs, now: datetime):
@@ -175,6 +203,8 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
             return []
         now = timezone.now()
         candidates = claimable(BatchResult.objects.filter(batch=batch), now)
+        if batch.status == DRAFT:
+            candidates = candidates.filter(sample=True)
         if batch.conversation_column:
             candidates = candidates.filter(Q(conversation_key="") | ~Exists(
                 _earlier_turns(BatchResult.Status.PENDING, RUNNING)))
@@ -202,16 +232,17 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
             BatchResult.objects.filter(batch=batch, status=RUNNING, claim_token=token)
             .order_by("index")
             .values_list("id", "index", "prompt", "conversation_key", "attempts",
-                         "document_ids")
+                         "document_ids", "bypass_cache")
         )
     settings = _settings_of(batch)
     histories = _histories(batch, rows) if batch.conversation_column else {}
-    return [
+    claimed = [
         ClaimedRow(id=id_, batch=settings, index=index, prompt=prompt, conversation_key=key,
                    attempts=attempts, token=token, history=histories.get(id_, ()),
                    documents=tuple(docs or ()))
-        for id_, index, prompt, key, attempts, docs in rows
+        for id_, index, prompt, key, attempts, docs, _ in rows
     ]
+    return reuse.with_cached_answers(claimed, bypass={row[0] for row in rows if row[6]})
 
 
 def _earlier_turns(*statuses: str):
@@ -257,7 +288,8 @@ def _settings_of(batch: Batch) -> BatchSettings:
         id=batch.pk, model=batch.model_name, system_instruction=batch.system_instruction,
         temperature=batch.temperature, max_output_tokens=batch.max_output_tokens,
         response_schema=batch.response_schema, max_retries=batch.max_retries,
-        rpm_limit=batch.rpm_limit, tpm_limit=batch.tpm_limit,
+        rpm_limit=batch.rpm_limit, tpm_limit=batch.tpm_limit, owner_id=batch.owner_id,
+        use_cache=batch.use_cache,
     )
 
 
@@ -294,21 +326,24 @@ def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None) -
                     index__gt=outcome.row.index, status=PENDING,
                 ).update(status=BatchResult.Status.FAILED, error=EARLIER_TURN_FAILED,
                          finished_at=now, not_before=None)
-        for batch_id, (prompt_tokens, output_tokens) in tokens.items():
+        for batch_id, (prompt_tokens, output_tokens, *saved) in tokens.items():
             # Any answer means the API is back for this batch.
             Batch.objects.filter(pk=batch_id).update(
                 prompt_tokens=F("prompt_tokens") + prompt_tokens,
                 output_tokens=F("output_tokens") + output_tokens,
                 api_waiting_since=None,
+                **reuse.savings_update(*saved),
             )
         _apply_events(events, now)
     finalise(batch_ids)
     return set(batch_ids)
 
 
-def _write_successes(outcomes: list[Outcome], now: datetime) -> dict[int, tuple[int, int]]:
+def _write_successes(outcomes: list[Outcome], now: datetime,
+                     ) -> dict[int, tuple[int, int, int, int, int]]:
     """Write successes in one statement (the hot path), each only if this slice still holds its
-    claim. Returns (prompt, output) tokens per batch of the rows actually written."""
+    claim. Returns per batch, of the rows actually written: (prompt, output) tokens paid for,
+    then the rows from the cache and the (prompt, output) tokens they saved."""
     if not outcomes:
         return {}
     field = BatchResult._meta.get_field
@@ -319,9 +354,8 @@ def _write_successes(outcomes: list[Outcome], now: datetime) -> dict[int, tuple[
     sql = (
         f"UPDATE {BatchResult._meta.db_table} SET status = %s, output = %s, error = '', "
         "finish_reason = %s, model_version = %s, prompt_tokens = %s, output_tokens = %s, "
-        "latency_ms = %s, finished_at = %s, not_before = NULL, attempts = attempts + 1 + %s, "
-        "data = %s, "
-        "claim_token = NULL, lease_expires_at = NULL "
+        "latency_ms = %s, finished_at = %s, not_before = NULL, attempts = attempts + %s, "
+        "data = %s, cached = %s, claim_token = NULL, lease_expires_at = NULL "
         "WHERE id = %s AND claim_token = %s AND status = %s"
     )
     finished_at = prep("finished_at", now)
@@ -332,19 +366,22 @@ def _write_successes(outcomes: list[Outcome], now: datetime) -> dict[int, tuple[
         params.append((
             BatchResult.Status.SUCCEEDED, response.text, response.finish_reason[:40],
             response.model_version[:100], response.prompt_tokens, response.output_tokens,
-            o.latency_ms, finished_at, o.extra_attempts, prep("data", o.data), o.row.id,
+            o.latency_ms, finished_at, 0 if o.cached else 1 + o.extra_attempts,
+            prep("data", o.data), o.cached, o.row.id,
             prep("claim_token", o.row.token), RUNNING,
         ))
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
-    # Rows whose lease was lost were not written; count tokens only for the ones that were.
-    written = (
+    # Rows whose lease was lost were not written; count tokens only for the ones that were, and
+    # only for answers paid for (a cached answer costs nothing).
+    written = set(
         BatchResult.objects.filter(id__in=[o.row.id for o in outcomes], finished_at=now,
                                    status=BatchResult.Status.SUCCEEDED)
-        .order_by().values("batch_id")
-        .annotate(p=Sum("prompt_tokens"), o=Sum("output_tokens"))
+        .values_list("id", flat=True)
     )
-    return {r["batch_id"]: (r["p"] or 0, r["o"] or 0) for r in written}
+    done = [o for o in outcomes if o.row.id in written]
+    reuse.remember(done)
+    return reuse.tally(done)
 
 
 def _write_one(outcome: Outcome, now: datetime, *, cancelled: bool) -> bool:
@@ -428,11 +465,10 @@ def idle_wait() -> float | None:
     the pending rows are all in backoff (or behind a conversation turn in backoff): wait for
     the soonest."""
     now = timezone.now()
-    runnable = runnable_batches()
-    pending = BatchResult.objects.filter(batch__in=runnable, status=PENDING)
+    pending = runnable_rows(PENDING)
     if not pending.exists():
         return None
-    if BatchResult.objects.filter(batch__in=runnable, status=RUNNING).exists():
+    if runnable_rows(RUNNING).exists():
         return None
     soonest = pending.filter(not_before__gt=now).aggregate(t=Min("not_before"))["t"]
     if soonest is None:
@@ -441,7 +477,7 @@ def idle_wait() -> float | None:
 
 
 def has_work() -> bool:
-    return BatchResult.objects.filter(batch__in=runnable_batches(), status=PENDING).exists()
+    return runnable_rows(PENDING).exists()
 
 
 def close_connection() -> None:

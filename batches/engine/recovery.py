@@ -15,8 +15,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from batches import resultcache
 from batches.engine import db
 from batches.models import Batch, BatchResult
 
@@ -53,8 +55,26 @@ def rescue(*, enqueue: Enqueue) -> RescueReport:
         if db.claimable(batch.results.all(), now).exists():
             enqueue(batch.pk)
             report.enqueued.append(batch.pk)
+    _rescue_samples(now, stale, enqueue, report)
+    resultcache.purge_expired()
     if report.released or report.enqueued:
         log.info("Rescue: %d rows released, batches enqueued: %s", report.released,
                  report.enqueued)
     return report
+
+
+def _rescue_samples(now, stale, enqueue: Enqueue, report: RescueReport) -> None:
+    """A draft's sample run left behind gets a slice again; a finished one stops being runnable."""
+    for batch in Batch.objects.filter(status=Batch.Status.DRAFT, sampling=True):
+        sample = batch.results.filter(sample=True)
+        open_rows = BatchResult.objects.filter(batch_id=OuterRef("pk"), sample=True,
+                                               status__in=[db.PENDING, db.RUNNING])
+        # One statement, so a sample asked for meanwhile is never switched off.
+        if Batch.objects.filter(pk=batch.pk, status=Batch.Status.DRAFT).exclude(
+                Exists(open_rows)).update(sampling=False):
+            continue
+        beat = batch.slice_heartbeat_at
+        if (beat is None or beat < stale) and db.claimable(sample, now).exists():
+            enqueue(batch.pk)
+            report.enqueued.append(batch.pk)
 

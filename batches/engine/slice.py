@@ -34,7 +34,6 @@ from batches.providers import (
     ConfigurationError,
     FileUnavailable,
     PermanentError,
-    Request,
     Response,
     RetryableError,
     gemini,
@@ -152,10 +151,11 @@ class Slice:
                     # Refill first, write after: the claim discounts this slice's finished but
                     # unwritten rows from the batch caps, so no write sits between an answer
                     # and the request that takes its slot.
-                    await self._claim(self.max_inflight - len(self.inflight))
+                    claimed = await self._claim(self.max_inflight - len(self.inflight))
                     await self._flush()
                     last_flush = loop.time()
-                    if not self.inflight:
+                    # Rows answered from the cache never go in flight: claim again at once.
+                    if not self.inflight and not claimed:
                         await self._flush()
                         wait = await self._db(db.idle_wait)
                         if wait is None or loop.time() + wait >= deadline:
@@ -238,9 +238,14 @@ class Slice:
         self.window = self.max_inflight if len(rows) == limit else max(1, len(self.inflight)
                                                                         + len(rows))
         for row in rows:
+            self.report.batches.add(row.batch.id)
+            cached = answers.from_cache(row) if row.cached is not None else None
+            if cached is not None:
+                # Written by the same bulk write as a model answer; no request, no limiter token.
+                self.buffer.append(cached)
+                continue
             task = asyncio.create_task(self._run_row(row), name=f"row {row.id}")
             self.inflight[row.id] = (row, task)
-            self.report.batches.add(row.batch.id)
         self.report.claimed += len(rows)
         return len(rows)
 
@@ -305,12 +310,7 @@ class Slice:
         provider = gemini.get_provider()
         attached = await documents.attachments(row.documents, prompt_bytes=len(row.prompt) * 4,
                                                provider=provider, run_db=self._run_db)
-        request = Request(
-            model=model, prompt=row.prompt, history=row.history,
-            system_instruction=batch.system_instruction, temperature=batch.temperature,
-            max_output_tokens=batch.max_output_tokens, response_schema=batch.response_schema,
-            documents=attached.parts,
-        )
+        request = row.request(documents=attached.parts)
         if not await limits.allow(model, run_db=self._run_db):
             self._api_waiting(row)
             if not await limits.wait_until_allowed(model, run_db=self._run_db,

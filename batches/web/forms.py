@@ -179,6 +179,10 @@ class BatchForm(RowsUploadForm):
         widget=forms.URLInput(attrs={"placeholder": "https://example.com/hook"}),
         help_text="Receives this batch's events, signed with your default secret "
                   "(Notifications page).")
+    always_call_model = forms.BooleanField(
+        required=False, label="Always call the model",
+        help_text="Never reuse an identical earlier answer (e.g. for fresh samples at a high "
+                  "temperature).")
 
     def __init__(self, *args: Any, staged: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -222,6 +226,7 @@ class BatchForm(RowsUploadForm):
             "priority": data["priority"],
             "conversation_column": data["conversation_column"].strip(),
             "webhook_url": data["webhook_url"].strip(),
+            "use_cache": not data["always_call_model"],
         }
 
     def add_service_error(self, err: ServiceError) -> None:

@@ -66,14 +66,16 @@ def batch_new(request: HttpRequest) -> HttpResponse:
         form = BatchForm(request.POST, request.FILES, staged=staged)
         if form.is_valid():
             try:
-                batch = _create(request, form, staged)
+                draft = bool(request.POST.get("draft"))
+                batch = _create(request, form, staged, start=not draft)
             except services.ServiceError as err:
                 form.add_service_error(err)
             else:
                 if staged is not None:
                     staging.discard(staged)
                 messages.success(
-                    request, f"Created “{batch.display_name}” with {batch.total_rows:,} rows."
+                    request, f"Created “{batch.display_name}” with {batch.total_rows:,} rows"
+                    + (" as a draft: try it on a few rows, then start it." if draft else ".")
                 )
                 for warning in getattr(batch, "warnings", []):
                     messages.warning(request, warning)
@@ -90,11 +92,13 @@ def batch_new(request: HttpRequest) -> HttpResponse:
     return render(request, "batches/batch_new.html", context)
 
 
-def _create(request: HttpRequest, form: BatchForm, staged: StagedUpload | None):
+def _create(request: HttpRequest, form: BatchForm, staged: StagedUpload | None, *,
+            start: bool = True):
+    """Create the batch (a draft with start=False) from the form and the staged file."""
     if staged is None:
-        return services.batch_create(owner=request.user, **form.service_kwargs())
+        return services.batch_create(owner=request.user, start=start, **form.service_kwargs())
     with staging.open_staged(staged) as file:
-        return services.batch_create(owner=request.user,
+        return services.batch_create(owner=request.user, start=start,
                                      **form.service_kwargs(file, staged.filename))
 
 

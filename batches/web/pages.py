@@ -19,9 +19,10 @@ from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
-from batches import outputs
+from batches import iterations, outputs
 from batches.documents import DOCUMENT_COLUMNS
 from batches.models import Batch, BatchResult, RowTally
+from batches.web.iterate_panel import panel_context
 from batches.web.results import (
     RESULT_FILTERS,
     changed_rows,
@@ -172,6 +173,7 @@ def _progress_context(batch: Batch) -> dict:
     counts = progress.counts
     return {
         "batch": batch,
+        "cache": iterations.cache_figures(batch),
         "progress": progress,
         "counts": counts,
         "can_pause": batch.status in (Batch.Status.PENDING, Batch.Status.RUNNING)
@@ -200,6 +202,7 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
         documents_batch=batch.columns == DOCUMENT_COLUMNS,
         uses_files="{{file:" in batch.prompt_template.replace(" ", ""),
     )
+    context.update(panel_context(batch))
     return render(request, "batches/batch_detail.html", context)
 
 

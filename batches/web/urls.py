@@ -2,6 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from batches.web import actions as views_actions
+from batches.web import iterate as views_iterate
 from batches.web import new as views_new
 from batches.web import notifications as views_notifications
 from batches.web import output as views_output
@@ -25,6 +26,17 @@ urlpatterns = [
     path("batches/<int:batch_id>/rows/<int:index>/retry/", views_actions.batch_retry_row,
          name="batch_retry_row"),
     path("batches/<int:batch_id>/delete/", views_actions.batch_delete, name="batch_delete"),
+    path("batches/<int:batch_id>/draft/", views_iterate.batch_draft_edit, name="batch_draft_edit"),
+    path("batches/<int:batch_id>/sample/", views_iterate.batch_sample, name="batch_sample"),
+    path("batches/<int:batch_id>/sample/rows/", views_iterate.batch_sample_rows,
+         name="batch_sample_rows"),
+    path("batches/<int:batch_id>/start/", views_iterate.batch_start, name="batch_start"),
+    path("batches/<int:batch_id>/versions/", views_iterate.batch_new_version,
+         name="batch_new_version"),
+    path("batches/<int:batch_id>/rerun/", views_iterate.batch_rerun, name="batch_rerun"),
+    path("batches/<int:batch_id>/compare/", views_iterate.batch_compare, name="batch_compare"),
+    path("batches/<int:batch_id>/compare/export/", views_iterate.batch_compare_export,
+         name="batch_compare_export"),
     path("batches/<int:batch_id>/rows/add/", views_actions.batch_add_rows, name="batch_add_rows"),
     path("batches/<int:batch_id>/rows/<int:index>/delete/", views_actions.batch_delete_row,
          name="batch_delete_row"),

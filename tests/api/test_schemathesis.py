@@ -31,6 +31,14 @@ LENIENT_PARAMETERS = {"page", "page_size", "status"}
 # A webhook URL likewise must name a public http(s) host, which no JSON Schema can check.
 SEMANTIC_OPERATIONS = {("POST", "/api/batches/"), ("POST", "/api/batches/{id}/rows/"),
                        ("POST", "/api/webhooks/"), ("PATCH", "/api/webhooks/{webhook_id}/")}
+# So do these: a draft's new prompt must name its columns (and multipart sends null as text),
+# a corrected file must be a table, the indexes must be rows of the batch, a comparison needs a
+# parent or `with`.
+SEMANTIC_OPERATIONS |= {
+    ("PATCH", "/api/batches/{id}/"), ("POST", "/api/batches/{id}/versions/"),
+    ("POST", "/api/batches/{id}/sample/"), ("POST", "/api/batches/{id}/results/retry/"),
+    ("GET", "/api/batches/{id}/compare/"), ("GET", "/api/batches/{id}/compare/export/"),
+}
 STATUSES = ["succeeded", "failed", "cancelled", "pending", "succeeded", "failed"]
 
 

@@ -24,6 +24,10 @@ def needs_chromium():
         missing("chromium is not on the PATH: install it with `make chromium`")
 
 
+# The mark browser test modules put in `pytestmark`: needs_chromium for each of their tests.
+chromium_missing = pytest.mark.usefixtures("needs_chromium")
+
+
 @pytest.fixture
 def browser_page(request, monkeypatch, live_server):
     """A fresh Chromium page; on failure the page, the dashboard and the last batch page are saved

@@ -57,6 +57,11 @@ class Command(BaseCommand):
                                  "default secret (see docs/notifications.md).")
         parser.add_argument("--wait", action="store_true",
                             help="Show progress until the batch ends.")
+        parser.add_argument("--draft", action="store_true",
+                            help="Save as a draft: nothing runs until batch_start (try it "
+                                 "first with batch_sample).")
+        parser.add_argument("--always-call-model", action="store_true",
+                            help="Never reuse an identical earlier answer from the cache.")
 
     def handle(self, *args, **options):
         # django-q logs every task it enqueues: noise in this command's output.
@@ -69,13 +74,21 @@ class Command(BaseCommand):
             logger.setLevel(level)
 
     def _run(self, options: dict) -> None:
+        if options["draft"] and options["wait"]:
+            raise CommandError("--wait needs a batch that runs; a --draft waits for "
+                               "batch_start.", returncode=2)
         owner = self._owner(options["owner"])
         path = Path(options["file"])
         batch = self._create(path, owner, options)
-        self.stdout.write(f"Created batch {batch.pk} ({cli.plural(batch.total_rows, 'row')}) "
+        kind = "draft batch" if options["draft"] else "batch"
+        self.stdout.write(f"Created {kind} {batch.pk} ({cli.plural(batch.total_rows, 'row')}) "
                           f"from {path.name}.")
         for warning in getattr(batch, "warnings", []):
             self.stderr.write(f"Warning: {warning}")
+        if options["draft"]:
+            self.stdout.write(f"Try it: python manage.py batch_sample {batch.pk} --size 5 "
+                              f"--wait; then: python manage.py batch_start {batch.pk}")
+            return
         if not options["wait"]:
             self.stdout.write(f"Follow it: python manage.py batch_status {batch.pk} "
                               "(a worker must be running: python manage.py qcluster)")
@@ -152,6 +165,8 @@ class Command(BaseCommand):
                     max_output_tokens=options["max_output_tokens"],
                     **output,
                     webhook_url=options["webhook"],
+                    start=not options["draft"],
+                    use_cache=not options["always_call_model"],
                 )
             except services.InvalidInput as err:
                 raise CommandError(self._where(err, path), returncode=2) from err
