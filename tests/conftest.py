@@ -3,6 +3,9 @@ import io
 import pytest
 from django.contrib.auth import get_user_model
 
+# Every browser test module's `chromium_missing` mark uses this fixture.
+from tests.helpers.browser import needs_chromium  # noqa: F401
+
 
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
