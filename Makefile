@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# DEBUG is off unless set (see batchsite/settings.py); the development targets turn it on.
+DEV := DEBUG=true
 
 # qcluster stops cleanly on SIGINT; a SIGTERM to its whole group can leave django-q2's main
 # process hanging, so send SIGINT, wait, then SIGKILL whatever is left.
@@ -25,10 +27,10 @@ install: $(VENV)/.installed
 
 # Web server and one qcluster worker together; Ctrl-C stops both.
 run: install
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py ensure_admin
-	@$(BIN)/python manage.py qcluster & $(STOP_WORKER_ON_EXIT) \
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	$(DEV) $(BIN)/python manage.py migrate --noinput
+	$(DEV) $(BIN)/python manage.py ensure_admin
+	@$(DEV) $(BIN)/python manage.py qcluster & $(STOP_WORKER_ON_EXIT) \
+	$(DEV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # The browser tests need Debian's Chromium; Playwright's own browser download is not used.
 chromium:
@@ -37,17 +39,19 @@ chromium:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test: install chromium
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(DEV) $(BIN)/pytest $(PYTEST_ARGS)
 
-# Everything but the browser and fault tests.
+# Everything but the browser and fault tests; MARKERS narrows it further (it is added with
+# "and", never replacing the exclusions), e.g. MARKERS=database.
+TEST_FAST_MARKERS := not browser and not faults$(if $(MARKERS), and ($(MARKERS)))
 test-fast: install
-	$(BIN)/pytest -m "not browser and not faults" $(PYTEST_ARGS)
+	$(DEV) $(BIN)/pytest -m "$(TEST_FAST_MARKERS)" $(PYTEST_ARGS)
 
 # The benchmark of issue 7 on the configured database (DATABASE_URL; SQLite by default):
 # BENCH_ARGS="--quick" for a smoke run, "--scenarios 1,2" for some of it.
 bench: install
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py bench $(BENCH_ARGS)
+	$(DEV) $(BIN)/python manage.py migrate --noinput
+	$(DEV) $(BIN)/python manage.py bench $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
@@ -57,7 +61,7 @@ clean:
 
 # The whole pipeline without an API key: a local demo model answers instead of Gemini,
 # on its own database (demo.sqlite3) so demo batches never mix with real ones.
-DEMO_ENV := DEMO_MODE=true DATABASE_URL=sqlite:///$(CURDIR)/demo.sqlite3 \
+DEMO_ENV := $(DEV) DEMO_MODE=true DATABASE_URL=sqlite:///$(CURDIR)/demo.sqlite3 \
 	GEMINI_BASE_URL=http://127.0.0.1:8765 GEMINI_API_KEY=demo-key
 demo: install
 	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput
@@ -69,4 +73,4 @@ demo: install
 
 # Re-take docs/dashboard.png and docs/batch.png in a throwaway demo (needs Chromium).
 screenshots: install chromium
-	$(BIN)/python manage.py screenshots
+	$(DEV) $(BIN)/python manage.py screenshots

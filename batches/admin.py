@@ -44,16 +44,24 @@ def results_url(batch_id: int, **params: str) -> str:
 
 def pretty_pre(value) -> str:
     """Indented JSON (or the text as it is) in an escaped <pre>."""
-    if isinstance(value, str):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = None
-        text = json.dumps(parsed, indent=2, ensure_ascii=False) if isinstance(
-            parsed, (dict, list)) else value
-    else:
-        text = json.dumps(value, indent=2, ensure_ascii=False)
-    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text)
+    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>',
+                       pretty_text(value))
+
+
+def pretty_text(value) -> str:
+    """Indented JSON; JSON nested deeper than the json module can recurse is shown as the
+    stored text, or as a note."""
+    try:
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                return value
+            return json.dumps(parsed, indent=2, ensure_ascii=False) if isinstance(
+                parsed, (dict, list)) else value
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    except RecursionError:
+        return value if isinstance(value, str) else "(nested too deeply to show)"
 
 
 # --- Batches --------------------------------------------------------------------------------
@@ -201,7 +209,8 @@ class BatchAdmin(admin.ModelAdmin):
     def save_model(self, request, obj: Batch, form, change: bool) -> None:
         data = form.cleaned_data
         services.batch_update(batch=obj, name=data["name"], priority=data["priority"],
-                              concurrency=data["concurrency"], max_retries=data["max_retries"])
+                              concurrency=data["concurrency"], max_retries=data["max_retries"],
+                              by=request.user)
 
     def delete_model(self, request, obj: Batch) -> None:
         services.batch_delete(batch=obj)
@@ -424,7 +433,11 @@ class BatchResultAdmin(admin.ModelAdmin):
     def retry_rows(self, request, queryset: QuerySet) -> None:
         selected = BatchResult.objects.filter(pk__in=queryset.values("pk"))
         total = selected.count()
-        retried = services.results_retry(results=selected)
+        try:
+            retried = services.results_retry(results=selected)
+        except services.ServiceError as err:  # e.g. an owner's active-batch cap
+            self.message_user(request, str(err), messages.WARNING)
+            return
         text = f"Retrying {_plural(retried, 'row', 'rows')}."
         if skipped := total - retried:
             text += (f" Skipped {_plural(skipped, 'row', 'rows')} that "

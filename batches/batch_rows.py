@@ -20,6 +20,7 @@ from batches.services import (
     _create_intake_rows,
     _gather,
     _reopen,
+    _spooled_intake,
 )
 
 Upload = tuple[str, IO[bytes]]
@@ -43,7 +44,9 @@ def batch_add_rows(*, batch: Batch, rows: list[dict] | None = None,
                              batch=batch)
     with intake.staging:  # any error below removes the stored documents again
         _check_columns(intake.table, template, batch.conversation_column)
-        with transaction.atomic():
+        # Read and check every row before the transaction (and its write lock) opens.
+        spooled = _spooled_intake(intake, template, source, batch.conversation_column)
+        with spooled as (spool, _), transaction.atomic():
             locked = Batch.objects.select_for_update().get(pk=batch.pk)
             if locked.status == Batch.Status.CANCELLED or locked.cancel_requested:
                 raise ActionNotAllowed("The batch was cancelled; rows cannot be added to it.")
@@ -51,8 +54,7 @@ def batch_add_rows(*, batch: Batch, rows: list[dict] | None = None,
             start = 0 if last is None else last + 1
             before = locked.results.count()
             intake.bind(locked)
-            added = _create_intake_rows(locked, intake, template, source,
-                                        locked.conversation_column, start=start)
+            added = _create_intake_rows(locked, intake, spool, start=start)
             cap = settings.BATCH_MAX_ROWS
             if cap and before + added > cap:
                 raise InvalidInput(f"The batch has {before:,} rows; adding {added:,} would pass "

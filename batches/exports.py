@@ -7,12 +7,13 @@ their output and the others marked pending or running with an empty output (pass
 `statuses` to keep only some). Rows are read in chunks, never all at once. The first
 column is the row's number as the user knows it: its line in the file, or its spreadsheet row.
 
-CSV is opened by spreadsheet programs, so text cells that begin with a formula trigger get a
-leading `'` (OWASP CSV injection), in the header, the input and the model's output alike.
-XLSX needs no prefix: every text cell is written as a string cell (xlsxwriter with formula,
-URL and number conversion off), which Excel never evaluates, so `-5` stays `-5`. Numbers
-stay numbers. JSONL is data for programs and is written verbatim. `cost` is the row's cost in
-the price's currency as exact decimal digits (empty or null: not answered, or price unknown).
+CSV is opened by spreadsheet programs, so CSV text cells that begin with a formula trigger
+(`=`, `+`, `-`, `@`, their full-width forms, or whitespace) get a leading `'` (OWASP CSV
+injection), in the header, the input and the model's output alike. XLSX needs no prefix:
+every text cell is written as a string cell (xlsxwriter with formula, URL and number
+conversion off), which Excel never evaluates, so `-5` stays `-5`. Numbers stay numbers.
+JSONL is data for programs and is written verbatim. `cost` is the row's cost in the price's
+currency as exact decimal digits (empty or null: not answered, or price unknown).
 
 A columns batch (structured output) exports one column per output field instead of `output`
 (cells shaped by batches.outputs: lists joined, typed cells in XLSX), then status, error,
@@ -46,7 +47,8 @@ RESULT_FIELDS = ("output", "status", "error", "attempts", "prompt_tokens", "outp
 COLUMNS_RESULT_FIELDS = ("status", "error", "thoughts_tokens", "cost")
 READ_CHUNK = 2000
 STREAM_CHUNK = 64 * 1024
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+# Full-width forms too: some spreadsheet programs read "＝1+1" as a formula.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 XLSX_MAX_CELL = 32_767  # Excel refuses longer cells
 XLSX_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # XML 1.0 cannot hold these
 
@@ -115,8 +117,10 @@ def result_headers(columns: Sequence[str], names: Sequence[str] = RESULT_FIELDS)
 
 
 def neutralise(value: str) -> str:
-    """Keep a spreadsheet from reading text as a formula."""
-    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
+    """Keep a spreadsheet from reading CSV text as a formula (even after leading spaces)."""
+    if value.startswith(FORMULA_TRIGGERS) or value[:1].isspace():
+        return "'" + value
+    return value
 
 
 def _rows(batch: Batch, statuses: Sequence[str] | None, fields: Sequence[str]) -> Iterator[tuple]:

@@ -121,6 +121,8 @@ class Batch(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "batches"
+        # Staff may use high priority without it (services.may_use_high_priority).
+        permissions = [("use_high_priority", "Can give a batch high priority")]
         indexes = [
             models.Index(fields=["owner", "-created_at"], name="batch_owner_created"),
             # Claims scan active batches by priority then age.

@@ -9,11 +9,10 @@ uploaded file with that name is attached to the request (see batches.documents).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-PLACEHOLDER = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.DOTALL)
+OPEN, CLOSE = "{{", "}}"
 FILE_PREFIX = "file:"
 
 
@@ -84,10 +83,29 @@ def format_value(value: object) -> str:
 def parse(source: str) -> Template:
     if not source or not source.strip():
         raise TemplateError("The prompt is empty.")
-    pieces = PLACEHOLDER.split(source)
+    pieces = split(source)
     for name in pieces[1::2]:
         if not name:
             raise TemplateError(
                 "The prompt has an empty placeholder {{}}; put a column name inside."
             )
     return Template(source=source, parts=tuple(pieces))
+
+
+def split(source: str) -> list[str]:
+    """Literal text and stripped placeholder names, alternating, in one pass over `source`.
+
+    A scan with str.find instead of a regular expression: `\\{\\{\\s*(.*?)\\s*\\}\\}` backtracks
+    cubically on an unclosed `{{` followed by whitespace (7 s for 2,000 spaces). An unclosed
+    `{{` is literal text, as it was for the expression."""
+    pieces: list[str] = []
+    literal_start = pos = 0
+    while (start := source.find(OPEN, pos)) != -1:
+        end = source.find(CLOSE, start + len(OPEN))
+        if end == -1:
+            break
+        pieces.append(source[literal_start:start])
+        pieces.append(source[start + len(OPEN):end].strip())
+        literal_start = pos = end + len(CLOSE)
+    pieces.append(source[literal_start:])
+    return pieces

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from itertools import islice
 from typing import IO, Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -18,8 +24,12 @@ from batches.models import Batch, BatchResult, Priority
 
 UNSET: Any = object()  # an argument not given, where None means something
 CREATE_CHUNK = 2000
-MAX_CONCURRENCY = 500
+MAX_CONCURRENCY = 500  # for anyone; others are held to settings.BATCH_MAX_CONCURRENCY
 MAX_RETRIES = 20
+MAX_OUTPUT_TOKENS = 1_048_576  # far above any Gemini model's limit, far below a 32-bit int
+HIGH_PRIORITY_PERMISSION = "batches.use_high_priority"
+# Validated rows wait in memory up to this size, then on disk, until the transaction opens.
+SPOOL_MEMORY_BYTES = 16 * 1024 * 1024
 
 
 class ServiceError(Exception):
@@ -46,6 +56,18 @@ class LimitReached(ServiceError):
     """The user already has the maximum number of active batches (HTTP 429)."""
 
 
+class RateLimited(LimitReached):
+    """The user created batches too fast; `retry_after` is in seconds (HTTP 429)."""
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotPermitted(ServiceError):
+    """The user may not use a setting, e.g. high priority (HTTP 403)."""
+
+
 def parse_priority(value: Any) -> int:
     if isinstance(value, int) and value in Priority.values:
         return value
@@ -53,6 +75,47 @@ def parse_priority(value: Any) -> int:
     if isinstance(value, str) and value.lower() in names:
         return names[value.lower()]
     raise InvalidInput("Priority must be one of high, normal, low.", field="priority")
+
+
+def prompt_template(prompt: str) -> prompts.Template:
+    """The parsed prompt, or InvalidInput naming the problem (its length, an empty {{}})."""
+    cap = settings.BATCH_MAX_PROMPT_CHARS
+    if cap and len(prompt) > cap:
+        raise InvalidInput(f"The prompt is {len(prompt):,} characters long; the limit is "
+                           f"{cap:,}. Put long shared text in a column instead.", field="prompt")
+    try:
+        return prompts.parse(prompt)
+    except prompts.TemplateError as err:
+        raise InvalidInput(str(err), field="prompt") from err
+
+
+def _check_system_instruction(text: str) -> None:
+    cap = settings.BATCH_MAX_SYSTEM_INSTRUCTION_CHARS
+    if cap and len(text) > cap:
+        raise InvalidInput(f"The system instruction is {len(text):,} characters long; the limit "
+                           f"is {cap:,}.", field="system_instruction")
+
+
+def max_concurrency_for(user) -> int:
+    """The highest concurrency `user` may give a batch: staff may go up to MAX_CONCURRENCY."""
+    if getattr(user, "is_staff", False) or not settings.BATCH_MAX_CONCURRENCY:
+        return MAX_CONCURRENCY
+    return min(settings.BATCH_MAX_CONCURRENCY, MAX_CONCURRENCY)
+
+
+def may_use_high_priority(user) -> bool:
+    return bool(getattr(user, "is_staff", False) or user.has_perm(HIGH_PRIORITY_PERMISSION))
+
+
+def _check_allowed(owner, *, priority: int | None, concurrency: int | None) -> None:
+    if priority == Priority.HIGH and not may_use_high_priority(owner):
+        raise NotPermitted("High priority needs the “use high priority” permission; ask an "
+                           "administrator, or use normal priority.", field="priority")
+    cap = max_concurrency_for(owner)
+    if concurrency is not None and concurrency > cap:
+        # A valid value (MAX_CONCURRENCY is checked apart) that this user may not use: 403.
+        raise NotPermitted(f"Concurrency above {cap} is for staff; use 1 to {cap}.",
+                           field="concurrency")
 
 
 def _check_settings(*, concurrency: int, max_retries: int, temperature: float | None,
@@ -65,8 +128,9 @@ def _check_settings(*, concurrency: int, max_retries: int, temperature: float | 
                            field="max_retries")
     if temperature is not None and not 0 <= temperature <= 2:
         raise InvalidInput("Temperature must be between 0 and 2.", field="temperature")
-    if max_output_tokens is not None and max_output_tokens < 1:
-        raise InvalidInput("Max output tokens must be at least 1.", field="max_output_tokens")
+    if max_output_tokens is not None and not 1 <= max_output_tokens <= MAX_OUTPUT_TOKENS:
+        raise InvalidInput(f"Max output tokens must be between 1 and {MAX_OUTPUT_TOKENS:,}.",
+                           field="max_output_tokens")
 
 
 def batch_create(
@@ -109,26 +173,30 @@ def batch_create(
 
     `output_fields` (the field editor's list) or `response_schema` (a JSON Schema) make a
     columns batch; neither makes a text batch. With `start=False` the batch is a draft: rows
-    are stored, nothing runs (batches.iterations)."""
+    are stored, nothing runs (batches.iterations). The whole file is read and every row checked
+    before the transaction opens, so no write lock is held while an upload is parsed (on SQLite
+    that lock stops every other write)."""
     # Browsers send CRLF from a textarea; the model should see the text as written.
     prompt = normalise_newlines(prompt)
     system_instruction = normalise_newlines(system_instruction or "")
+    template = prompt_template(prompt)
+    _check_system_instruction(system_instruction)
     if webhook_url:
         try:
             notifications.check_url(webhook_url)
         except notifications.UnsafeURL as err:
             raise InvalidInput(str(err), field="webhook_url") from err
-    try:
-        template = prompts.parse(prompt)
-    except prompts.TemplateError as err:
-        raise InvalidInput(str(err), field="prompt") from err
     _check_settings(concurrency=concurrency, max_retries=max_retries, temperature=temperature,
                     max_output_tokens=max_output_tokens)
     priority = parse_priority(priority)
     thinking = parse_thinking(thinking)
     budget = parse_budget(budget)
+    _check_allowed(owner, priority=priority, concurrency=concurrency)
     if file is None and rows is None and not files and not documents:
         raise InvalidInput("Send a file, rows or documents.", field="file")
+    if start:  # a draft does not count against the cap
+        check_active_limit(owner)
+    _count_creation(owner)
     if files and not filename:
         filename = files[0][0] if len(files) == 1 else f"{files[0][0]} and {len(files) - 1} more"
     if documents and not (file or files or rows is not None) and not filename:
@@ -201,36 +269,43 @@ def _create_batch(intake: documents.Intake, template: prompts.Template, source: 
     table = intake.table
     _check_columns(table, template, conversation)
     draft = fields.get("status") == Batch.Status.DRAFT
-    with transaction.atomic():
-        if not draft:  # drafts do not count against the cap (batches.iterations)
-            check_active_limit(owner)
-        batch = Batch.objects.create(owner=owner, columns=table.columns, **fields)
-        intake.bind(batch)
-        total = _create_intake_rows(batch, intake, template, source, conversation)
-        # Encoding warnings can appear while rows are read, so they are stored afterwards.
-        batch.total_rows = total
-        batch.last_error = "\n".join(table.warnings)
-        Batch.objects.filter(pk=batch.pk).update(total_rows=total, last_error=batch.last_error)
-        if not draft:
-            transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
+    # Every row is read, checked and spooled before the transaction (and its write lock) opens.
+    with _spooled_intake(intake, template, source, conversation) as (spool, total):
+        with transaction.atomic():
+            if not draft:  # drafts do not count against the cap (batches.iterations)
+                check_active_limit(owner, lock=True)
+            batch = Batch.objects.create(owner=owner, columns=table.columns, total_rows=total,
+                                         last_error="\n".join(table.warnings), **fields)
+            intake.bind(batch)
+            _create_intake_rows(batch, intake, spool)
+            if not draft:
+                transaction.on_commit(lambda: tasks.enqueue_batch(batch.pk))
     return batch
 
 
-def _create_intake_rows(batch: Batch, intake: documents.Intake, template: prompts.Template,
-                        source: str, conversation_column: str, start: int = 0) -> int:
+@contextmanager
+def _spooled_intake(intake: documents.Intake, template: prompts.Template, source: str,
+                    conversation_column: str) -> Iterator[tuple[IO[str], int]]:
+    """The intake's rows read, checked and spooled (see _spool_rows); InvalidInput if none."""
+    with _spool_rows(intake.table, template, conversation_column, source) as (spool, total):
+        if total == 0:
+            if source == "documents":
+                raise InvalidInput("Every file was a duplicate and was skipped; there are no "
+                                   "rows.", field="documents")
+            raise InvalidInput("The file has a header but no rows.", field=source)
+        yield spool, total
+
+
+def _create_intake_rows(batch: Batch, intake: documents.Intake, spool: IO[str],
+                        start: int = 0) -> int:
+    """Store the spooled rows from index `start`, with the documents they name (the intake
+    must be bound to the batch)."""
     try:
-        total = _create_rows(batch, intake.table, template, conversation_column,
-                             start=start, documents_of=intake.document_ids)
+        total = _create_rows(batch, _unspool(spool), start=start,
+                             documents_of=intake.document_ids)
         intake.check_references()
-    except ingest.IngestError as err:
-        raise _ingest_error(err, source) from err
     except documents.DocumentError as err:
         raise InvalidInput(err.message, field="documents") from err
-    if total == 0:
-        if source == "documents":
-            raise InvalidInput("Every file was a duplicate and was skipped; there are no rows.",
-                               field="documents")
-        raise InvalidInput("The file has a header but no rows.", field=source)
     return total
 
 
@@ -360,14 +435,20 @@ def _ingest_error(err: ingest.IngestError, source: str) -> InvalidInput:
     return InvalidInput(str(err), field=field, line=err.line, column=err.column)
 
 
-def check_active_limit(owner) -> None:
+def check_active_limit(owner, *, lock: bool = False, reopening: Batch | None = None) -> None:
+    """LimitReached if the owner has as many active batches as allowed; `reopening` is a batch
+    that is about to become active again (it does not count against itself)."""
     cap = settings.BATCH_MAX_ACTIVE_PER_USER
     if not cap:
         return
-    # Locking the owner's row serialises concurrent creations by one user on PostgreSQL;
-    # SQLite's IMMEDIATE transactions are serial already.
-    get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
-    active = Batch.objects.filter(owner=owner).active().count()
+    if lock:
+        # Locking the owner's row serialises concurrent creations by one user on PostgreSQL;
+        # SQLite's IMMEDIATE transactions are serial already.
+        get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+    others = Batch.objects.filter(owner=owner)
+    if reopening is not None:
+        others = others.exclude(pk=reopening.pk)
+    active = others.active().count()
     if active >= cap:
         raise LimitReached(
             f"You already have {active} active batches (the limit is {cap}). "
@@ -386,31 +467,106 @@ def _numbered(table: ingest.Table) -> Iterator[tuple[dict, int | None]]:
         yield row, getattr(table, "line", None)
 
 
-def _create_rows(batch: Batch, table: ingest.Table, template: prompts.Template,
-                 conversation_column: str, *, start: int = 0,
-                 documents_of: Callable[[dict], list[int]] | None = None) -> int:
-    """Create the rows; the batch's prompt_chars grows by their rendered prompts (budgets
-    guess a row's cost from it before any answer)."""
+def _count_creation(owner) -> None:
+    """Count one batch creation against the owner's rate (settings.BATCH_CREATE_RATE).
+
+    Every entry point creates through here, and the counter lives in the shared cache (Redis,
+    or the database cache), so all web processes together allow the configured rate."""
+    allowed, retry_after = _take_creation_slot(owner.pk)
+    if not allowed:
+        raise RateLimited(
+            f"You have created too many batches recently (the limit is "
+            f"{settings.BATCH_CREATE_RATE.replace('/', ' per ')}). Try again in "
+            f"{retry_after} seconds.", retry_after=retry_after)
+
+
+RATE_PERIODS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """'60/hour' -> (60, 3600)."""
+    count, period = rate.split("/")
+    return int(count), RATE_PERIODS_S[period.strip()[0].lower()]
+
+
+def _take_creation_slot(user_pk: int) -> tuple[bool, int]:
+    """(allowed, seconds until the next window) for one more creation in a fixed window.
+
+    Each creation takes a numbered slot with cache.add, which is atomic in every backend
+    (Redis SET NX, the database cache's unique key, locmem's lock), so exactly `limit` pass per
+    window even where cache.incr is a read and a write (the database cache). The counter only
+    says where to start looking for a free slot."""
+    if not settings.BATCH_CREATE_RATE:
+        return True, 0
+    limit, period = parse_rate(settings.BATCH_CREATE_RATE)
+    now = time.time()
+    window = int(now // period)
+    key = f"batch-create:{user_pk}:{period}:{window}"
+    cache.add(key, 0, timeout=period + 1)
+    try:
+        start = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        start = 1
+    for slot in range(max(1, start), limit + 1):
+        if cache.add(f"{key}:{slot}", 1, timeout=period + 1):
+            return True, 0
+    return False, max(1, math.ceil((window + 1) * period - now))
+
+
+@contextmanager
+def _spool_rows(table, template: prompts.Template, conversation_column: str,
+                source: str) -> Iterator[tuple[IO[str], int]]:
+    """Read and check every row, keeping what each stores (input, line in the file, prompt,
+    conversation key) as JSON lines in a temporary file; yields (file, row count). Ingest
+    errors become InvalidInput.
+    The caps on cells and on a row's rendered prompt apply here, before anything is stored."""
+    max_cells, max_chars = settings.BATCH_MAX_CELLS, settings.BATCH_MAX_RENDERED_CHARS
+    cells = total = 0
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES, mode="w+",
+                                       encoding="utf-8") as spool:
+        try:
+            for total, (row, line) in enumerate(_numbered(table), 1):
+                cells += len(row)
+                if max_cells and cells > max_cells:
+                    raise InvalidInput(f"The file has more than {max_cells:,} cells (the limit "
+                                       f"is {max_cells:,}), counting up to row {total:,}.",
+                                       field=source)
+                prompt = template.render(row)
+                if max_chars and len(prompt) > max_chars:
+                    raise InvalidInput(
+                        f"Row {total:,} makes a prompt of {len(prompt):,} characters; the limit "
+                        f"is {max_chars:,}. Shorten its values or the prompt.", field=source)
+                key = (prompts.format_value(row.get(conversation_column))[:255]
+                       if conversation_column else "")
+                spool.write(json.dumps([row, line, prompt, key], ensure_ascii=False,
+                                       default=str))
+                spool.write("\n")
+        except ingest.IngestError as err:
+            raise _ingest_error(err, source) from err
+        spool.seek(0)
+        yield spool, total
+
+
+def _unspool(spool: IO[str]) -> Iterator[tuple[dict, int | None, str, str]]:
+    for text in spool:
+        row, line, prompt, key = json.loads(text)
+        yield row, line, prompt, key
+
+
+def _create_rows(batch: Batch, rows: Iterable[tuple[dict, int | None, str, str]], *,
+                 start: int = 0, documents_of: Callable[[dict], list[int]] | None = None) -> int:
+    """Create the spooled rows; the batch's prompt_chars grows by their rendered prompts
+    (budgets guess a row's cost from it before any answer)."""
     total = chars = 0
-    iterator = _numbered(table)
+    iterator = iter(rows)
     while chunk := list(islice(iterator, CREATE_CHUNK)):
-        results = [
-            BatchResult(
-                batch=batch,
-                index=start + total + i,
-                source_line=line,
-                input=row,
-                prompt=template.render(row),
-                conversation_key=(
-                    prompts.format_value(row.get(conversation_column))[:255]
-                    if conversation_column else ""
-                ),
-                document_ids=documents_of(row) if documents_of else [],
-            )
-            for i, (row, line) in enumerate(chunk)
-        ]
-        chars += sum(len(r.prompt) for r in results)
-        BatchResult.objects.bulk_create(results)
+        BatchResult.objects.bulk_create(
+            BatchResult(batch=batch, index=start + total + i, source_line=line, input=row,
+                        prompt=prompt, conversation_key=key,
+                        document_ids=documents_of(row) if documents_of else [])
+            for i, (row, line, prompt, key) in enumerate(chunk)
+        )
+        chars += sum(len(prompt) for _, _, prompt, _ in chunk)
         total += len(chunk)
     Batch.objects.filter(pk=batch.pk).update(prompt_chars=F("prompt_chars") + chars)
     return total
@@ -423,6 +579,7 @@ def _not_a_draft(batch: Batch, action: str) -> None:
 
 def _reopen(batch: Batch) -> None:
     """Make a batch with pending rows runnable again and start workers on it after commit."""
+    check_active_limit(batch.owner, lock=True, reopening=batch)
     changes = {}
     if batch.status == Batch.Status.FAILED or batch.last_error.startswith(
             costs.BUDGET_MESSAGE_PREFIXES):
@@ -544,11 +701,12 @@ def results_retry(*, results) -> int:
 
 def batch_update(*, batch: Batch, name: str | None = None, priority: int | str | None = None,
                  concurrency: int | None = None, max_retries: int | None = None,
-                 output_fields: Any = UNSET, response_schema: Any = UNSET) -> Batch:
+                 output_fields: Any = UNSET, response_schema: Any = UNSET, by=None) -> Batch:
     """Rename, or change how the batch runs; workers pick the change up at their next claim.
 
     The output may change only while no row has run: `output_fields` or `response_schema`
-    make it columns, both None make it text again."""
+    make it columns, both None make it text again. `by` is who makes the change (the owner
+    when not given): what they may set is checked."""
     changes: dict[str, Any] = {}
     if output_fields is not UNSET or response_schema is not UNSET:
         ran = batch.results.filter(
@@ -565,6 +723,10 @@ def batch_update(*, batch: Batch, name: str | None = None, priority: int | str |
         changes["name"] = name.strip()[:200]
     if priority is not None:
         changes["priority"] = parse_priority(priority)
+    _check_allowed(by or batch.owner,
+                   priority=None if changes.get("priority") == batch.priority
+                   else changes.get("priority"),
+                   concurrency=None if concurrency == batch.concurrency else concurrency)
     if concurrency is not None or max_retries is not None:
         _check_settings(
             concurrency=concurrency if concurrency is not None else batch.concurrency,

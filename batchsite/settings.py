@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -28,11 +29,16 @@ def envfloat(name: str, default: float) -> float:
     return float(value) if value else default
 
 
-DEBUG = envbool("DEBUG", True)
+# Off unless asked for: `make run`, `make demo` and the tests turn it on.
+DEBUG = envbool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set, and DEBUG is off. Set SECRET_KEY in the environment to a "
+            "long random string, for example: export SECRET_KEY=\"$(python -c 'import secrets; "
+            "print(secrets.token_urlsafe(50))')\". For local development only, set DEBUG=true "
+            "instead (make run and make demo do).")
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
 
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "").split(",") if h.strip()]
@@ -56,6 +62,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "django_q",
+    "axes",
     "batches",
 ]
 
@@ -68,7 +75,21 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out log-in into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# django-axes counts failed log-ins (the /login/ page and /admin/login/ alike) per username and
+# address, and locks that pair out for a while after LOGIN_FAILURE_LIMIT failures.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 
 ROOT_URLCONF = "batchsite.urls"
 WSGI_APPLICATION = "batchsite.wsgi.application"
@@ -122,7 +143,13 @@ if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                           "LOCATION": REDIS_URL}}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Shared by every web and worker process (a per-process cache would multiply per-user
+    # limits by the number of processes). Migration 0004 creates the table.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
+                          "LOCATION": "batchsite_cache"}}
+# Per process, for figures that may be a few seconds old (the API's live row counts): a shared
+# cache would cost more queries than it saves.
+CACHES["local"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -215,6 +242,13 @@ BATCH_MAX_ACTIVE_PER_USER = envint("BATCH_MAX_ACTIVE_PER_USER", 10)
 # Each user's spending limit per calendar month (money, e.g. "50.00"); empty: no limit. An
 # operator can set a user's own limit in the admin (User budgets).
 USER_MONTHLY_BUDGET = os.environ.get("USER_MONTHLY_BUDGET", "").strip() or None
+# Hardening (docs/security.md): what one request may make the site read, store and send.
+BATCH_MAX_PROMPT_CHARS = envint("BATCH_MAX_PROMPT_CHARS", 20_000)
+BATCH_MAX_SYSTEM_INSTRUCTION_CHARS = envint("BATCH_MAX_SYSTEM_INSTRUCTION_CHARS", 20_000)
+BATCH_MAX_RENDERED_CHARS = envint("BATCH_MAX_RENDERED_CHARS", 500_000)
+BATCH_MAX_CELLS = envint("BATCH_MAX_CELLS", 20_000_000)
+# Highest concurrency of a batch for users who are not staff (staff may go up to 500).
+BATCH_MAX_CONCURRENCY = envint("BATCH_MAX_CONCURRENCY", 100)
 # A file chosen on the new-batch page is kept this long for its preview and Create.
 BATCH_STAGED_UPLOAD_HOURS = envint("BATCH_STAGED_UPLOAD_HOURS", 24)
 BATCH_LEASE_SECONDS = envint("BATCH_LEASE_SECONDS", 120)
@@ -298,9 +332,13 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PARSER_CLASSES": [
+        "batches.api.parsers.DepthSafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_RATES": {"batch_create": BATCH_CREATE_RATE},
     # `?format=csv` on the export endpoint is ours, not DRF's renderer override.
     "URL_FORMAT_OVERRIDE": None,
 }
@@ -328,5 +366,6 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
         "httpx2": {"level": "WARNING"},
         "google_genai": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # lock-outs are warnings; every start-up is INFO
     },
 }

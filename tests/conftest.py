@@ -3,11 +3,28 @@ import io
 import pytest
 from django.contrib.auth import get_user_model
 
+# Every browser test module's `chromium_missing` mark uses this fixture.
+from tests.helpers.browser import needs_chromium  # noqa: F401
+
 
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     # The default hasher is slow by design; tests create many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def no_creation_rate(settings):
+    # The creation rate counts in the shared cache, which outlives a transactional test's
+    # flush; the tests of the rate itself set one.
+    settings.BATCH_CREATE_RATE = ""
+
+
+@pytest.fixture(autouse=True)
+def clear_local_cache():
+    from django.core.cache import caches
+
+    caches["local"].clear()  # the API's live counts, per process
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +55,15 @@ def fake_gemini():
 
     with FakeGemini() as server:
         yield server
+
+
+def grant_high_priority(user) -> None:
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(Permission.objects.get(codename="use_high_priority"))
+    # Django caches a user's permissions on the instance.
+    for attr in ("_perm_cache", "_user_perm_cache"):
+        user.__dict__.pop(attr, None)
 
 
 def csv_file(text: str, name: str = "rows.csv") -> io.BytesIO:

@@ -5,7 +5,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from batches.admin import EstimatedCountPaginator, results_url
+from batches import services
+from batches.admin import EstimatedCountPaginator, pretty_text, results_url
 from batches.models import Batch, BatchResult
 
 BATCHES_URL = "/admin/batches/batch/"
@@ -106,8 +107,9 @@ def test_it_searches_batches_by_id_and_by_name(operator, make_batch, settings):
     assert [b.pk for b in by_name] == [first.pk]
 
 
-def test_it_filters_batches_by_status_priority_owner_and_date(operator, make_batch, other_user):
-    mine = make_batch(priority="high")
+def test_it_filters_batches_by_status_priority_owner_and_date(operator, make_batch, other_user,
+                                                              staff_user):
+    mine = make_batch(priority="high", owner=staff_user)
     theirs = make_batch(owner=other_user)
     assert operator.get(BATCHES_URL, {"priority__exact": 0}).context["cl"].result_count == 1
     owned = operator.get(BATCHES_URL, {"owner__id__exact": other_user.pk}).context["cl"]
@@ -225,6 +227,18 @@ def test_an_action_that_does_not_apply_is_a_warning_per_batch(
     assert statuses(done) == ["succeeded"] * 3
 
 
+def test_resuming_past_the_owners_active_cap_is_a_warning_not_an_error(
+        operator, make_batch, settings, django_capture_on_commit_callbacks):
+    settings.BATCH_MAX_ACTIVE_PER_USER = 1
+    stopped = make_batch(name="stopped")
+    services.batch_cancel(batch=stopped)
+    make_batch(name="live one")
+    msgs = run_action(operator, BATCHES_URL, "batch_resume", [stopped.pk],
+                      django_capture_on_commit_callbacks)
+    assert any("stopped" in m and "the limit is 1" in m for m in msgs), msgs
+    assert statuses(stopped) == ["cancelled"] * 3
+
+
 def test_staff_without_change_permission_cannot_run_actions(client, staff_user, make_batch):
     staff_user.user_permissions.add(*Permission.objects.filter(
         codename__in=["view_batch", "view_batchresult"]))
@@ -289,6 +303,25 @@ def test_the_result_page_shows_input_and_output_pretty_and_escaped(operator, mak
     assert '{\n  &quot;answer&quot;' in body
     assert '<pre style="white-space: pre-wrap; margin: 0">' in body
     assert response.context["adminform"].form.fields == {}
+
+
+def test_deeply_nested_json_shows_as_text_instead_of_failing(operator, make_batch):
+    batch = make_batch()
+    row = batch.results.first()
+    BatchResult.objects.filter(pk=row.pk).update(status="succeeded",
+                                                 output="[" * 5000 + "]" * 5000)
+    response = operator.get(reverse("admin:batches_batchresult_change", args=[row.pk]))
+    assert response.status_code == 200
+    assert "[" * 5000 + "]" * 5000 in response.content.decode()
+
+
+def test_values_too_deep_for_json_show_a_note():
+    deeper: list = []
+    node = deeper
+    for _ in range(100_000):
+        node.append([])
+        node = node[0]
+    assert pretty_text(deeper) == "(nested too deeply to show)"
 
 
 def test_the_result_list_shows_short_output_and_error(operator, make_batch):

@@ -74,6 +74,14 @@ def test_it_writes_formula_looking_text_as_plain_string_cells_in_xlsx(formula_ba
     assert [c[2].value for c in cells] == list(range(len(FORMULAS)))  # numbers stay numbers
 
 
+@pytest.mark.parametrize("text", [" =1+1", "\u3000=1+1", "\uff1d1+1", "\uff0b1", "\uff0d1",
+                                  "\uff20SUM(A1)", "\n=1"])
+def test_csv_neutralises_leading_whitespace_and_full_width_triggers(user, text):
+    batch = orm_batch(user, [{"text": text}], statuses=["succeeded"], outputs=[text])
+    row = read_csv(batch)[1]
+    assert row[1] == "'" + text and row[2] == "'" + text  # input, output (after row)
+
+
 def test_it_writes_jsonl_verbatim(formula_batch):
     records = read_jsonl(formula_batch)
     assert [r["text"] for r in records] == FORMULAS

@@ -62,3 +62,17 @@ def test_an_empty_placeholder_is_rejected():
 
 def test_a_placeholder_spanning_lines_is_one_name():
     assert parse("{{\nname\n}}").placeholders == ["name"]
+
+
+def test_parsing_a_one_megabyte_unclosed_placeholder_takes_linear_time():
+    import time
+
+    started = time.perf_counter()
+    template = parse("{{" + " " * 1_000_000)
+    assert time.perf_counter() - started < 0.5
+    assert template.placeholders == []
+
+
+def test_the_scan_reads_placeholders_like_the_documented_syntax():
+    template = parse("a {{ x }}}} b {{{y}} c {{ z")
+    assert template.parts == ("a ", "x", "}} b ", "{y", " c {{ z")

@@ -213,9 +213,9 @@ def test_results_retry_skips_rows_that_are_not_failed(make_batch):
 
 def test_update_changes_only_what_is_given(make_batch):
     batch = make_batch()
-    batch_update(batch=batch, name="Renamed", priority="high", concurrency=5)
+    batch_update(batch=batch, name="Renamed", priority="low", concurrency=5)
     assert (batch.name, batch.priority, batch.concurrency, batch.max_retries) == (
-        "Renamed", Priority.HIGH, 5, 3)
+        "Renamed", Priority.LOW, 5, 3)
     with pytest.raises(InvalidInput):
         batch_update(batch=batch, concurrency=0)
 

@@ -13,7 +13,7 @@ from rest_framework import serializers
 from batches import costs
 from batches.iterations import cache_figures
 from batches.models import Batch, BatchResult, Priority
-from batches.services import MAX_CONCURRENCY, MAX_RETRIES
+from batches.services import MAX_CONCURRENCY, MAX_OUTPUT_TOKENS, MAX_RETRIES
 
 PRIORITIES = [label for _, label in Priority.choices]
 
@@ -94,8 +94,8 @@ class _BatchSettingsSerializer(serializers.Serializer):
     system_instruction = _TextField(required=False, allow_blank=True, default="")
     temperature = _NumberField(min_value=0, max_value=2, required=False,
                                allow_null=True, default=None)
-    max_output_tokens = serializers.IntegerField(min_value=1, required=False, allow_null=True,
-                                                 default=None)
+    max_output_tokens = serializers.IntegerField(min_value=1, max_value=MAX_OUTPUT_TOKENS,
+                                                 required=False, allow_null=True, default=None)
     concurrency = serializers.IntegerField(min_value=1, max_value=MAX_CONCURRENCY,
                                            required=False, default=16)
     max_retries = serializers.IntegerField(min_value=0, max_value=MAX_RETRIES, required=False,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 from django.core.paginator import Paginator
 from django.db.models import Count, QuerySet
 from django.http import StreamingHttpResponse
@@ -23,7 +23,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
@@ -31,7 +31,7 @@ from rest_framework.viewsets import GenericViewSet
 from batches import batch_rows, exports, iterations, services
 from batches.api import serializers as s
 from batches.api.iterations import IterationActions
-from batches.api.throttles import BatchCreateThrottle
+from batches.api.parsers import DepthSafeJSONParser
 from batches.models import Batch, BatchResult, Progress, RowTally
 
 MB = 1024 * 1024
@@ -66,7 +66,8 @@ RETRY_AFTER = OpenApiParameter("Retry-After", int, OpenApiParameter.HEADER, resp
 
 
 def error_response(err: services.ServiceError) -> Response:
-    """InvalidInput -> 400 with field messages, ActionNotAllowed -> 409, LimitReached -> 429."""
+    """InvalidInput -> 400 with field messages, NotPermitted -> 403, ActionNotAllowed -> 409,
+    LimitReached -> 429 (with Retry-After when the creation rate was reached)."""
     if isinstance(err, services.InvalidInput):
         body: dict = {err.field or "non_field_errors": [err.message]}
         if err.line is not None:
@@ -74,6 +75,11 @@ def error_response(err: services.ServiceError) -> Response:
         if err.column is not None:
             body["column"] = err.column
         return Response(body, status=http.HTTP_400_BAD_REQUEST)
+    if isinstance(err, services.NotPermitted):
+        return Response({"detail": err.message}, status=http.HTTP_403_FORBIDDEN)
+    if isinstance(err, services.RateLimited):
+        return Response({"detail": err.message}, status=http.HTTP_429_TOO_MANY_REQUESTS,
+                        headers={"Retry-After": str(err.retry_after)})
     if isinstance(err, services.LimitReached):
         return Response({"detail": err.message}, status=http.HTTP_429_TOO_MANY_REQUESTS)
     return Response({"detail": err.message}, status=http.HTTP_409_CONFLICT)
@@ -126,14 +132,14 @@ def row_counts(batches: list[Batch], *, fresh: bool = False) -> dict[int, dict[s
     """Rows per status for each batch: stored for finished batches, counted for the others.
 
     Counting a 200,000-row batch costs tens of milliseconds, and many clients poll the same
-    batch, so a count is shared through the cache for LIVE_COUNTS_SECONDS."""
+    batch, so a count is kept in the process's local cache for LIVE_COUNTS_SECONDS."""
     result = {}
     for batch in batches:
         if (counts := stored_counts(batch)) is not None:
             result[batch.pk] = counts
     active = [b.pk for b in batches if b.pk not in result]
     if active and not fresh:
-        cached = cache.get_many([_counts_key(pk) for pk in active])
+        cached = caches["local"].get_many([_counts_key(pk) for pk in active])
         for pk in active:
             if (counts := cached.get(_counts_key(pk))) is not None:
                 result[pk] = counts
@@ -144,7 +150,8 @@ def row_counts(batches: list[Batch], *, fresh: bool = False) -> dict[int, dict[s
                 .values_list("batch_id", "status").annotate(n=Count("id")))
         for batch_id, status, n in rows:
             counted[batch_id][status] = n
-        cache.set_many({_counts_key(pk): c for pk, c in counted.items()}, LIVE_COUNTS_SECONDS)
+        caches["local"].set_many({_counts_key(pk): c for pk, c in counted.items()},
+                                 LIVE_COUNTS_SECONDS)
         result.update(counted)
     return result
 
@@ -203,6 +210,14 @@ class ResultsPagination(PageNumberPagination):
 
         self.django_paginator_class = paginator
         return super().paginate_queryset(queryset, request, view)
+
+
+def row_index(index: str) -> int:
+    """A row index from the URL; a number no row can have is a 404 (int() refuses past 4,300
+    digits, and the database past 64 bits)."""
+    if len(index) > 18:
+        raise NotFound(f"The batch has no row {index[:20]}….")
+    return int(index)
 
 
 class PassThroughNegotiation(BaseContentNegotiation):
@@ -283,7 +298,7 @@ def upload_arguments(request, data: dict) -> dict:
                           responses={**AUTH_ERRORS, 204: None, 404: NOT_FOUND}),
 )
 class BatchViewSet(IterationActions, GenericViewSet):
-    parser_classes = [JSONParser, MultiPartParser]
+    parser_classes = [DepthSafeJSONParser, MultiPartParser]
     pagination_class = BatchPagination
     serializer_class = s.BatchSerializer
 
@@ -291,9 +306,6 @@ class BatchViewSet(IterationActions, GenericViewSet):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
             return Batch.objects.none()
         return Batch.objects.visible_to(self.request.user).select_related("owner")
-
-    def get_throttles(self):
-        return [BatchCreateThrottle()] if self.action == "create" else []
 
     def handle_exception(self, exc):
         if isinstance(exc, services.ServiceError):
@@ -376,8 +388,9 @@ class BatchViewSet(IterationActions, GenericViewSet):
         if "budget" in data:
             batch = services.batch_set_budget(batch=batch, budget=data.pop("budget"))
         if batch.is_draft or any(f in data for f in s.DraftUpdateSerializer.DRAFT_ONLY):
-            return self._batch_response(iterations.batch_edit_draft(batch=batch, **data))
-        return self._batch_response(services.batch_update(batch=batch, **data))
+            return self._batch_response(iterations.batch_edit_draft(batch=batch, by=request.user,
+                                                                    **data))
+        return self._batch_response(services.batch_update(batch=batch, by=request.user, **data))
 
     def destroy(self, request, pk=None):
         services.batch_delete(batch=self.get_object())
@@ -490,9 +503,10 @@ class BatchViewSet(IterationActions, GenericViewSet):
             serializer_class=s.ResultSerializer)
     def retry_row(self, request, pk=None, index=None):
         batch = self.get_object()
-        if not batch.results.filter(index=int(index)).exists():
-            raise NotFound(f"The batch has no row {index}.")
-        row = services.batch_retry_row(batch=batch, index=int(index))
+        number = row_index(index)
+        if not batch.results.filter(index=number).exists():
+            raise NotFound(f"The batch has no row {number}.")
+        row = services.batch_retry_row(batch=batch, index=number)
         return Response(s.ResultSerializer(row).data)
 
     @extend_schema(
@@ -506,10 +520,10 @@ class BatchViewSet(IterationActions, GenericViewSet):
             "(prefixed `result_` if an input column has the name). A columns batch has one "
             "column per output field instead of output (lists joined with `; `; typed cells "
             "in XLSX), then status, error, thoughts_tokens and cost; its JSONL rows are "
-            "{row, index, input, data, status, error, thoughts_tokens, cost}. In CSV and XLSX, "
-            "text that "
-            "begins with =, +, -, @, tab or carriage return gets a leading ' so spreadsheets do "
-            "not run it; JSONL is verbatim."),
+            "{row, index, input, data, status, error, thoughts_tokens, cost}. In CSV, text that "
+            "begins with =, +, -, @ (or their full-width forms) or whitespace gets a leading ' "
+            "so spreadsheets do not run it; XLSX writes text as text cells, never formulas; "
+            "JSONL is verbatim."),
         parameters=[
             OpenApiParameter("format", str, enum=[*exports.FORMATS], default="csv"),
             RESULT_STATUS_PARAM,

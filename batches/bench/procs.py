@@ -22,6 +22,8 @@ from urllib.parse import quote
 from django.conf import settings
 from django.db import connection
 
+from batches.fake_gemini import CONTROL_HEADER, new_control_key
+
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
 API_KEY = "bench-key"
 
@@ -151,8 +153,10 @@ class FakeServer(Child):
     """`manage.py fake_gemini` on a free loopback port, steered over HTTP."""
 
     def __init__(self) -> None:
+        self.control_key = new_control_key()
+        env = {**child_env(), "FAKE_GEMINI_CONTROL_KEY": self.control_key}  # not on argv
         super().__init__("fake-gemini", [sys.executable, MANAGE, "fake_gemini", "--port", "0",
-                                         "--log-limit", "100"], child_env())
+                                         "--log-limit", "100"], env)
         self.url = self.wait_for_output(r"serving on (http://\S+)", 30).group(1)
 
     def configure(self, **knobs: Any) -> dict:
@@ -166,7 +170,8 @@ class FakeServer(Child):
 
     def _call(self, method: str, path: str, body: dict | None) -> dict:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method)
+        request = urllib.request.Request(self.url + path, data=data, method=method,
+                                         headers={CONTROL_HEADER: self.control_key})
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
@@ -203,6 +208,10 @@ class WebServer(Child):
                 f"127.0.0.1:{self.port}", "--workers", str(workers), "--threads", str(threads),
                 "--worker-class", "gthread", "--log-level", "warning", "--timeout",
                 str(timeout)]
+        # DEBUG is off as in production, so the pages need the collected static files
+        # (WhiteNoise's manifest); without them every page with {% static %} is a 500.
+        subprocess.run([sys.executable, MANAGE, "collectstatic", "--noinput", "-v", "0"],
+                       env=child_env(**env_extra), check=True, cwd=settings.BASE_DIR)
         super().__init__("gunicorn", argv, child_env(**env_extra))
         self._wait_ready()
 

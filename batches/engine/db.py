@@ -155,7 +155,12 @@ def claimable(qs, now: datetime):
 def claim_rows(limit: int, *, lease_s: float, held: Mapping[int, int] | None = None,
                alone_ok: Collection[int] = (), others: dict[int, int] | None = None,
                unwritten: Mapping[int, int] | None = None) -> list[ClaimedRow]:
-    """Claim up to `limit` rows across runnable batches: priority, then batch age, then index.
+    """Claim up to `limit` rows across runnable batches: by priority, sharing within one.
+
+    Within a priority the slice's window is shared: first each batch may fill up to an equal
+    share of the window (less what it already holds), then what is left goes to the oldest
+    batches first. So a small batch runs at its own concurrency beside big ones, and a batch
+    alone still fills the window.
 
     `held`: rows per batch this slice already has in flight. A slice takes at most its share of a
     batch's concurrency (concurrency / BATCH_SLICES_PER_BATCH), so every worker gets part of a
@@ -164,18 +169,32 @@ def claim_rows(limit: int, *, lease_s: float, held: Mapping[int, int] | None = N
     `unwritten`: rows per batch this slice has finished but not written yet; they still say
     running in the table but no longer take a slot, so the slice can refill before it writes."""
     claimed: list[ClaimedRow] = []
-    held = held or {}
+    have = defaultdict(int, held or {})
+    window = limit + sum(have.values())
     unwritten = unwritten or {}
     # The Batch table is small; rows are then taken per batch through (batch, status, index).
     order = runnable_batches().order_by("priority", "created_at", "id")
-    for batch_id in order.values_list("id", flat=True):
-        room = limit - len(claimed)
-        if room <= 0:
-            break
-        claimed += claim_batch_rows(batch_id, room, lease_s=lease_s,
-                                    held=held.get(batch_id, 0),
-                                    share_cap=batch_id not in alone_ok, others=others,
-                                    unwritten=unwritten.get(batch_id, 0))
+    by_priority: dict[int, list[int]] = defaultdict(list)
+    for batch_id, priority in order.values_list("id", "priority"):
+        by_priority[priority].append(batch_id)
+    for ids in by_priority.values():  # dicts keep the order: highest priority first
+        fair_share = math.ceil(window / len(ids))
+        exhausted: set[int] = set()  # got less than asked: capped or out of rows for now
+        for share in (fair_share, None):
+            for batch_id in ids:
+                room = limit - len(claimed)
+                if room <= 0:
+                    return claimed
+                want = room if share is None else min(room, share - have[batch_id])
+                if want <= 0 or batch_id in exhausted:
+                    continue
+                rows = claim_batch_rows(batch_id, want, lease_s=lease_s, held=have[batch_id],
+                                        share_cap=batch_id not in alone_ok, others=others,
+                                        unwritten=unwritten.get(batch_id, 0))
+                if len(rows) < want:
+                    exhausted.add(batch_id)
+                have[batch_id] += len(rows)
+                claimed += rows
     return claimed
 
 

@@ -8,9 +8,15 @@ google-genai client talks to it over HTTP exactly as it talks to Google.
 
 from batches.fake_gemini.answers import DAY_QUOTA_ID, MINUTE_QUOTA_ID, QUOTA_METRIC
 from batches.fake_gemini.knobs import Knobs, LogEntry, Stats
-from batches.fake_gemini.server import FakeGemini, FakeGeminiApp, run_forever
+from batches.fake_gemini.server import (
+    CONTROL_HEADER,
+    FakeGemini,
+    FakeGeminiApp,
+    new_control_key,
+    run_forever,
+)
 
 __all__ = [
-    "DAY_QUOTA_ID", "MINUTE_QUOTA_ID", "QUOTA_METRIC", "FakeGemini", "FakeGeminiApp", "Knobs",
-    "LogEntry", "Stats", "run_forever",
+    "CONTROL_HEADER", "DAY_QUOTA_ID", "MINUTE_QUOTA_ID", "QUOTA_METRIC", "FakeGemini",
+    "FakeGeminiApp", "Knobs", "LogEntry", "Stats", "new_control_key", "run_forever",
 ]

@@ -115,6 +115,9 @@ def text_of(content: Any) -> str:
     return "".join(p.get("text", "") for p in content.get("parts") or [] if isinstance(p, dict))
 
 
+HOLD_MAX_S = 30.0
+
+
 class GeminiAnswers:
     """Decide each generateContent answer from the knobs: key checks, quotas, errors, the echo."""
 
@@ -123,6 +126,12 @@ class GeminiAnswers:
         self.stats = stats
         self.files = files or FakeFiles(knobs)
         self._responses = 0
+
+    async def _hold(self) -> None:
+        end = time.monotonic() + HOLD_MAX_S
+        while (0 < self.knobs.hold_until_in_flight and time.monotonic() < end
+               and self.stats.in_flight < self.knobs.hold_until_in_flight):
+            await asyncio.sleep(0.005)
 
     async def decide(
         self, model: str, api_key: str, body: dict, contents: list, prompt: str, seen: int
@@ -148,6 +157,8 @@ class GeminiAnswers:
         rng = None
         if k.error_rate > 0 or k.jitter_ms > 0:
             rng = random.Random(f"{k.seed}:{prompt}:{seen}")
+        if k.hold_until_in_flight:
+            await self._hold()
         delay_ms = k.latency_ms + (rng.uniform(-k.jitter_ms, k.jitter_ms) if k.jitter_ms else 0)
         if delay_ms > 0:
             await asyncio.sleep(delay_ms / 1000)

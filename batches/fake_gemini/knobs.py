@@ -33,6 +33,9 @@ class Knobs:
     json_invalid_always: tuple[str, ...] = ()
     json_mismatch: tuple[str, ...] = ()
     down: bool = False
+    # Hold every request until this many are in flight at once (0: off; at most HOLD_MAX_S), so
+    # a test of concurrency waits on the server's state instead of racing the clock.
+    hold_until_in_flight: int = 0
     require_key: str | None = None
     # Files API: an upload whose display name contains one of these fails once (503).
     fail_upload_once: tuple[str, ...] = ()

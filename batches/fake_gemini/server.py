@@ -3,13 +3,20 @@
 Answers are deterministic: "ECHO: <last user turn>" (prefixed "[turn N] " in a conversation),
 token counts are word counts, and every error decision depends only on the seed, the prompt and
 how many times that prompt was seen, never on arrival order.
+
+The control routes (GET /_stats, POST /_reset, GET or POST /_config) answer only a request that
+carries the server's own control key in the `x-fake-gemini-key` header: a web page open in the
+demo user's browser could otherwise reconfigure the model (a custom header cannot be sent across
+origins without a CORS preflight, which this server never grants).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hmac
 import json
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -27,12 +34,20 @@ from batches.fake_gemini.answers import (
 from batches.fake_gemini.files import FakeFiles
 from batches.fake_gemini.knobs import Knobs, LogEntry, Stats
 
+CONTROL_HEADER = "x-fake-gemini-key"
+CONTROL_ROUTES = ("/_stats", "/_reset", "/_config")
+
+
+def new_control_key() -> str:
+    return secrets.token_urlsafe(24)
+
 
 class FakeGeminiApp:
     """The request logic, independent of the transport."""
 
-    def __init__(self, knobs: Knobs) -> None:
+    def __init__(self, knobs: Knobs, control_key: str | None = None) -> None:
         self.knobs = knobs
+        self.control_key = control_key or new_control_key()
         self.stats = Stats(knobs.log_limit)
         self.files = FakeFiles(knobs)
         self._answers = GeminiAnswers(knobs, self.stats, self.files)
@@ -47,6 +62,10 @@ class FakeGeminiApp:
             model = path.rsplit("/models/", 1)[1].removesuffix(":generateContent")
             api_key = headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
             return await self._generate(model, api_key, body)
+        if path in CONTROL_ROUTES and not hmac.compare_digest(
+                headers.get(CONTROL_HEADER, "").encode(), self.control_key.encode()):
+            return 403, {}, error_body(403, f"The control routes need the server's key in the "
+                                            f"{CONTROL_HEADER} header.")
         if method == "POST" and "/models/" in path and path.endswith(":countTokens"):
             api_key = headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
             return self._count_tokens(api_key, body)
@@ -197,9 +216,10 @@ class FakeGemini:
     kept), `start()` serves again, `close()` ends the thread.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, **knobs: Any) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, control_key: str | None = None,
+                 **knobs: Any) -> None:
         self.host, self.port = host, port
-        self.app = FakeGeminiApp(Knobs(**knobs))
+        self.app = FakeGeminiApp(Knobs(**knobs), control_key)
         self._http = _HttpServer(self.app)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -212,6 +232,11 @@ class FakeGemini:
     @property
     def knobs(self) -> Knobs:
         return self.app.knobs
+
+    @property
+    def control_headers(self) -> dict[str, str]:
+        """Headers for the control routes over HTTP."""
+        return {CONTROL_HEADER: self.app.control_key}
 
     @property
     def stats(self) -> Stats:
@@ -277,11 +302,12 @@ class FakeGemini:
 
 
 def run_forever(host: str = "127.0.0.1", port: int = 8765,
-                on_ready: Callable[[str], None] | None = None, **knobs: Any) -> None:
+                on_ready: Callable[[str], None] | None = None, *, control_key: str,
+                **knobs: Any) -> None:
     """Serve the fake in this thread until interrupted (Ctrl-C)."""
 
     async def main() -> None:
-        server = _HttpServer(FakeGeminiApp(Knobs(**knobs)))
+        server = _HttpServer(FakeGeminiApp(Knobs(**knobs), control_key))
         bound = await server.start(host, port)
         if on_ready is not None:
             on_ready(f"http://{host}:{bound}")

@@ -31,7 +31,7 @@ def _jsonl_rows(table: Table, first: dict, first_line: int, numbered: Iterator[t
     known = set(columns)
     count = 0
     for line, obj in _chain_first(first, first_line, numbered):
-        row = dict.fromkeys(columns, "")
+        row = {}  # keys the object lacks stay missing and render as empty
         for key, value in obj.items():
             name = key if key in known else key.strip()
             if name not in known:

@@ -2,11 +2,12 @@
 
 Formats: CSV (delimiter and encoding sniffed; see text.py), XLSX (see xlsx.py) and JSONL
 (see jsonl.py). The header is read eagerly, so header problems raise from open_table; row
-problems raise from the `rows` iterator, which the caller consumes inside a transaction that
-rolls back.
+problems raise from the `rows` iterator, which the caller consumes whole before it opens the
+transaction that stores the rows.
 
 Rules worth knowing:
-- Fully empty lines/rows are skipped; short rows are padded with ""; extra trailing fields
+- Fully empty lines/rows are skipped; short rows are kept short (a missing cell renders as
+  empty; padding would let a small file expand into huge rows); extra trailing fields
   are dropped when empty and are an error when they hold data.
 - Line numbers are physical lines (1-based, header on line 1), also after quoted newlines.
 - JSONL columns are the keys of the first object (rows stream, so later lines cannot add
@@ -118,9 +119,7 @@ def table_from_rows(rows: list[dict], *, max_rows: int | None = None) -> Table:
     if len(columns) > MAX_COLUMNS:
         raise IngestError(f"The rows have {len(columns):,} different keys; the limit is "
                           f"{MAX_COLUMNS:,}.", field="rows")
-    names = list(columns)
-    padded = ({name: row.get(name, "") for name in names} for row in clean)
-    return Table(columns=names, rows=padded, format="json")
+    return Table(columns=list(columns), rows=iter(clean), format="json")
 
 
 def preview(file: IO[bytes], *, filename: str, sheet: str | None = None,

@@ -227,9 +227,7 @@ def _csv_rows(table: Table, records: Iterator[tuple[int, list[str]]], columns: l
     width = len(columns)
     count = 0
     for line, fields in records:
-        if len(fields) < width:
-            fields += [""] * (width - len(fields))
-        elif len(fields) > width:
+        if len(fields) > width:
             if any(value.strip() for value in fields[width:]):
                 raise IngestError(f"Line {line} has {len(fields):,} fields but the header has "
                                   f"{plural(width, 'column')}.", line=line)
@@ -237,5 +235,7 @@ def _csv_rows(table: Table, records: Iterator[tuple[int, list[str]]], columns: l
         count += 1
         if count > max_rows:
             raise too_many_rows(max_rows, line)
+        # Short rows are stored as they are: padding a 2-byte line to a 10,000-column header
+        # would store 128 KB. A missing cell renders as empty.
         table.line = line
-        yield dict(zip(columns, fields, strict=True))
+        yield dict(zip(columns, fields, strict=False))

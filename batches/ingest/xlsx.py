@@ -1,4 +1,9 @@
-"""XLSX for batches.ingest: zip-bomb checks first, then openpyxl in read-only mode."""
+"""XLSX for batches.ingest: zip-bomb checks first, then openpyxl in read-only mode.
+
+openpyxl parses through defusedxml (a dependency), so DOCTYPEs with entities are refused; it
+loads shared strings and styles whole even in read-only mode, so those parts have caps of their
+own. Read-only openpyxl yields an empty row for every missing row number, so a single cell at row
+10^12 would loop for ever: rows stop at Excel's last row and blank rows count against a cap."""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import zlib
 from collections.abc import Iterator
 from typing import IO, Any
 from xml.etree.ElementTree import ParseError
+
+from defusedxml import DefusedXmlException
 
 from batches.ingest.base import (
     IngestError,
@@ -23,9 +30,16 @@ from batches.ingest.base import (
 MAX_EXPANSION = 20  # total unzipped size, as a multiple of the upload limit
 MAX_RATIO = 100  # compression ratio allowed for one large part
 RATIO_MIN_BYTES = 10 * 1024 * 1024  # parts smaller than this may compress as well as they like
+MAX_ZIP_ENTRIES = 10_000  # a workbook has a few dozen parts; each entry costs memory to list
+# Parts openpyxl reads whole into memory, unzipped sizes.
+MAX_PART_BYTES = {"xl/sharedStrings.xml": 100 * 1024 * 1024, "xl/styles.xml": 16 * 1024 * 1024}
+EXCEL_MAX_ROWS = 1_048_576
+MAX_BLANK_ROWS = 100_000
 
 _DAMAGED = ("This file is not a valid XLSX workbook: it is damaged or is not an Excel file. "
             "Open it in Excel and save it again.")
+_ENTITIES = ("This workbook contains XML entity declarations (a DOCTYPE), which Excel never "
+             "writes and which are refused. Open it in Excel and save it again.")
 _READ_ERRORS = (zipfile.BadZipFile, ParseError, ValueError, KeyError, TypeError, OSError,
                 EOFError, zlib.error)
 
@@ -40,14 +54,17 @@ def open_xlsx(file: IO[bytes], *, sheet: str | None, max_rows: int, max_bytes: i
             warnings.simplefilter("ignore")  # openpyxl warns about every unsupported extension
             workbook = load_workbook(file, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many kinds of error for a damaged part
-        raise IngestError(_DAMAGED) from exc
+        raise IngestError(_ENTITIES if _refused_xml(exc) else _DAMAGED) from exc
     try:
         worksheet = _pick_sheet(workbook, sheet)
         # Read-only mode trusts the sheet's stored dimensions, which some writers get wrong.
         worksheet.reset_dimensions()
-        values = worksheet.iter_rows(values_only=True)
+        values = worksheet.iter_rows(max_row=EXCEL_MAX_ROWS, values_only=True)
         line, header = _header(values, worksheet.title)
         columns = check_header(header, line=line, unit="row")
+    except DefusedXmlException as exc:
+        workbook.close()
+        raise IngestError(_ENTITIES) from exc
     except _READ_ERRORS as exc:
         workbook.close()
         raise IngestError(_DAMAGED) from exc
@@ -60,7 +77,19 @@ def open_xlsx(file: IO[bytes], *, sheet: str | None, max_rows: int, max_bytes: i
     return table
 
 
+def _refused_xml(exc: BaseException | None) -> bool:
+    """Whether defusedxml refused the XML, perhaps under an error openpyxl raised from it."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, DefusedXmlException):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def _check_zip(file: IO[bytes], max_bytes: int) -> None:
+    _check_entry_count(file)
+    file.seek(0)
     try:
         with zipfile.ZipFile(file) as archive:
             parts = archive.infolist()
@@ -74,10 +103,26 @@ def _check_zip(file: IO[bytes], max_bytes: int) -> None:
         raise IngestError(f"This workbook would unzip to {human_size(total)} (the limit is "
                           f"{human_size(MAX_EXPANSION * max_bytes)}); it looks like a zip bomb.")
     for part in parts:
+        cap = MAX_PART_BYTES.get(part.filename)
+        if cap is not None and part.file_size > cap:
+            raise IngestError(f"The workbook part {part.filename} unzips to "
+                              f"{human_size(part.file_size)} (the limit is {human_size(cap)}). "
+                              "Save the sheet as CSV and upload that instead.")
         ratio = part.file_size / max(part.compress_size, 1)
         if part.file_size > RATIO_MIN_BYTES and ratio > MAX_RATIO:
             raise IngestError(f"The workbook part {part.filename} is compressed {ratio:,.0f} to 1 "
                               f"(the limit is {MAX_RATIO} to 1); it looks like a zip bomb.")
+
+
+def _check_entry_count(file: IO[bytes]) -> None:
+    """Refuse a zip with too many entries from its end record, before listing them all."""
+    try:
+        end = zipfile._EndRecData(file)  # the stdlib's reader of the end-of-directory record
+    except (OSError, ValueError, EOFError):
+        end = None
+    if end and end[zipfile._ECD_ENTRIES_TOTAL] > MAX_ZIP_ENTRIES:
+        raise IngestError(f"This workbook has {end[zipfile._ECD_ENTRIES_TOTAL]:,} parts (the "
+                          f"limit is {MAX_ZIP_ENTRIES:,}); it is not a normal Excel file.")
 
 
 def _pick_sheet(workbook: Any, sheet: str | None) -> Any:
@@ -101,6 +146,10 @@ def _header(values: Iterator[tuple], title: str) -> tuple[int, list[str]]:
         texts = [cell_text(value) for value in cells]
         if any(text.strip() for text in texts):
             return line, texts
+        if line > MAX_BLANK_ROWS:
+            raise IngestError(f"The sheet '{title}' has no values in its first "
+                              f"{MAX_BLANK_ROWS:,} rows; put the header in the first row.",
+                              line=line)
     raise IngestError(f"The sheet '{title}' is empty.")
 
 
@@ -108,12 +157,18 @@ def _rows(table: Table, workbook: Any, values: Iterator[tuple], columns: list[st
           header_line: int,
           max_rows: int) -> Iterator[dict[str, str]]:
     width = len(columns)
-    count = 0
+    count = blank = 0
     line = header_line
     try:
         for line, cells in enumerate(values, header_line + 1):
             texts = [cell_text(value) for value in cells]
             if not any(text.strip() for text in texts):
+                blank += 1
+                if blank > MAX_BLANK_ROWS:
+                    raise IngestError(
+                        f"The sheet has more than {MAX_BLANK_ROWS:,} empty rows (at row {line:,}"
+                        "); delete the empty rows, or a stray cell far below the data, and save "
+                        "it again.", line=line)
                 continue
             if len(texts) > width:
                 extra = next((i for i in range(width, len(texts)) if texts[i].strip()), None)
@@ -122,13 +177,14 @@ def _rows(table: Table, workbook: Any, values: Iterator[tuple], columns: list[st
                                       f"{column_letter(extra + 1)} but the header has only "
                                       f"{plural(width, 'column')}.", line=line)
                 del texts[width:]
-            elif len(texts) < width:
-                texts += [""] * (width - len(texts))
             count += 1
             if count > max_rows:
                 raise too_many_rows(max_rows, line)
+            # Short rows are stored as they are; a missing cell renders as empty.
             table.line = line
-            yield dict(zip(columns, texts, strict=True))
+            yield dict(zip(columns, texts, strict=False))
+    except DefusedXmlException as exc:
+        raise IngestError(_ENTITIES, line=line) from exc
     except _READ_ERRORS as exc:
         raise IngestError(f"The workbook is damaged after row {line}; open it in Excel and "
                           "save it again.", line=line) from exc

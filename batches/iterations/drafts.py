@@ -42,12 +42,13 @@ def batch_edit_draft(*, batch: Batch, prompt: Any = UNCHANGED, system_instructio
                      max_output_tokens: Any = UNCHANGED, response_schema: Any = UNCHANGED,
                      output_fields: Any = UNCHANGED, name: Any = UNCHANGED,
                      concurrency: Any = UNCHANGED, max_retries: Any = UNCHANGED,
-                     priority: Any = UNCHANGED, use_cache: Any = UNCHANGED) -> Batch:
+                     priority: Any = UNCHANGED, use_cache: Any = UNCHANGED, by=None) -> Batch:
     """Change a draft; a new prompt is checked against the columns as at creation and every
     row's rendered prompt is rebuilt. The output (`output_fields` or `response_schema`; both
     None: text) is checked as at creation and may change even after a sample ran. Answers of
     earlier sample runs are dropped when what the model is asked changes. Nothing changes when
-    anything is invalid."""
+    anything is invalid. `by` is who edits (the owner when not given): what they may set (high
+    priority, concurrency above the per-user cap) is checked as at creation."""
     _require_draft(batch, "edited")
     changes: dict[str, Any] = {}
     template = None
@@ -56,9 +57,10 @@ def batch_edit_draft(*, batch: Batch, prompt: Any = UNCHANGED, system_instructio
         prompt = services.normalise_newlines(prompt)
     if system_instruction not in (UNCHANGED, None):
         system_instruction = services.normalise_newlines(system_instruction)
+        services._check_system_instruction(system_instruction)
     if prompt is not UNCHANGED:
         try:
-            template = prompts.parse(prompt)
+            template = services.prompt_template(prompt)  # its length capped as at creation
             template.validate(batch.columns)
         except prompts.TemplateError as err:
             raise services.InvalidInput(str(err), field="prompt") from err
@@ -92,6 +94,11 @@ def batch_edit_draft(*, batch: Batch, prompt: Any = UNCHANGED, system_instructio
         changes["name"] = (name or "").strip()[:200] or batch.name
     if priority is not UNCHANGED:
         changes["priority"] = services.parse_priority(priority)
+    services._check_allowed(
+        by or batch.owner,
+        priority=None if changes.get("priority", batch.priority) == batch.priority
+        else changes["priority"],
+        concurrency=None if concurrency in (UNCHANGED, batch.concurrency) else concurrency)
     if "system_instruction" in changes:
         changes["system_instruction"] = changes["system_instruction"] or ""
 

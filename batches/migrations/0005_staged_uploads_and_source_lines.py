@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('batches', '0003_result_conversation_index'),
+        ('batches', '0004_hardening'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

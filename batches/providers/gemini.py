@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 from google import genai
@@ -115,7 +116,8 @@ class GeminiProvider:
             raise self._api_error(exc) from None
         except _BAD_URL_ERRORS as exc:
             raise ConfigurationError(
-                self._scrub(f"GEMINI_BASE_URL is not usable ({self.base_url!r}): {exc}")
+                self._scrub(f"GEMINI_BASE_URL is not usable ({public_url(self.base_url)!r}): "
+                            f"{exc}")
             ) from None
         except _TRANSPORT_ERRORS as exc:
             kind = "timed out" if "Timeout" in type(exc).__name__ else "connection failed"
@@ -176,10 +178,41 @@ class GeminiProvider:
         return PermanentError(text, status=code or None)
 
     def _scrub(self, text: str) -> str:
+        """Remove the API key and the base URL's credentials and query from a user's message."""
+        if self.base_url:
+            text = text.replace(self.base_url, public_url(self.base_url))
+            for secret in _url_secrets(self.base_url):
+                text = text.replace(secret, "[redacted]")
         # A key of a few characters is a placeholder for the fake, and would mangle every word.
         if len(self._api_key) < 8:
             return text
         return text.replace(self._api_key, "[redacted]")
+
+
+def public_url(url: str | None) -> str:
+    """The URL without user, password, query or fragment: what a user may see of it."""
+    try:
+        parts = urlsplit(url or "")
+        hostname = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "(an invalid URL)"
+    if not parts.netloc:  # no scheme: cut what looks like a query or credentials by hand
+        bare = (url or "").split("?", 1)[0].split("#", 1)[0]
+        return bare.rsplit("@", 1)[-1]
+    if ":" in hostname:
+        hostname = f"[{hostname}]"  # an IPv6 address
+    host = f"{hostname}:{port}" if port else hostname
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _url_secrets(url: str) -> list[str]:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    found = [parts.query, parts.fragment, parts.netloc.rpartition("@")[0]]
+    return [s for s in found if len(s) >= 3]
 
 
 def _contents(request: Request) -> list[types.Content]:

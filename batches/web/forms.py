@@ -12,7 +12,7 @@ from django.core.files.uploadhandler import FileUploadHandler
 
 from batches import outputs
 from batches.models import Priority
-from batches.services import MAX_CONCURRENCY, MAX_RETRIES, ServiceError
+from batches.services import MAX_CONCURRENCY, MAX_OUTPUT_TOKENS, MAX_RETRIES, ServiceError
 from batches.web import output
 
 ACCEPTED_EXTENSIONS = ".csv,.tsv,.txt,.xlsx,.jsonl,.ndjson"
@@ -165,6 +165,7 @@ class BatchForm(RowsUploadForm):
                                    widget=forms.NumberInput(attrs={"step": "0.1"}),
                                    help_text="0 to 2; empty uses the model's default.")
     max_output_tokens = forms.IntegerField(required=False, min_value=1,
+                                           max_value=MAX_OUTPUT_TOKENS,
                                            help_text="Empty: no limit.")
     concurrency = forms.IntegerField(initial=16, min_value=1, max_value=MAX_CONCURRENCY,
                                      help_text="Rows sent to the model at the same time.")

@@ -23,7 +23,9 @@ from batches.web import output, staging
 from batches.web.forms import BatchForm, max_upload_bytes
 
 PREVIEW_ROWS = 3
-SAMPLE_VALUE_CHARS = 2000
+# A preview shows values and rendered prompts clipped to these lengths.
+SAMPLE_VALUE_CHARS = 4000
+PREVIEW_PROMPT_CHARS = 20_000
 
 
 def _api_key_missing() -> bool:
@@ -66,10 +68,8 @@ def batch_new(request: HttpRequest) -> HttpResponse:
             try:
                 draft = bool(request.POST.get("draft"))
                 batch = _create(request, form, staged, start=not draft)
-            except services.InvalidInput as err:
-                form.add_service_error(err)
             except services.ServiceError as err:
-                form.add_error(None, err.message)
+                form.add_service_error(err)
             else:
                 if staged is not None:
                     staging.discard(staged)
@@ -114,7 +114,7 @@ def _first_rows(table: ingest.Table) -> tuple[list[dict], list[int]]:
     rows, lines = [], []
     try:
         for row in table.rows:
-            rows.append(row)
+            rows.append({k: _clip(v) for k, v in row.items()})
             lines.append(table.line or len(rows))
             if len(rows) == PREVIEW_ROWS:
                 break
@@ -168,9 +168,10 @@ def _uploaded_sample(request: HttpRequest) -> dict[str, Any] | None:
 
 
 def _clip(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > SAMPLE_VALUE_CHARS:
-        return value[:SAMPLE_VALUE_CHARS]
-    return value
+    """A sample value as the preview keeps it: text clipped, anything else as clipped text."""
+    if not isinstance(value, str):
+        value = prompts.format_value(value)
+    return value[:SAMPLE_VALUE_CHARS]
 
 
 def _sample_from_post(raw: str) -> dict[str, Any] | None:
@@ -178,13 +179,14 @@ def _sample_from_post(raw: str) -> dict[str, Any] | None:
     try:
         data = json.loads(raw)
         columns, rows = data["columns"], data["rows"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
     if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)
             and isinstance(rows, list) and all(isinstance(r, dict) for r in rows)):
         return None
-    rows = rows[:PREVIEW_ROWS]
-    sample: dict[str, Any] = {"columns": columns, "rows": rows,
+    # The page sends the sample back: clip it as a fresh read would be.
+    rows = [{k: _clip(v) for k, v in row.items()} for row in rows[:PREVIEW_ROWS]]
+    sample: dict[str, Any] = {"columns": columns[:ingest.MAX_COLUMNS], "rows": rows,
                               "lines": list(range(1, len(rows) + 1))}
     for key in ("document_count", "file_count"):
         count = data.get(key)
@@ -226,16 +228,16 @@ def preview_context(staged: StagedUpload | None, post: QueryDict,
     prompt_text = services.normalise_newlines(prompt_text)
     if prompt_text.strip():
         try:
-            template = prompts.parse(prompt_text)
-        except prompts.TemplateError as err:
-            context["prompt_error"] = str(err)
+            template = services.prompt_template(prompt_text)
+        except services.InvalidInput as err:
+            context["prompt_error"] = err.message
         else:
             context["placeholders"] = template.placeholders
             context["no_placeholder"] = not template.placeholders
             if columns is not None:
                 context["unknown"] = [p for p in template.placeholders if p not in columns
                                       and p.removeprefix("file:").strip() not in columns]
-                context["rendered"] = [(line, template.render(row))
+                context["rendered"] = [(line, template.render(row)[:PREVIEW_PROMPT_CHARS])
                                        for line, row in zip(context["lines"], rows, strict=True)]
     conversation_column = conversation_column.strip()
     if columns is not None and conversation_column and conversation_column not in columns:

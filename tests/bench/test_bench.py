@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import subprocess
 from pathlib import Path
@@ -43,7 +44,11 @@ def test_it_runs_every_scenario_and_prints_one_table(make_batch, user):
     assert [r["number"] for r in report["rows"] if not r["complete"]] == [], text
     for row in report["rows"]:
         for key in ("seconds", "rate", "ratio", "figure"):
-            assert row[key] is None or isinstance(row[key], (int, float)), (row, key)
+            assert row[key] is None or (isinstance(row[key], (int, float))
+                                        and math.isfinite(row[key])), (row, key)
+    # A page that answered with an error, or a load that measured nothing, fails too.
+    pages = report["rows"][5]
+    assert "errors" not in pages["measured"] and "no measurement" not in pages["measured"], pages
     assert "slot idle p50" in text and "CPU/row" in text
     # The bench user's batches are gone; another user's data is untouched.
     assert not Batch.objects.filter(owner__username="bench").exists()

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.usefixtures("enqueued")
 
 
 @pytest.fixture(autouse=True)
-def clear_cache():
+def clear_cache(db):
+    # The shared cache is the database cache without REDIS_URL: clearing it needs the database.
     cache.clear()
     yield
     cache.clear()

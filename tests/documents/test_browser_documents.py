@@ -12,11 +12,11 @@ from django.contrib.auth import get_user_model
 
 from batches.fake_gemini import FakeGemini
 from batches.models import Batch
-from tests.helpers.browser import browser_page, chromium_missing, log_in  # noqa: F401
+from tests.helpers.browser import browser_page, log_in, needs_chromium  # noqa: F401
 from tests.helpers.documents import digest, pdf_bytes, png_bytes
 from tests.helpers.workers import qclusters  # noqa: F401
 
-pytestmark = [pytest.mark.browser, chromium_missing]
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("needs_chromium")]
 
 PASSWORD = "pw-browser-123"
 DROP = """(files) => {

@@ -190,12 +190,14 @@ def test_the_shared_rate_limit_spaces_requests(fake, make_batch, enqueued):
 
 @pytest.mark.database
 def test_cancel_lets_in_flight_rows_finish_and_cancels_the_rest(fake, make_batch, enqueued):
-    fake.configure(latency_ms=400)
+    # The two rows in flight are held by the server until the cancel is done: no race.
+    fake.configure(hold_until_in_flight=3)  # never reached at concurrency 2
     batch = make_batch(rows(10), concurrency=2)
     running = BackgroundSlice(batch.pk)
     wait_for(lambda: fake.stats.in_flight == 2)
 
     cancelled = services.batch_cancel(batch=batch)
+    fake.configure(hold_until_in_flight=0)
     running.join()
 
     assert cancelled == 8
@@ -366,11 +368,12 @@ def test_the_concurrency_cap_holds_across_slices(fake, make_batch, enqueued):
 
 
 @pytest.mark.database
-def test_claims_take_high_priority_batches_first(fake, make_batch, enqueued, settings):
+def test_claims_take_high_priority_batches_first(fake, make_batch, enqueued, settings,
+                                                 staff_user):
     settings.BATCH_SLICE_MAX_INFLIGHT = 1
     low = make_batch(rows(3), prompt="Low: {{text}}", priority="low")
     normal = make_batch(rows(3), prompt="Normal: {{text}}")
-    high = make_batch(rows(3), prompt="High: {{text}}", priority="high")
+    high = make_batch(rows(3), prompt="High: {{text}}", priority="high", owner=staff_user)
 
     engine.run_slice(low.pk, budget_s=10)
 

@@ -37,7 +37,6 @@ from tests.helpers.faults import (
     prompt_of,
     read,
     redis_enqueue,
-    redis_url_or_skip,
     require_postgresql,
     resends,
     restart_postgresql,
@@ -47,6 +46,7 @@ from tests.helpers.faults import (
     succeeded,
     wait_until,
 )
+from tests.helpers.services import redis_url_or_missing
 
 qclusters = workers.qclusters
 
@@ -312,7 +312,7 @@ RPM_LIMIT = 6000
 def redis_url():
     import redis
 
-    url = redis_url_or_skip(REDIS_DB)
+    url = redis_url_or_missing(REDIS_DB)
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url

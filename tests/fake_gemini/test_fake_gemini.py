@@ -204,8 +204,9 @@ def test_stop_refuses_connections_and_start_serves_again_on_the_same_port(fake_g
 def test_http_endpoints_read_reset_and_steer_the_server(fake_gemini):
     ask(fake_gemini, "hi")
     ask(fake_gemini, "hi")
+    control = httpx2.Client(headers=fake_gemini.control_headers)
 
-    stats = httpx2.get(f"{fake_gemini.url}/_stats?prompts=1&log=1").json()
+    stats = control.get(f"{fake_gemini.url}/_stats?prompts=1&log=1").json()
     assert stats["total_requests"] == 2
     assert stats["by_status"] == {"200": 2}
     assert stats["by_prompt"] == {"hi": 2}
@@ -213,15 +214,34 @@ def test_http_endpoints_read_reset_and_steer_the_server(fake_gemini):
     assert [entry["status"] for entry in stats["log"]] == [200, 200]
     assert stats["log"][0]["body"]["contents"] == turns("hi")
 
-    config = httpx2.post(f"{fake_gemini.url}/_config", json={"down": True, "latency_ms": 5})
+    config = control.post(f"{fake_gemini.url}/_config", json={"down": True, "latency_ms": 5})
     assert config.json()["down"] is True
     assert fake_gemini.knobs.latency_ms == 5
     assert ask(fake_gemini, "hi").status_code == 503
-    assert httpx2.post(f"{fake_gemini.url}/_config", json={"nope": 1}).status_code == 400
+    assert control.post(f"{fake_gemini.url}/_config", json={"nope": 1}).status_code == 400
 
-    assert httpx2.post(f"{fake_gemini.url}/_reset").status_code == 200
-    assert httpx2.get(f"{fake_gemini.url}/_stats").json()["total_requests"] == 0
-    assert httpx2.get(f"{fake_gemini.url}/nowhere").status_code == 404
+    assert control.post(f"{fake_gemini.url}/_reset").status_code == 200
+    assert control.get(f"{fake_gemini.url}/_stats").json()["total_requests"] == 0
+    assert control.get(f"{fake_gemini.url}/nowhere").status_code == 404
+
+
+@pytest.mark.parametrize("key", [None, "", "wrong-key"])
+def test_the_control_routes_refuse_a_request_without_the_servers_key(fake_gemini, key):
+    ask(fake_gemini, "hi")
+    headers = {} if key is None else {"x-fake-gemini-key": key}
+    url = fake_gemini.url
+    responses = [
+        httpx2.post(f"{url}/_config", json={"down": True}, headers=headers),
+        httpx2.get(f"{url}/_config", headers=headers),
+        httpx2.post(f"{url}/_reset", headers=headers),
+        httpx2.get(f"{url}/_stats", headers=headers),
+        # What a web page can send across origins: a form post with no custom header.
+        httpx2.post(f"{url}/_config", content=b'{"down": true}',
+                    headers={"content-type": "text/plain"}),
+    ]
+    assert [r.status_code for r in responses] == [403] * 5
+    assert fake_gemini.knobs.down is False
+    assert fake_gemini.stats.total == 1  # not reset
 
 
 def test_counters_catch_a_prompt_sent_twice_at_the_same_time(fake_gemini):
@@ -249,7 +269,8 @@ def test_counters_catch_a_prompt_sent_twice_at_the_same_time(fake_gemini):
 
 
 def test_it_serves_many_concurrent_requests_over_kept_alive_connections():
-    with FakeGemini(latency_ms=300) as fake:
+    # Each round's answers wait until all 120 requests are in: no race with a slow client.
+    with FakeGemini(latency_ms=10, hold_until_in_flight=120) as fake:
 
         async def main() -> float:
             limits = httpx2.Limits(max_connections=120, max_keepalive_connections=120)
@@ -270,11 +291,11 @@ def test_it_serves_many_concurrent_requests_over_kept_alive_connections():
 
     assert stats["max_in_flight"] == 120
     assert stats["connections_opened"] == 120
-    assert elapsed < 5  # 0.6 s ideal; one request at a time would take 72 s
+    assert elapsed < 30  # held one at a time, it would wait 30 s per request
 
 
 def test_the_management_command_serves_until_terminated():
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "FAKE_GEMINI_CONTROL_KEY": "steering-key"}
     command = [sys.executable, "manage.py", "fake_gemini", "--port", "0", "--latency-ms", "1",
                "--error-rate", "0"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -290,7 +311,9 @@ def test_the_management_command_serves_until_terminated():
                                json={"contents": turns("ping")}, headers={"x-goog-api-key": "k"})
         assert response.json()["candidates"][0]["content"]["parts"][0]["text"] == "ECHO: ping"
         assert "export GEMINI_BASE_URL=" + url in lines.get(timeout=5)
-        assert httpx2.get(f"{url}/_stats").json()["total_requests"] == 1
+        assert httpx2.get(f"{url}/_stats").status_code == 403
+        stats = httpx2.get(f"{url}/_stats", headers={"x-fake-gemini-key": "steering-key"})
+        assert stats.json()["total_requests"] == 1
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
+from tests.helpers.services import chromium_path, missing
+
+CHROMIUM = chromium_path()
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
@@ -16,10 +17,15 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 BATCH_URL = re.compile(r"/batches/(\d+)/")
 
-chromium_missing = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM),
-    reason=f"{CHROMIUM} is missing: install it with `apt-get install chromium` (make chromium)",
-)
+@pytest.fixture
+def needs_chromium():
+    """Skip (fail in CI) without Chromium on the PATH: install it with `make chromium`."""
+    if CHROMIUM is None:
+        missing("chromium is not on the PATH: install it with `make chromium`")
+
+
+# The mark browser test modules put in `pytestmark`: needs_chromium for each of their tests.
+chromium_missing = pytest.mark.usefixtures("needs_chromium")
 
 
 @pytest.fixture

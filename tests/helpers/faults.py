@@ -20,6 +20,7 @@ from django.db import connection
 from batches import engine
 from batches.engine import tasks
 from batches.models import Batch, BatchResult
+from tests.helpers.services import missing
 
 PROMPT = "Say: {{text}}"
 
@@ -57,7 +58,7 @@ def pg_cluster() -> tuple[str, str]:
     """(version, name) of the local Debian PostgreSQL cluster the tests use."""
     versions = sorted(os.listdir("/etc/postgresql")) if Path("/etc/postgresql").is_dir() else []
     if not versions or shutil.which("pg_ctlcluster") is None or os.geteuid() != 0:
-        pytest.skip("restarting PostgreSQL needs root and Debian's pg_ctlcluster")
+        missing("restarting PostgreSQL needs root and Debian's pg_ctlcluster")
     host = connection.settings_dict.get("HOST") or "localhost"
     if host not in ("localhost", "127.0.0.1", "::1", ""):
         pytest.skip(f"the database server {host} is not this machine's")
@@ -163,17 +164,6 @@ def finished_batch(batch_id: int, timeout: float, *, tick=None, logs=None) -> Ba
 
 
 # Redis: clusters "on other hosts" ---------------------------------------------------------------
-
-def redis_url_or_skip(db: int) -> str:
-    import redis
-
-    url = f"redis://127.0.0.1:6379/{db}"
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-    except redis.RedisError:
-        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
-    return url
-
 
 def redis_enqueue(url: str) -> Callable[[int], Any]:
     """tasks.enqueue_batch, but onto the Redis queue the clusters read (this test process runs

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
 import struct
 import zipfile
 import zlib
@@ -156,6 +157,107 @@ def _big_field(size: int) -> Callable[[Path], None]:
     return write
 
 
+# Hostile workbooks (issue 13), written part by part so that each can break one rule.
+
+_PKG = "http://schemas.openxmlformats.org/package/2006"
+_DOC_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_OXML = "application/vnd.openxmlformats-officedocument.spreadsheetml"
+_CONTENT_TYPES = (
+    f'<?xml version="1.0" encoding="UTF-8"?><Types xmlns="{_PKG}/content-types">'
+    '<Default Extension="rels" '
+    'ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    '<Default Extension="xml" ContentType="application/xml"/>'
+    f'<Override PartName="/xl/workbook.xml" ContentType="{_OXML}.sheet.main+xml"/>'
+    f'<Override PartName="/xl/worksheets/sheet1.xml" ContentType="{_OXML}.worksheet+xml"/>'
+    '</Types>')
+_ROOT_RELS = (
+    f'<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="{_PKG}/relationships">'
+    f'<Relationship Id="rId1" Type="{_DOC_REL}/officeDocument" Target="xl/workbook.xml"/>'
+    '</Relationships>')
+_WORKBOOK = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+    f'xmlns:r="{_DOC_REL}">'
+    '<sheets><sheet name="Sheet1" sheetId="1" r:id="rId1"/></sheets></workbook>')
+_WORKBOOK_RELS = (
+    f'<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="{_PKG}/relationships">'
+    f'<Relationship Id="rId1" Type="{_DOC_REL}/worksheet" Target="worksheets/sheet1.xml"/>'
+    f'<Relationship Id="rId2" Type="{_DOC_REL}/sharedStrings" Target="sharedStrings.xml"/>'
+    '</Relationships>')
+_SHEET_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+
+
+def _cell(ref: str, value: str) -> str:
+    return f'<c r="{ref}" t="inlineStr"><is><t>{value}</t></is></c>'
+
+
+def _sheet(rows: dict[int, str], prolog: str = "") -> str:
+    body = "".join(f'<row r="{r}">{cells}</row>' for r, cells in rows.items())
+    return (f'<?xml version="1.0" encoding="UTF-8"?>{prolog}'
+            f'<worksheet xmlns="{_SHEET_NS}"><sheetData>{body}</sheetData></worksheet>')
+
+
+def _raw_xlsx(path: Path, sheet: str, *, shared_strings: Callable | None = None,
+              extra_entries: int = 0) -> None:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        archive.writestr("[Content_Types].xml", _CONTENT_TYPES)
+        archive.writestr("_rels/.rels", _ROOT_RELS)
+        archive.writestr("xl/workbook.xml", _WORKBOOK)
+        archive.writestr("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS)
+        archive.writestr("xl/worksheets/sheet1.xml", sheet)
+        if shared_strings is not None:
+            with archive.open("xl/sharedStrings.xml", "w") as part:
+                shared_strings(part)
+        for i in range(extra_entries):
+            archive.writestr(f"xl/media/pad{i}.bin", b"")
+
+
+_HEADER_AND_ROW = {1: _cell("A1", "id") + _cell("B1", "text"),
+                   2: _cell("A2", "1") + _cell("B2", "first")}
+
+
+def _far_away_cell_xlsx(path: Path) -> None:
+    # One cell at row 10^12: read-only openpyxl would yield empty rows up to it.
+    _raw_xlsx(path, _sheet({**_HEADER_AND_ROW, 1_000_000_000_000: _cell("A1000000000000", "x")}))
+
+
+def _sparse_xlsx(path: Path) -> None:
+    # Rows far apart, but fewer blank rows between them than the cap.
+    _raw_xlsx(path, _sheet({**_HEADER_AND_ROW, 50_000: _cell("B50000", "far")}))
+
+
+def _huge_shared_strings_xlsx(path: Path) -> None:
+    # 101 MB of distinct strings that compress only about 2 to 1: no zip bomb, just too big.
+    def write(part) -> None:
+        part.write(f'<?xml version="1.0"?><sst xmlns="{_SHEET_NS}">'.encode())
+        for _ in range(101):
+            part.write(b"".join(b"<si><t>%s</t></si>" % os.urandom(10).hex().encode()
+                                for _ in range(MB // 35)))
+        part.write(b"</sst>")
+
+    _raw_xlsx(path, _sheet(_HEADER_AND_ROW), shared_strings=write)
+
+
+def _doctype_entities_xlsx(path: Path) -> None:
+    # A billion-laughs DOCTYPE: each entity ten of the one before.
+    entities = '<!ENTITY l0 "ha">' + "".join(
+        f'<!ENTITY l{i} "{("&l" + str(i - 1) + ";") * 10}">' for i in range(1, 10))
+    prolog = f"<!DOCTYPE worksheet [{entities}]>"
+    _raw_xlsx(path, _sheet({1: _cell("A1", "text"), 2: _cell("A2", "&l9;")}, prolog))
+
+
+def _zip_entries_xlsx(path: Path) -> None:
+    _raw_xlsx(path, _sheet(_HEADER_AND_ROW), extra_entries=100_000)
+
+
+def _formulas_without_values_xlsx(path: Path) -> None:
+    # Written by a program that stores formulas but not their results (Excel stores both).
+    _raw_xlsx(path, _sheet({
+        1: _cell("A1", "n") + _cell("B1", "double"),
+        2: _cell("A2", "2") + '<c r="B2"><f>A2*2</f></c>',
+    }))
+
+
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "normal.xlsx": _normal_xlsx,
     "two_sheets.xlsx": _two_sheets_xlsx,
@@ -181,6 +283,12 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "columns_10001.csv": _columns(10_001),
     "field_5mb.csv": _big_field(5 * MB),
     "field_12mb.csv": _big_field(12 * MB),
+    "far_away_cell.xlsx": _far_away_cell_xlsx,
+    "sparse.xlsx": _sparse_xlsx,
+    "huge_shared_strings.xlsx": _huge_shared_strings_xlsx,
+    "doctype_entities.xlsx": _doctype_entities_xlsx,
+    "zip_entries_100k.xlsx": _zip_entries_xlsx,
+    "formulas_without_values.xlsx": _formulas_without_values_xlsx,
 }
 
 

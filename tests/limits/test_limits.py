@@ -21,6 +21,7 @@ from tests.helpers.limits import (
     Worker,
     max_in_window,
 )
+from tests.helpers.services import redis_url_or_missing
 
 MODEL = "gemini-test"
 T = 1_000.0  # fake unix time; 0 would mean "a bucket never used"
@@ -303,13 +304,8 @@ def test_wait_until_allowed_sleeps_until_the_probe_is_due():
 
 
 def unique_redis_prefix():
-    import redis
 
-    client = redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError:
-        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
+    redis_url_or_missing(0)
     prefix = f"test:limits:{uuid.uuid4().hex}:"
     yield prefix
     RedisBackend("redis://127.0.0.1:6379/0", prefix=prefix).delete_all()

@@ -313,3 +313,21 @@ def test_retry_delays_are_read_from_retry_info_or_a_retry_after_header():
     in_a_minute = email.utils.formatdate(time.time() + 60, usegmt=True)
     assert 55 < _retry_after_header(SimpleNamespace(headers={"retry-after": in_a_minute})) <= 60
     assert _retry_after_header(SimpleNamespace(headers={})) is None
+
+
+@pytest.mark.parametrize("base_url", [
+    "ftp://proxy-user:proxy-secret@localhost:1/v1?token=query-secret",  # not usable
+    "http://proxy-user:proxy-secret@127.0.0.1:1/v1?token=query-secret",  # nothing listening
+])
+def test_errors_show_the_base_url_without_credentials_or_query(base_url):
+    error = failure(GeminiProvider(api_key=API_KEY, base_url=base_url, timeout_s=5))
+    message = str(error)
+    assert "proxy-secret" not in message and "query-secret" not in message
+    assert "proxy-user" not in message
+
+
+def test_public_url_keeps_scheme_host_port_and_path():
+    from batches.providers.gemini import public_url
+
+    assert public_url("https://u:p@gw.example.com:8443/v1?key=k#f") == "https://gw.example.com:8443/v1"
+    assert public_url("http://[::1]:8765") == "http://[::1]:8765"

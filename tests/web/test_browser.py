@@ -12,10 +12,10 @@ from django.contrib.auth import get_user_model
 from batches.fake_gemini import FakeGemini
 from batches.models import Batch
 from batches.services import batch_create
-from tests.helpers.browser import browser_page, chromium_missing, log_in  # noqa: F401
+from tests.helpers.browser import browser_page, log_in, needs_chromium  # noqa: F401
 from tests.helpers.workers import qclusters, wait_for_batch  # noqa: F401
 
-pytestmark = [pytest.mark.browser, chromium_missing]
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("needs_chromium")]
 
 PASSWORD = "pw-browser-123"
 

@@ -14,12 +14,12 @@ from batches.services import batch_create
 from tests.helpers.browser import (  # noqa: F401
     assert_accessible,
     browser_page,
-    chromium_missing,
     log_in,
+    needs_chromium,
 )
 from tests.helpers.workers import qclusters, wait_for_batch  # noqa: F401
 
-pytestmark = [pytest.mark.browser, chromium_missing]
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("needs_chromium")]
 
 PASSWORD = "pw-browser-123"
 PHONE = {"width": 390, "height": 844}

@@ -432,6 +432,30 @@ def test_the_preview_shows_columns_rendered_prompts_and_unknown_placeholders(ali
     assert "{{stars}}" in unknown and "{{name}}" not in unknown
 
 
+def test_the_preview_clips_long_values_and_rendered_prompts(alice):
+    body = alice.post(url("batch_new_preview"), {
+        "file": upload("name\n" + "z" * 1_000_000 + "\n"), "prompt": "Bye {{name}}",
+    }, **HX).content.decode()
+    assert "Bye " + "z" * 4000 in body
+    assert "z" * 4001 not in body
+
+
+def test_the_preview_refuses_a_prompt_over_the_cap(alice, settings):
+    settings.BATCH_MAX_PROMPT_CHARS = 100
+    response = alice.post(url("batch_new_preview"), {"prompt": "{{" + " " * 200}, **HX)
+    assert response.status_code == 200
+    assert "the limit is 100" in response.content.decode()
+
+
+def test_the_new_batch_page_refuses_high_priority_without_the_permission(alice):
+    response = alice.post(url("batch_new"), {
+        "file": upload("a\n1\n"), "prompt": "{{a}}", "model": "gemini-2.5-flash",
+        "concurrency": 4, "max_retries": 1, "priority": 0})
+    assert response.status_code == 200
+    assert "use high priority" in response.content.decode()
+    assert not Batch.objects.exists()
+
+
 def test_the_preview_shows_ingest_errors_with_their_line(alice):
     body = alice.post(url("batch_new_preview"), {
         "file": upload("a,b\n1,2\n3,4,5\n"), "prompt": "{{a}}",

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from batches.fake_gemini import run_forever
+from batches.fake_gemini import CONTROL_HEADER, new_control_key, run_forever
 
 
 class Command(BaseCommand):
@@ -38,6 +39,10 @@ class Command(BaseCommand):
         parser.add_argument("--thinking-tokens", type=int, default=0,
                             help="Thinking tokens an answer reports when the request leaves "
                                  "thinking to the model (a thinking budget caps it).")
+        parser.add_argument("--control-key", default=os.environ.get("FAKE_GEMINI_CONTROL_KEY"),
+                            help="Key for /_stats, /_reset and /_config, sent in the "
+                                 f"{CONTROL_HEADER} header (default: $FAKE_GEMINI_CONTROL_KEY, "
+                                 "else a random key printed at start).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         host = options["host"]
@@ -51,14 +56,19 @@ class Command(BaseCommand):
         if options["error_mix"]:
             knobs["error_mix"] = options["error_mix"]
 
+        control_key = options["control_key"] or new_control_key()
+        given = bool(options["control_key"])
+
         def ready(url: str) -> None:
             self.stdout.write(f"Fake Gemini serving on {url}")
             self.stdout.write(f"  export GEMINI_BASE_URL={url} GEMINI_API_KEY=fake-key")
-            self.stdout.write(f"  stats: curl {url}/_stats   steer: curl -d "
+            key = "$FAKE_GEMINI_CONTROL_KEY" if given else control_key
+            self.stdout.write(f"  stats: curl -H '{CONTROL_HEADER}: {key}' {url}/_stats   "
+                              f"steer: curl -H '{CONTROL_HEADER}: {key}' -d "
                               f"'{{\"down\": true}}' {url}/_config   Ctrl-C stops.")
             self.stdout.flush()
 
-        run_forever(host, options["port"], on_ready=ready, **knobs)
+        run_forever(host, options["port"], on_ready=ready, control_key=control_key, **knobs)
 
 
 def _is_loopback(host: str) -> bool:

@@ -2,6 +2,7 @@
 worker and a web server) driven by Playwright in Debian's Chromium."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from batches.bench.procs import free_port
 
-CHROMIUM = "/usr/bin/chromium"
+# One rule with `make chromium` and the browser tests: `chromium` on the PATH.
+CHROMIUM = "chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
@@ -50,8 +52,9 @@ class Command(BaseCommand):
         parser.add_argument("--out", default=str(Path(settings.BASE_DIR) / "docs"))
 
     def handle(self, *args, out: str, **options):
-        if not os.path.exists(CHROMIUM):
-            raise CommandError(f"{CHROMIUM} is missing: apt-get install chromium")
+        self.chromium = shutil.which(CHROMIUM)
+        if self.chromium is None:
+            raise CommandError("chromium is not on the PATH: install it with `make chromium`")
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
@@ -84,7 +87,7 @@ class Command(BaseCommand):
         from playwright.sync_api import expect, sync_playwright
 
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = p.chromium.launch(executable_path=self.chromium, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 860})
             page.goto(f"{base}/login/")
             page.fill("#id_username", "demo")
