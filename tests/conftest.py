@@ -82,3 +82,10 @@ def make_batch(user):
         return batch_create(owner=owner or user, prompt=prompt, rows=rows, **kwargs)
 
     return make
+
+
+def pytest_collection_modifyitems(config, items):
+    """Fault tests last: they restart PostgreSQL, which drops the test session's own database
+    connection, and tests collected after them (browser tests with a live server) would
+    start on a dead connection."""
+    items.sort(key=lambda item: item.get_closest_marker("faults") is not None)
