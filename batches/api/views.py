@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from django.conf import settings
 from django.core.cache import caches
 from django.core.paginator import Paginator
@@ -238,7 +240,9 @@ def form_data(request):
     """The request's data, with a form body's empty or "null" nullable fields as null."""
     if not request.content_type.startswith("multipart/"):
         return request.data
-    data = request.data.copy()
+    # A shallow copy: QueryDict.copy() deep-copies, and an upload large enough to be spooled to
+    # disk (a TemporaryUploadedFile) cannot be deep-copied.
+    data = copy.copy(request.data)
     for name in FORM_NULLABLE:
         if name in data and data[name].strip().lower() in ("", "null"):
             data[name] = None

@@ -154,7 +154,7 @@ def claimable(qs, now: datetime):
 
 def claim_rows(limit: int, *, lease_s: float, held: Mapping[int, int] | None = None,
                alone_ok: Collection[int] = (), others: dict[int, int] | None = None,
-               unwritten: Mapping[int, int] | None = None) -> list[ClaimedRow]:
+               ) -> list[ClaimedRow]:
     """Claim up to `limit` rows across runnable batches: by priority, sharing within one.
 
     Within a priority the slice's window is shared: first each batch may fill up to an equal
@@ -165,13 +165,10 @@ def claim_rows(limit: int, *, lease_s: float, held: Mapping[int, int] | None = N
     `held`: rows per batch this slice already has in flight. A slice takes at most its share of a
     batch's concurrency (concurrency / BATCH_SLICES_PER_BATCH), so every worker gets part of a
     batch, unless the batch is in `alone_ok` (no other slice has run its rows for a while).
-    `others`, when given, is filled with the rows per batch that other slices are running.
-    `unwritten`: rows per batch this slice has finished but not written yet; they still say
-    running in the table but no longer take a slot, so the slice can refill before it writes."""
+    `others`, when given, is filled with the rows per batch that other slices are running."""
     claimed: list[ClaimedRow] = []
     have = defaultdict(int, held or {})
     window = limit + sum(have.values())
-    unwritten = unwritten or {}
     # The Batch table is small; rows are then taken per batch through (batch, status, index).
     order = runnable_batches().order_by("priority", "created_at", "id")
     by_priority: dict[int, list[int]] = defaultdict(list)
@@ -189,8 +186,7 @@ def claim_rows(limit: int, *, lease_s: float, held: Mapping[int, int] | None = N
                 if want <= 0 or batch_id in exhausted:
                     continue
                 rows = claim_batch_rows(batch_id, want, lease_s=lease_s, held=have[batch_id],
-                                        share_cap=batch_id not in alone_ok, others=others,
-                                        unwritten=unwritten.get(batch_id, 0))
+                                        share_cap=batch_id not in alone_ok, others=others)
                 if len(rows) < want:
                     exhausted.add(batch_id)
                 have[batch_id] += len(rows)
@@ -200,7 +196,7 @@ def claim_rows(limit: int, *, lease_s: float, held: Mapping[int, int] | None = N
 
 def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0,
                      share_cap: bool = False, others: dict[int, int] | None = None,
-                     unwritten: int = 0) -> list[ClaimedRow]:
+                     ) -> list[ClaimedRow]:
     with transaction.atomic():
         # Locking the batch row serialises claims per batch on PostgreSQL, so the count of
         # running rows below stays true until commit; SQLite's IMMEDIATE transactions are serial.
@@ -208,7 +204,7 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
         if batch is None:
             return []
         in_flight = BatchResult.objects.filter(batch=batch, status=RUNNING).count()
-        running = in_flight - unwritten
+        running = in_flight
         if others is not None:
             others[batch_id] = max(0, running - held)
         n = min(limit, batch.concurrency - running)

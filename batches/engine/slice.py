@@ -148,12 +148,13 @@ class Slice:
                 break
             if now < deadline:
                 if self._should_claim(now):
-                    # Refill first, write after: the claim discounts this slice's finished but
-                    # unwritten rows from the batch caps, so no write sits between an answer
-                    # and the request that takes its slot.
-                    claimed = await self._claim(self.max_inflight - len(self.inflight))
+                    # Write first, then refill: finished rows count as running until written,
+                    # against the batch caps. (Refilling first, discounting the unwritten rows,
+                    # cut the slot idle time but let a crash re-send more rows than the batch's
+                    # concurrency; docs/performance.md.)
                     await self._flush()
                     last_flush = loop.time()
+                    claimed = await self._claim(self.max_inflight - len(self.inflight))
                     # Rows answered from the cache never go in flight: claim again at once.
                     if not self.inflight and not claimed:
                         await self._flush()
@@ -220,10 +221,9 @@ class Slice:
         now = loop.time()
         alone_ok = {b for b, since in self._alone_since.items() if now - since >= ALONE_GRACE_S}
         others: dict[int, int] = {}
-        unwritten = Counter(o.row.batch.id for o in self.buffer)
         try:
             rows = await self._db(db.claim_rows, limit, lease_s=self.lease_s, held=held,
-                                  alone_ok=alone_ok, others=others, unwritten=unwritten)
+                                  alone_ok=alone_ok, others=others)
         except DatabaseError:
             log.exception("Claiming rows failed; trying again shortly")
             rows = []

@@ -729,3 +729,16 @@ def test_results_carry_the_rows_line_in_the_uploaded_file(api, user):
     batch = batch_create(owner=user, prompt="{{text}}", file=source, filename="lines.csv")
     body = api.get(f"/api/batches/{batch.pk}/results/").json()
     assert [(r["index"], r["row"]) for r in body["results"]] == [(0, 2), (1, 4)]
+
+
+def test_an_upload_spooled_to_disk_creates_its_batch(api, settings, monkeypatch):
+    # Above FILE_UPLOAD_MAX_MEMORY_SIZE Django keeps an upload in a temporary file, which
+    # cannot be deep-copied: the form body must still be read (it answered 500 before).
+    monkeypatch.setattr("batches.engine.tasks.enqueue_batch", lambda batch_id: None)
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 100
+    rows = "".join(f"{i},review number {i}\n" for i in range(200))
+    response = api.post("/api/batches/", {
+        "file": csv_file("id,text\n" + rows), "prompt": "Classify: {{text}}", "budget": ""},
+        format="multipart")
+    assert response.status_code == 201, response.content
+    assert response.json()["total_rows"] == 200

@@ -28,6 +28,32 @@ def needs_chromium():
 chromium_missing = pytest.mark.usefixtures("needs_chromium")
 
 
+PASSWORD = "pw-browser-123"
+
+
+@pytest.fixture
+def person(transactional_db):
+    """The user a browser test logs in as (password PASSWORD)."""
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user("dana", password=PASSWORD)
+
+
+@pytest.fixture
+def fake():
+    """The model the browser tests' workers reach; a row saying "poison" fails for good."""
+    from batches.fake_gemini import FakeGemini
+
+    with FakeGemini(fail_permanently=["poison"]) as server:
+        yield server
+
+
+@pytest.fixture
+def worker(qclusters, fake):
+    """A real qcluster against `fake` (test modules import `qclusters` from helpers.workers)."""
+    return qclusters.start(fake.url)
+
+
 @pytest.fixture
 def browser_page(request, monkeypatch, live_server):
     """A fresh Chromium page; on failure the page, the dashboard and the last batch page are saved

@@ -7,33 +7,22 @@ import re
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 
-from batches.fake_gemini import FakeGemini
 from batches.models import Batch
 from batches.services import batch_create
-from tests.helpers.browser import browser_page, log_in, needs_chromium  # noqa: F401
+from tests.helpers.browser import (  # noqa: F401
+    PASSWORD,
+    browser_page,
+    fake,
+    log_in,
+    needs_chromium,
+    person,
+    worker,
+)
 from tests.helpers.workers import qclusters, wait_for_batch  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("needs_chromium")]
 
-PASSWORD = "pw-browser-123"
-
-
-@pytest.fixture
-def person(transactional_db):
-    return get_user_model().objects.create_user("dana", password=PASSWORD)
-
-
-@pytest.fixture
-def fake():
-    with FakeGemini(fail_permanently=["poison"]) as server:
-        yield server
-
-
-@pytest.fixture
-def worker(qclusters, fake):  # noqa: F811
-    return qclusters.start(fake.url)
 
 
 def write_csv(path, rows):
@@ -156,7 +145,7 @@ def test_the_results_table_follows_the_counters_while_the_batch_runs(
 
 
 def test_cancelling_a_long_batch_stops_it(browser_page, live_server, person, fake,  # noqa: F811
-                                          worker):
+                                          worker):  # noqa: F811
     from playwright.sync_api import expect
 
     page, base = browser_page, live_server.url

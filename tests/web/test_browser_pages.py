@@ -5,40 +5,25 @@ real qcluster worker and a FakeGemini."""
 import csv
 
 import pytest
-from django.contrib.auth import get_user_model
 from openpyxl import Workbook
 
-from batches.fake_gemini import FakeGemini
 from batches.models import Batch
 from batches.services import batch_create
 from tests.helpers.browser import (  # noqa: F401
+    PASSWORD,
     assert_accessible,
     browser_page,
+    fake,
     log_in,
     needs_chromium,
+    person,
+    worker,
 )
 from tests.helpers.workers import qclusters, wait_for_batch  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("needs_chromium")]
 
-PASSWORD = "pw-browser-123"
 PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture
-def person(transactional_db):
-    return get_user_model().objects.create_user("dana", password=PASSWORD)
-
-
-@pytest.fixture
-def fake():
-    with FakeGemini(fail_permanently=["poison"]) as server:
-        yield server
-
-
-@pytest.fixture
-def worker(qclusters, fake):  # noqa: F811
-    return qclusters.start(fake.url)
 
 
 def write_csv(path, header, rows):
