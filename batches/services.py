@@ -21,6 +21,7 @@ from django.utils import timezone
 from batches import costs, documents, ingest, notifications, outputs, prompts
 from batches.engine import tasks
 from batches.models import Batch, BatchResult, Priority
+from batches.providers import catalog
 
 UNSET: Any = object()  # an argument not given, where None means something
 CREATE_CHUNK = 2000
@@ -191,6 +192,8 @@ def batch_create(
     priority = parse_priority(priority)
     thinking = parse_thinking(thinking)
     budget = parse_budget(budget)
+    _check_provider_options(model or settings.GEMINI_DEFAULT_MODEL, thinking=thinking,
+                            documents=bool(documents or template.file_columns))
     _check_allowed(owner, priority=priority, concurrency=concurrency)
     if file is None and rows is None and not files and not documents:
         raise InvalidInput("Send a file, rows or documents.", field="file")
@@ -232,6 +235,14 @@ def batch_create(
         )
     batch.warnings = list(intake.table.warnings)
     return batch
+
+
+def _check_provider_options(model: str, *, thinking: str, documents: bool) -> None:
+    """What the model's provider cannot honour is refused before anything is stored."""
+    try:
+        catalog.check_options(model, thinking=thinking, documents=documents)
+    except catalog.OptionError as err:
+        raise InvalidInput(err.message, field=err.field) from err
 
 
 def _gather(template: prompts.Template, **kwargs: Any) -> tuple[str, documents.Intake]:
