@@ -91,8 +91,8 @@ class _BatchSettingsSerializer(serializers.Serializer):
     prompt = _TextField(help_text="Prompt template; {{column}} placeholders name input columns.")
     name = _StringField(max_length=200, required=False, allow_blank=True, default="")
     model = _StringField(max_length=100, required=False, allow_blank=True, default="",
-                         help_text="A model from GEMINI_MODELS or OPENAI_MODELS (an OpenAI-compatible "
-                                   "endpoint); the server default when empty.")
+                         help_text="A model from GEMINI_MODELS or OPENAI_MODELS (an "
+                                   "OpenAI-compatible endpoint); the server default when empty.")
     system_instruction = _TextField(required=False, allow_blank=True, default="")
     temperature = _NumberField(min_value=0, max_value=2, required=False,
                                allow_null=True, default=None)
