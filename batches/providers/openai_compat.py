@@ -158,8 +158,11 @@ def messages(request: Request) -> list[dict[str, str]]:
 
 def response_format(schema: dict) -> dict[str, Any]:
     """`json_schema` structured output; strict when the schema meets OpenAI's strict rules
-    (every property required, no additional properties, only keywords of its subset)."""
-    clean = _without(schema, _GEMINI_ONLY_KEYWORDS)
+    (every property required, no additional properties, only keywords of its subset).
+
+    An object that does not say whether it allows more properties is sent closed: the batch's
+    columns are its properties and nothing else is read from the answer."""
+    clean = _closed(_without(schema, _GEMINI_ONLY_KEYWORDS))
     return {"type": "json_schema",
             "json_schema": {"name": SCHEMA_NAME, "schema": clean, "strict": is_strict(clean)}}
 
@@ -172,6 +175,19 @@ def _without(node: Any, keywords: tuple[str, ...]) -> Any:
     if isinstance(node, list):
         return [_without(item, keywords) for item in node]
     return node
+
+
+def _closed(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_closed(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    closed = {k: ({name: _closed(sub) for name, sub in v.items()}
+                  if k in ("properties", "$defs") and isinstance(v, dict) else _closed(v))
+              for k, v in node.items()}
+    if isinstance(node.get("properties"), dict) and "additionalProperties" not in node:
+        closed["additionalProperties"] = False
+    return closed
 
 
 def is_strict(schema: Any) -> bool:

@@ -87,12 +87,18 @@ def test_a_schema_is_sent_as_a_strict_json_schema_and_answered_by_it(provider, s
     assert json.loads(response.text) == structured_answer(SCHEMA, "a review")
 
 
-def test_a_schema_with_optional_fields_is_sent_non_strict():
+def test_a_schema_with_optional_fields_or_extra_properties_is_sent_non_strict():
     loose = {**SCHEMA, "required": ["sentiment"]}
     assert response_format(loose)["json_schema"]["strict"] is False
     assert response_format({**SCHEMA, "additionalProperties": True})["json_schema"][
         "strict"] is False
     assert response_format(SCHEMA)["json_schema"]["strict"] is True
+    # The field editor's schemas say nothing of extra properties: they are sent closed.
+    open_ended = {k: v for k, v in SCHEMA.items() if k != "additionalProperties"}
+    sent = response_format(open_ended)["json_schema"]
+    assert sent["strict"] is True and sent["schema"]["additionalProperties"] is False
+    assert response_format({**open_ended, "required": ["score"]})["json_schema"][
+        "strict"] is False
 
 
 def test_a_429_is_retryable_with_the_servers_retry_after_and_sent_once(provider, server):
