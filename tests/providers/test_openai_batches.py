@@ -4,7 +4,7 @@ and the API and new-batch page refusing what the provider cannot do."""
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -58,7 +58,7 @@ def rows(n: int) -> list[dict]:
 
 def test_a_text_batch_runs_on_the_openai_model_with_tokens_and_costs(openai_fake, make_batch,
                                                                      enqueued):
-    ModelPrice.objects.create(model=MODEL, valid_from=datetime(2025, 1, 1, tzinfo=timezone.utc),
+    ModelPrice.objects.create(model=MODEL, valid_from=datetime(2025, 1, 1, tzinfo=UTC),
                               input_per_million=Decimal("1"), output_per_million=Decimal("2"))
     batch = make_batch(rows=rows(5), model=MODEL, system_instruction="Be brief.")
     batch = run_until_done(batch)
