@@ -192,7 +192,8 @@ def batch_create(
     priority = parse_priority(priority)
     thinking = parse_thinking(thinking)
     budget = parse_budget(budget)
-    _check_provider_options(model or settings.GEMINI_DEFAULT_MODEL, thinking=thinking,
+    model_name = model or settings.GEMINI_DEFAULT_MODEL
+    _check_provider_options(model_name, thinking=thinking,
                             documents=bool(documents or template.file_columns))
     _check_allowed(owner, priority=priority, concurrency=concurrency)
     if file is None and rows is None and not files and not documents:
@@ -215,7 +216,7 @@ def batch_create(
             name=name or _default_name(filename),
             source_filename=(filename or "")[:255],
             prompt_template=prompt,
-            model_name=model or settings.GEMINI_DEFAULT_MODEL,
+            model_name=model_name,
             system_instruction=system_instruction or "",
             temperature=temperature,
             max_output_tokens=max_output_tokens,
@@ -223,8 +224,8 @@ def batch_create(
             max_retries=max_retries,
             priority=priority,
             conversation_column=conversation_column or "",
-            rpm_limit=rpm_limit if rpm_limit is not None else settings.GEMINI_RPM,
-            tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
+            rpm_limit=rpm_limit if rpm_limit is not None else catalog.default_rpm(model_name),
+            tpm_limit=tpm_limit if tpm_limit is not None else catalog.default_tpm(model_name),
             response_schema=response_schema,
             webhook_url=webhook_url,
             status=Batch.Status.PENDING if start else Batch.Status.DRAFT,
@@ -385,8 +386,8 @@ def batch_estimate(
             model=model, prompts=(template.render(row) for row in intake.table.rows),
             system_instruction=system_instruction, max_output_tokens=max_output_tokens,
             thinking=thinking, concurrency=concurrency,
-            rpm_limit=rpm_limit if rpm_limit is not None else settings.GEMINI_RPM,
-            tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
+            rpm_limit=rpm_limit if rpm_limit is not None else catalog.default_rpm(model),
+            tpm_limit=tpm_limit if tpm_limit is not None else catalog.default_tpm(model),
             output_tokens_per_row=costs.earlier_output_per_row(owner, model, prompt))
     except ingest.IngestError as err:
         raise _ingest_error(err, source) from err

@@ -62,6 +62,20 @@ def provider_for(model: str) -> Provider:
     return gemini.get_provider()
 
 
+def default_rpm(model: str) -> int | None:
+    """Requests per minute of a new batch that sets none: OPENAI_RPM or GEMINI_RPM."""
+    return _limit("OPENAI_RPM" if provider_name(model) == OPENAI else "GEMINI_RPM")
+
+
+def default_tpm(model: str) -> int | None:
+    return _limit("OPENAI_TPM" if provider_name(model) == OPENAI else "GEMINI_TPM")
+
+
+def _limit(name: str) -> int | None:
+    value = setting(name, None)
+    return int(value) if value not in (None, "") else None
+
+
 def model_groups() -> list[tuple[str, list[str]]]:
     """(provider label, its models) for every provider that offers any, Gemini first."""
     openai = openai_models()

@@ -215,3 +215,21 @@ def test_the_new_batch_page_refuses_an_unlisted_model(openai_fake, client, user)
     field = response.content.decode().split('id="field-model"', 1)[1].split("</div>", 1)[0]
     assert "gpt-5-unlisted" in field
     assert Batch.objects.count() == 0
+
+
+def test_the_estimate_counts_characters_for_an_openai_model_and_asks_no_server(openai_fake):
+    from batches import costs
+
+    estimate = costs.estimate(model=MODEL, prompts=["Say: a b c"] * 3)
+    assert estimate.method == "chars_per_token"
+    assert any("no token counting" in note for note in estimate.notes)
+    assert openai_fake.snapshot()["total_requests"] == 0
+
+
+def test_openai_batches_take_openai_rate_limits_by_default(openai_fake, make_batch, enqueued,
+                                                          settings):
+    settings.GEMINI_RPM, settings.OPENAI_RPM, settings.OPENAI_TPM = 10, 500, 90000
+    on_openai = make_batch(model=MODEL)
+    on_gemini = make_batch(model="gemini-2.5-flash")
+    assert (on_openai.rpm_limit, on_openai.tpm_limit) == (500, 90000)
+    assert on_gemini.rpm_limit == 10
