@@ -439,6 +439,7 @@ def run_slice(batch_id: int | None = None, *, budget_s: float | None = None,
               enqueue: Enqueue | None = None) -> SliceReport:
     """Run one slice to its budget (or until there is no work); `enqueue(batch_id)` starts its
     continuation when work is left."""
+    catalog.preload()
     slice_ = Slice(batch_id, budget_s=budget_s, enqueue=enqueue)
     report = asyncio.run(slice_.run())
     if report.stop_signal == signal.SIGTERM and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:

@@ -76,6 +76,15 @@ def _limit(name: str) -> int | None:
     return int(value) if value not in (None, "") else None
 
 
+def preload() -> None:
+    """Import the SDKs of the configured providers now: a worker must not spend their import
+    (seconds on a busy host) on its first row, while the leases of the rows it claimed run."""
+    from batches.providers import gemini  # noqa: F401
+
+    if openai_models():
+        from batches.providers import openai_compat  # noqa: F401
+
+
 def model_groups() -> list[tuple[str, list[str]]]:
     """(provider label, its models) for every provider that offers any, Gemini first."""
     openai = openai_models()
