@@ -15,7 +15,7 @@ import random
 import time
 from typing import Any
 
-from batches.fake_gemini import structured
+from batches.fake_gemini import demo, structured
 from batches.fake_openai.knobs import Knobs
 
 _TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
@@ -109,6 +109,9 @@ class OpenAIAnswers:
             message["refusal"] = "I'm sorry, I cannot help with that."
         elif any(s in prompt for s in k.empty_answer):
             message["content"] = ""
+        elif k.demo_answers:
+            message["content"] = (json.dumps(demo.json_answer(prompt, schema))
+                                  if schema is not None else demo.text_answer(prompt))
         elif schema is not None:
             turns = [("model" if m.get("role") == "assistant" else "user",
                       text_of(m.get("content"))) for m in messages if m.get("role") != "system"]

@@ -38,6 +38,8 @@ class Knobs:
     # Reasoning tokens reported inside completion_tokens, as OpenAI's reasoning models do.
     reasoning_tokens: int = 0
     seed: int = 0
+    # `make demo`: plausible answers (the fake Gemini's demo answers) instead of the echo.
+    demo_answers: bool = False
     log_limit: int = 100_000
 
     _TUPLES = ("fail_permanently", "refuse", "empty_answer", "json_invalid_once",

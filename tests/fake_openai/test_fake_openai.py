@@ -139,3 +139,12 @@ def test_the_command_serves_until_stopped():
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_demo_answers_are_the_fake_geminis_plausible_ones(fake):
+    from batches.fake_gemini import demo
+
+    fake.configure(demo_answers=True)
+    prompt = "Review: Lovely shoes, very comfortable (5 stars)"
+    text = chat(fake, prompt).json()["choices"][0]["message"]["content"]
+    assert text == demo.text_answer(prompt)

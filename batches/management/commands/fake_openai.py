@@ -33,6 +33,8 @@ class Command(BaseCommand):
         parser.add_argument("--require-key", default=None,
                             help="The only API key accepted (default: any non-empty key).")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--demo-answers", action="store_true",
+                            help="Plausible answers (a sentiment, a reason) instead of the echo.")
         parser.add_argument("--control-key", default=os.environ.get("FAKE_OPENAI_CONTROL_KEY"),
                             help="Key for /_stats, /_reset and /_config, sent in the "
                                  f"{CONTROL_HEADER} header (default: $FAKE_OPENAI_CONTROL_KEY, "
@@ -43,7 +45,8 @@ class Command(BaseCommand):
         if not _is_loopback(host):
             self.stderr.write(f"Warning: binding {host}, reachable beyond this machine.")
         knobs = {name: options[name] for name in (
-            "latency_ms", "jitter_ms", "error_rate", "retry_after_s", "require_key", "seed")}
+            "latency_ms", "jitter_ms", "error_rate", "retry_after_s", "require_key", "seed",
+            "demo_answers")}
         knobs["models"] = tuple(m.strip() for m in options["models"].split(",") if m.strip())
         if options["error_mix"]:
             knobs["error_mix"] = options["error_mix"]
