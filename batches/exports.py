@@ -10,8 +10,8 @@ column is the row's number as the user knows it: its line in the file, or its sp
 CSV is opened by spreadsheet programs, so CSV text cells that begin with a formula trigger
 (`=`, `+`, `-`, `@`, their full-width forms, or whitespace) get a leading `'` (OWASP CSV
 injection), in the header, the input and the model's output alike. XLSX needs no prefix:
-every text cell is written as a string cell (xlsxwriter with formula, URL and number
-conversion off), which Excel never evaluates, so `-5` stays `-5`. Numbers stay numbers.
+every text cell is written as an inline string cell (batches.xlsx_stream), which Excel never
+evaluates, so `-5` stays `-5`. Numbers stay numbers.
 JSONL is data for programs and is written verbatim. `cost` is the row's cost in the price's
 currency as exact decimal digits (empty or null: not answered, or price unknown).
 
@@ -28,17 +28,16 @@ import datetime
 import io
 import json
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-import xlsxwriter
 from django.utils.text import slugify
 
 from batches import outputs
 from batches.models import Batch
 from batches.prompts import format_value
+from batches.xlsx_stream import xlsx_chunks
 
 FORMATS = ("csv", "jsonl", "xlsx")
 RESULT_FIELDS = ("output", "status", "error", "attempts", "prompt_tokens", "output_tokens",
@@ -214,32 +213,5 @@ def _xlsx_value(value: object) -> object:
 
 
 def _xlsx_chunks(headers: list[str], rows: Iterable[list]) -> Iterator[bytes]:
-    # A ZIP cannot be streamed while it is written: xlsxwriter's constant-memory mode flushes
-    # each row to a temporary file, close() zips the parts, and the result is streamed from
-    # disk. It writes large exports several times faster than openpyxl (docs/performance.md).
-    with tempfile.TemporaryFile() as out:
-        workbook = xlsxwriter.Workbook(out, {
-            "constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False,
-            "strings_to_numbers": False, "tmpdir": tempfile.gettempdir(),
-        })
-        date_format = workbook.add_format({"num_format": "yyyy-mm-dd"})
-        sheet = workbook.add_worksheet("Results")
-        sheet.freeze_panes(1, 0)
-        for col, header in enumerate(headers):
-            sheet.write_string(0, col, _xlsx_value(header))
-        last = 0
-        for last, row in enumerate(rows, 1):
-            for col, value in enumerate(row):
-                value = _xlsx_value(value)
-                if isinstance(value, str):
-                    if value:  # an empty cell stays blank, as it would in Excel
-                        sheet.write_string(last, col, value)
-                elif isinstance(value, datetime.date):
-                    sheet.write_datetime(last, col, value, date_format)
-                elif value is not None:
-                    sheet.write(last, col, value)
-        sheet.autofilter(0, 0, last, max(len(headers) - 1, 0))
-        workbook.close()
-        out.seek(0)
-        while chunk := out.read(STREAM_CHUNK):
-            yield chunk
+    return xlsx_chunks("Results", [_xlsx_value(h) for h in headers],
+                       ([_xlsx_value(v) for v in row] for row in rows))
