@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import datetime
 import io
+import itertools
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -48,6 +49,7 @@ READ_CHUNK = 2000
 STREAM_CHUNK = 64 * 1024
 # Full-width forms too: some spreadsheet programs read "＝1+1" as a formula.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+_TRIGGER_FIRST = frozenset(FORMULA_TRIGGERS)
 XLSX_MAX_CELL = 32_767  # Excel refuses longer cells
 XLSX_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # XML 1.0 cannot hold these
 
@@ -83,7 +85,8 @@ def export_rows(batch: Batch, fmt: str, *, statuses: Sequence[str] | None = None
         if fmt == "jsonl":
             chunks = _jsonl_chunks(dict(zip(headers, c, strict=True)) for c in cells)
         else:
-            chunks = (_xlsx_chunks if fmt == "xlsx" else _csv_chunks)(headers, cells)
+            text_at = _text_columns(len(columns))
+            chunks = (_xlsx_chunks if fmt == "xlsx" else _csv_chunks)(headers, cells, text_at)
     return Export(chunks=chunks, content_type=CONTENT_TYPES[fmt],
                   filename=export_filename(batch, fmt))
 
@@ -136,9 +139,11 @@ def _row_number(source_line: int | None, index: int) -> int:
 
 def _cells(columns: Sequence[str], row: tuple) -> list:
     source_line, index, values = row[:3]
-    values = values if isinstance(values, dict) else {}
-    return ([_row_number(source_line, index)] + [values.get(c) for c in columns]
-            + [_exact(v) for v in row[3:]])
+    get = values.get if isinstance(values, dict) else {}.get
+    cells = [source_line or index + 1]
+    cells += [get(c) for c in columns]
+    cells += [v if type(v) is not Decimal else _exact(v) for v in row[3:]]
+    return cells
 
 
 def _exact(value: object) -> object:
@@ -172,19 +177,39 @@ def _columns_chunks(fmt: str, batch: Batch, columns: list[str], fields: list,
     return writer(headers, (cells(row) for row in rows))
 
 
+def _text_columns(inputs: int) -> list[int]:
+    """The CSV columns of a plain batch that may hold text: the inputs, output and error."""
+    first = 1 + inputs
+    return [*range(1, first), first + RESULT_FIELDS.index("output"),
+            first + RESULT_FIELDS.index("error")]
+
+
 def _csv_value(value: object) -> object:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value
+    # The hot path of a large export: plain text and numbers first, by exact type.
+    kind = type(value)
+    if kind is str:
+        return "'" + value if value[:1] in _TRIGGER_FIRST or value[:1].isspace() else value
+    if kind is int or kind is float or value is None:
+        return value  # the csv module writes None as an empty field
     return neutralise(format_value(value))
 
 
-def _csv_chunks(headers: list[str], rows: Iterable[list]) -> Iterator[bytes]:
+def _csv_chunks(headers: list[str], rows: Iterable[list],
+                text_at: Sequence[int] | None = None) -> Iterator[bytes]:
+    """`text_at`: the columns that may hold text (None: all); the others hold numbers, None,
+    or text that can never start a formula (a status, a cost's digits), written as they are."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     buffer.write("\ufeff")  # a BOM, so Excel reads the file as UTF-8
     writer.writerow([neutralise(h) for h in headers])
-    for row in rows:
-        writer.writerow([_csv_value(v) for v in row])
+    value = _csv_value
+    text_at = range(len(headers)) if text_at is None else text_at
+    rows = iter(rows)
+    while some := list(itertools.islice(rows, 256)):
+        for row in some:
+            for i in text_at:
+                row[i] = value(row[i])
+        writer.writerows(some)
         if buffer.tell() >= STREAM_CHUNK:
             yield buffer.getvalue().encode("utf-8")
             buffer.seek(0)
@@ -207,11 +232,23 @@ def _jsonl_chunks(objects: Iterable[dict]) -> Iterator[bytes]:
 
 
 def _xlsx_value(value: object) -> object:
-    if value is None or isinstance(value, (bool, int, float, datetime.date)):
+    kind = type(value)
+    if kind is str:
+        return XLSX_ILLEGAL.sub("", value)[:XLSX_MAX_CELL] if value else value
+    if value is None or kind is int or kind is float or kind is bool or isinstance(
+            value, datetime.date):
         return value
     return XLSX_ILLEGAL.sub("", format_value(value))[:XLSX_MAX_CELL]
 
 
-def _xlsx_chunks(headers: list[str], rows: Iterable[list]) -> Iterator[bytes]:
-    return xlsx_chunks("Results", [_xlsx_value(h) for h in headers],
-                       ([_xlsx_value(v) for v in row] for row in rows))
+def _xlsx_chunks(headers: list[str], rows: Iterable[list],
+                 text_at: Sequence[int] | None = None) -> Iterator[bytes]:
+    value = _xlsx_value
+    text_at = range(len(headers)) if text_at is None else text_at
+
+    def cells(row: list) -> list:
+        for i in text_at:
+            row[i] = value(row[i])
+        return row
+
+    return xlsx_chunks("Results", [value(h) for h in headers], map(cells, rows))

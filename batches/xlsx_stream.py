@@ -85,22 +85,24 @@ def column_letter(index: int) -> str:
 
 def _cell(ref: str, value: object) -> str:
     """One <c> element; "" for a blank cell. Text must already be XML-safe and short enough."""
-    if isinstance(value, str):
+    kind = type(value)  # exact types first: this runs for every cell of a large export
+    if kind is str:
         if not value:
             return ""
         if "&" in value or "<" in value or ">" in value:
             value = escape(value)
         if "_x" in value or "\r" in value:
             value = _ooxml_escape(value)
-        space = ' xml:space="preserve"' if value[0].isspace() or value[-1].isspace() else ""
-        return f'<c r="{ref}" t="inlineStr"><is><t{space}>{value}</t></is></c>'
+        if value[0].isspace() or value[-1].isspace():
+            return f'<c r="{ref}" t="inlineStr"><is><t xml:space="preserve">{value}</t></is></c>'
+        return f'<c r="{ref}" t="inlineStr"><is><t>{value}</t></is></c>'
+    if kind is int:
+        return f'<c r="{ref}"><v>{value}</v></c>'
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if kind is bool:
         return f'<c r="{ref}" t="b"><v>{int(value)}</v></c>'
-    if isinstance(value, int):
-        return f'<c r="{ref}"><v>{value}</v></c>'
-    if isinstance(value, float):
+    if kind is float:
         if not math.isfinite(value):  # no spreadsheet number can hold it
             return _cell(ref, repr(value))
         return f'<c r="{ref}"><v>{value!r}</v></c>'
@@ -108,6 +110,8 @@ def _cell(ref: str, value: object) -> str:
         value = value.date()
     if isinstance(value, datetime.date):
         return f'<c r="{ref}" s="1"><v>{(value - _EPOCH).days}</v></c>'
+    if isinstance(value, (str, int, float)):  # subclasses: written as their base type
+        return _cell(ref, (str if isinstance(value, str) else float)(value))
     raise TypeError(f"an XLSX cell cannot hold {type(value).__name__}")
 
 
@@ -122,16 +126,19 @@ def xlsx_chunks(sheet_name: str, headers: list[str], rows: Iterable[list]) -> It
     """The workbook's bytes, in chunks of about FLUSH_BYTES, as the rows are read."""
     sink = _Sink()
     book = zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1)
-    letters = [column_letter(i) for i in range(max(len(headers), 1))]
+    letters = [column_letter(i) for i in range(len(headers))]
     last_row = 1
     with book.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as sheet:
         header = "".join(_cell(f"{letters[i]}1", h).replace("<c ", '<c s="2" ', 1)
                          for i, h in enumerate(headers))
         parts = [_SHEET_HEAD, f'<row r="1">{header}</row>']
         size = 0
+        cell = _cell
         for last_row, row in enumerate(rows, 2):
-            line = "".join([_cell(f"{letters[i]}{last_row}", v) for i, v in enumerate(row)])
-            parts.append(f'<row r="{last_row}">{line}</row>')
+            number = str(last_row)
+            line = "".join([cell(letter + number, v)
+                            for letter, v in zip(letters, row, strict=True)])
+            parts.append(f'<row r="{number}">{line}</row>')
             size += len(line)
             if size >= FLUSH_BYTES:
                 sheet.write("".join(parts).encode("utf-8"))
