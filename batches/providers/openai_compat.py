@@ -43,8 +43,6 @@ NEUTRAL_THINKING = ("off", "default")
 class OpenAICompatProvider:
     """Chat completions on one base URL with one key; safe to use from several event loops."""
 
-    name = "openai"
-
     def __init__(self, *, api_key: str, base_url: str | None = None,
                  timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         if not api_key:
@@ -115,8 +113,7 @@ class OpenAICompatProvider:
             # A refused key fails every row alike: report it once, for the whole batch.
             return ConfigurationError(text)
         if code in (408, 409, 429) or (code >= 500 and code != 501):
-            return RetryableError(text, status=code,
-                                  retry_after=retry_after_header(exc.response))
+            return RetryableError(text, status=code, retry_after=_retry_after(exc.response))
         return PermanentError(text, status=code)
 
     def _scrub(self, text: str) -> str:
@@ -237,6 +234,16 @@ def _response(reply: Any, model: str) -> Response:
         thoughts_tokens=reasoning or None,
         cached_tokens=getattr(prompt_details, "cached_tokens", None) if prompt_details else None,
     )
+
+
+def _retry_after(response: Any) -> float | None:
+    """OpenAI's `retry-after-ms` when sent (finer), else the standard `Retry-After`."""
+    value = getattr(response, "headers", {}).get("retry-after-ms") if response is not None \
+        else None
+    try:
+        return max(0.0, float(value) / 1000) if value else retry_after_header(response)
+    except ValueError:
+        return retry_after_header(response)
 
 
 def _error_message(exc: openai.APIStatusError) -> str:

@@ -197,3 +197,17 @@ def test_the_catalog_routes_by_model_and_groups_the_models(settings):
     catalog.check_options("gemini-2.5-pro", thinking="low", documents=True)
     settings.OPENAI_MODELS = []
     assert catalog.model_groups() == [("Gemini", ["gemini-2.5-flash", "gemini-2.5-pro"])]
+
+
+def test_retry_after_ms_is_preferred_and_retry_after_read_in_seconds_or_as_a_date():
+    import httpx2
+
+    from batches.providers.openai_compat import _retry_after
+
+    assert _retry_after(httpx2.Response(429, headers={"retry-after-ms": "1500",
+                                                      "retry-after": "9"})) == 1.5
+    assert _retry_after(httpx2.Response(429, headers={"retry-after": "9"})) == 9.0
+    dated = _retry_after(httpx2.Response(429, headers={
+        "retry-after": "Wed, 21 Oct 2099 07:28:00 GMT"}))
+    assert dated is not None and dated > 1e8
+    assert _retry_after(httpx2.Response(429)) is None
