@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
@@ -229,7 +229,32 @@ class Batch(models.Model):
         return bool(won)
 
 
+SEARCH_MAX_CHARS = 200
+
+
 class BatchResultQuerySet(models.QuerySet):
+    def search(self, text: str) -> BatchResultQuerySet:
+        """Rows whose input values or output match `text`. PostgreSQL: full text (websearch
+        syntax, language-neutral 'simple' configuration, input values only, not column names);
+        elsewhere a case-insensitive substring of the rendered prompt (which holds the input
+        values) or the output. No index: callers scope it to one batch (docs/api.md)."""
+        text = text.strip()
+        if not text:
+            return self
+        if connections[self.db].vendor != "postgresql":
+            return self.filter(Q(prompt__icontains=text) | Q(output__icontains=text))
+        from django.contrib.postgres.search import SearchQuery, SearchVector, SearchVectorField
+
+        values = models.Func(
+            models.F("input"), function="jsonb_to_tsvector",
+            template="jsonb_to_tsvector('simple', %(expressions)s, '[\"string\", \"numeric\"]')",
+            output_field=SearchVectorField())
+        document = models.expressions.CombinedExpression(
+            values, "||", SearchVector("output", config="simple"),
+            output_field=SearchVectorField())
+        return self.alias(found=document).filter(
+            found=SearchQuery(text, config="simple", search_type="websearch"))
+
     def retry(self) -> int:
         """Send failed or cancelled rows back to pending with a fresh retry budget."""
         return self.filter(
