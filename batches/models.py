@@ -231,8 +231,8 @@ class Batch(models.Model):
 
 SEARCH_MAX_CHARS = 200
 # The text a row is searched by on PostgreSQL: its input values (not the column names) and its
-# answer, 'simple' configuration (no language's stemming). Migration 0015 indexes this very
-# expression (GIN); the two must stay identical or the planner stops using the index.
+# answer, 'simple' configuration (no language's stemming). Not indexed: a GIN index on it made
+# ingest 2.5 times slower (docs/search.md); an index must cover this very expression.
 SEARCH_DOCUMENT_SQL = ("(jsonb_to_tsvector('simple'::regconfig, {input}, "
                        "'[\"string\", \"numeric\"]'::jsonb) "
                        "|| to_tsvector('simple'::regconfig, {output}))")
@@ -253,10 +253,10 @@ class _SearchDocument(models.Func):
 
 class BatchResultQuerySet(models.QuerySet):
     def search(self, text: str) -> BatchResultQuerySet:
-        """Rows whose input values or answer match `text`, in index order. PostgreSQL: full text
-        (websearch syntax: words, "phrases", or, -word) on the GIN index of migration 0015;
-        elsewhere a case-insensitive substring of the rendered prompt (which holds the input
-        values) or the answer. Callers scope it to one batch (docs/api.md)."""
+        """Rows whose input values or answer match `text`. PostgreSQL: full text (websearch
+        syntax: words, "phrases", or, -word); elsewhere a case-insensitive substring of the
+        rendered prompt (which holds the input values) or the answer. No index serves it:
+        callers scope it to one batch, whose rows it reads (docs/search.md)."""
         text = text.strip()
         if not text:
             return self
@@ -264,12 +264,8 @@ class BatchResultQuerySet(models.QuerySet):
             return self.filter(Q(prompt__icontains=text) | Q(output__icontains=text))
         from django.contrib.postgres.search import SearchQuery
 
-        # Ordered by an expression, not the column: with `index` itself the planner walks the
-        # batch's (batch, index) index in order and filters every row (12 s for a rare word in
-        # a million rows); this way it reads the matches from the text index and sorts them.
-        return self.alias(found=_SearchDocument(), position=models.F("index") + 0).filter(
-            found=SearchQuery(text, config="simple", search_type="websearch")
-        ).order_by("position")
+        return self.alias(found=_SearchDocument()).filter(
+            found=SearchQuery(text, config="simple", search_type="websearch"))
 
     def retry(self) -> int:
         """Send failed or cancelled rows back to pending with a fresh retry budget."""

@@ -133,25 +133,3 @@ def test_a_search_costs_a_fixed_number_of_queries(user, answered, django_assert_
     with django_assert_max_num_queries(5):
         assert api.get(f"/api/batches/{answered.pk}/results/?q=drink").status_code == 200
 
-
-def test_the_search_index_indexes_the_expression_the_search_filters_by():
-    import importlib
-
-    from batches.models import SEARCH_DOCUMENT_SQL
-
-    migration = importlib.import_module("batches.migrations.0015_retention_search")
-    assert migration.SEARCH_DOCUMENT_SQL == SEARCH_DOCUMENT_SQL
-
-
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="the index is PostgreSQL's")
-def test_postgres_search_reads_the_text_index(user, answered):
-    # Unscoped, so that no other index can serve the filter: the plan uses the text index only
-    # if the search's expression is the indexed one.
-    rows = BatchResult.objects.search("whale")
-    with connection.cursor() as cursor:
-        cursor.execute("SET enable_seqscan = off")  # a 5-row table would be scanned otherwise
-        sql, params = rows.query.sql_with_params()
-        cursor.execute(f"EXPLAIN {sql}", params)
-        plan = "\n".join(row[0] for row in cursor.fetchall())
-        cursor.execute("RESET enable_seqscan")
-    assert "result_search_document" in plan
