@@ -1,0 +1,154 @@
+"""Gemini Batch Mode through google-genai's batches and files APIs (sync: these run in
+django-q2 tasks, not on a slice's event loop), with errors mapped to the provider's kinds.
+
+A row's request is built exactly as the online provider builds it (gemini._contents, _config:
+the same response_json_schema, thinking and system instruction), turned into the REST JSON the
+SDK itself sends for an inline request, and keyed by the row id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from google.genai import _common, errors, types
+from google.genai import batches as sdk_batches
+
+from batches.providers import PermanentError, Request, Response, RetryableError
+from batches.providers import gemini
+
+T = TypeVar("T")
+OPEN_STATES = ("JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_QUEUED")
+RETRYABLE_CODES = {408, 429, 500, 502, 503, 504}
+
+
+@dataclass(frozen=True)
+class RemoteJob:
+    name: str
+    state: str
+    inline: list | None  # inlined responses as dicts (key, response | error)
+    file_name: str | None  # the results file
+
+
+def _call(fn: Callable[[], T]) -> T:
+    provider = gemini.get_provider()
+    try:
+        return fn()
+    # The provider's own mapping (private to it, shared here so both paths judge errors alike).
+    except errors.APIError as exc:
+        raise provider._api_error(exc) from None
+    except gemini._TRANSPORT_ERRORS as exc:
+        raise RetryableError(provider._scrub(f"Gemini batch call failed: {exc}")) from None
+
+
+def _client():
+    return gemini.get_provider()._client
+
+
+def request_line(request: Request, key: str) -> dict:
+    """One row as the REST JSON of an inlined request: {"request": {...}, "metadata": {key}}."""
+    inlined = types.InlinedRequest(model=request.model, contents=gemini._contents(request),
+                                   config=gemini._config(request), metadata={"key": key})
+    body = sdk_batches._InlinedRequest_to_mldev(_client()._api_client, inlined)
+    return _common.encode_unserializable_types(_common.convert_to_dict(body))
+
+
+def create_inline(model: str, lines: list[dict], display_name: str) -> RemoteJob:
+    """A job whose requests travel in the create call itself."""
+    src = types.BatchJobSource(inlined_requests=[
+        types.InlinedRequest(model=line["request"].get("model"),
+                             contents=line["request"]["contents"],
+                             metadata=line.get("metadata"),
+                             config=_config_of(line["request"]))
+        for line in lines])
+    job = _call(lambda: _client().batches.create(
+        model=model, src=src, config=types.CreateBatchJobConfig(display_name=display_name)))
+    return _remote(job)
+
+
+def _config_of(request: dict) -> types.GenerateContentConfig | None:
+    """The REST request's config back as the SDK's type (for the inline form)."""
+    options: dict[str, Any] = dict(request.get("generationConfig") or {})
+    if "systemInstruction" in request:
+        options["systemInstruction"] = request["systemInstruction"]
+    return types.GenerateContentConfig.model_validate(options) if options else None
+
+
+def upload_jsonl(path: str, display_name: str) -> str:
+    """Upload a JSONL file of {"key", "request"} lines; returns its name ("files/...")."""
+    uploaded = _call(lambda: _client().files.upload(
+        file=path, config=types.UploadFileConfig(mime_type="application/jsonl",
+                                                 display_name=display_name[:512])))
+    return str(uploaded.name)
+
+
+def create_from_file(model: str, file_name: str, display_name: str) -> RemoteJob:
+    job = _call(lambda: _client().batches.create(
+        model=model, src=file_name,
+        config=types.CreateBatchJobConfig(display_name=display_name)))
+    return _remote(job)
+
+
+def get(name: str) -> RemoteJob:
+    return _remote(_call(lambda: _client().batches.get(name=name)))
+
+
+def cancel(name: str) -> None:
+    _call(lambda: _client().batches.cancel(name=name))
+
+
+def delete(name: str) -> None:
+    _call(lambda: _client().batches.delete(name=name))
+
+
+def download(file_name: str, destination: str) -> None:
+    """Stream a results file to disk (never whole into memory)."""
+    _call(lambda: _client().files.download(file=file_name, destination=destination))
+
+
+def _remote(job: types.BatchJob) -> RemoteJob:
+    state = gemini._name(job.state) if job.state else "JOB_STATE_UNSPECIFIED"
+    inline = file_name = None
+    if job.dest is not None:
+        file_name = job.dest.file_name
+        if job.dest.inlined_responses is not None:
+            inline = [_inline_item(r) for r in job.dest.inlined_responses]
+    return RemoteJob(name=str(job.name), state=state, inline=inline, file_name=file_name)
+
+
+def _inline_item(item: types.InlinedResponse) -> dict:
+    key = str((item.metadata or {}).get("key", ""))
+    if item.error is not None:
+        return {"key": key, "error": item.error.model_dump(exclude_none=True)}
+    return {"key": key, "reply": item.response}
+
+
+def read_lines(path: str) -> Iterator[dict]:
+    """The results file line by line: {"key", "response" | "error"}."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def response_of(item: dict, model: str) -> Response:
+    """A result line's answer as the provider's Response; PermanentError / RetryableError for a
+    per-row error, a blocked prompt or an empty answer (as online)."""
+    error = item.get("error")
+    if error:
+        code = int(error.get("code") or 0)
+        message = f"Gemini batch row error {code} {error.get('status', '')}: " \
+                  f"{str(error.get('message', ''))[:500]}"
+        if code in RETRYABLE_CODES or code >= 500:
+            raise RetryableError(message, status=code)
+        raise PermanentError(message, status=code or None)
+    reply = item.get("reply")
+    if reply is None:
+        raw = item.get("response")
+        if not isinstance(raw, dict):
+            raise RetryableError("The batch result line had neither a response nor an error.")
+        reply = types.GenerateContentResponse._from_response(
+            response=sdk_batches._GenerateContentResponse_from_mldev(raw), kwargs={})
+    return gemini._response(reply, model)
