@@ -392,6 +392,9 @@ class ProviderJob(models.Model):
     succeeded_rows = models.PositiveIntegerField(default=0)
     failed_rows = models.PositiveIntegerField(default=0)
     returned_rows = models.PositiveIntegerField(default=0)  # back to pending or online
+    # The budget reservation made at submit: per row, and the ledgers it is held in.
+    reserved_per_row = models.BigIntegerField(default=0)
+    budget_keys = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -16,8 +16,7 @@ from typing import Any, TypeVar
 from google.genai import _common, errors, types
 from google.genai import batches as sdk_batches
 
-from batches.providers import PermanentError, Request, Response, RetryableError
-from batches.providers import gemini
+from batches.providers import PermanentError, Request, Response, RetryableError, gemini
 
 T = TypeVar("T")
 OPEN_STATES = ("JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_QUEUED")
