@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from google.genai import _common, errors, types
 from google.genai import batches as sdk_batches
@@ -47,32 +47,47 @@ def _client():
 
 
 def request_line(request: Request, key: str) -> dict:
-    """One row as the REST JSON of an inlined request: {"request": {...}, "metadata": {key}}."""
+    """One row as the REST JSON of an inlined request: {"request": {...}, "metadata": {key}},
+    exactly as the SDK converts it (about 2 ms a row: `Lines` builds a batch's rows faster)."""
     inlined = types.InlinedRequest(model=request.model, contents=gemini._contents(request),
                                    config=gemini._config(request), metadata={"key": key})
     body = sdk_batches._InlinedRequest_to_mldev(_client()._api_client, inlined)
     return _common.encode_unserializable_types(_common.convert_to_dict(body))
 
 
-def create_inline(model: str, lines: list[dict], display_name: str) -> RemoteJob:
+class Lines:
+    """A batch's requests, which differ only in their turns: the SDK converts the shared part
+    (model, generation config, system instruction) once, each row adds its own text turns in
+    the same REST form (a test checks that the two agree)."""
+
+    def __init__(self, template: Request) -> None:
+        self.config = gemini._config(template)
+        self.base = request_line(template, "")["request"]
+        self.base.pop("contents", None)
+
+    def contents(self, request: Request) -> list[dict]:
+        turns = []
+        for prompt, answer in request.history:
+            turns += [{"role": "user", "parts": [{"text": prompt}]},
+                      {"role": "model", "parts": [{"text": answer}]}]
+        return turns + [{"role": "user", "parts": [{"text": request.prompt}]}]
+
+    def file_line(self, contents: list[dict], key: str) -> str:
+        """A JSONL line of the input file: {"key", "request"}."""
+        return json.dumps({"key": key, "request": {**self.base, "contents": contents}},
+                          ensure_ascii=False)
+
+    def inlined(self, contents: list[dict], key: str) -> types.InlinedRequest:
+        return types.InlinedRequest(contents=contents, config=self.config, metadata={"key": key})
+
+
+def create_inline(model: str, requests: list[types.InlinedRequest],
+                  display_name: str) -> RemoteJob:
     """A job whose requests travel in the create call itself."""
-    src = types.BatchJobSource(inlined_requests=[
-        types.InlinedRequest(model=line["request"].get("model"),
-                             contents=line["request"]["contents"],
-                             metadata=line.get("metadata"),
-                             config=_config_of(line["request"]))
-        for line in lines])
     job = _call(lambda: _client().batches.create(
-        model=model, src=src, config=types.CreateBatchJobConfig(display_name=display_name)))
+        model=model, src=types.BatchJobSource(inlined_requests=requests),
+        config=types.CreateBatchJobConfig(display_name=display_name)))
     return _remote(job)
-
-
-def _config_of(request: dict) -> types.GenerateContentConfig | None:
-    """The REST request's config back as the SDK's type (for the inline form)."""
-    options: dict[str, Any] = dict(request.get("generationConfig") or {})
-    if "systemInstruction" in request:
-        options["systemInstruction"] = request["systemInstruction"]
-    return types.GenerateContentConfig.model_validate(options) if options else None
 
 
 def upload_jsonl(path: str, display_name: str) -> str:

@@ -10,7 +10,6 @@ above it as a JSONL file through the Files API. Each request is keyed by its row
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -130,20 +129,22 @@ def _send(claimed: _Claimed) -> str:
     job = claimed.job
     batch = Batch.objects.get(pk=job.batch_id)
     display = f"batchsite-{batch.pk}-{job.pk}"
+    lines = client.Lines(row_request(batch, "", None))
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", encoding="utf-8",
                                      delete=False) as spool:
         try:
             size, kept, inline = 0, 0, []
             for row_id, prompt, _attempts, repair in claimed.rows:
-                line = client.request_line(row_request(batch, prompt, repair), str(row_id))
-                text = json.dumps({"key": str(row_id), "request": line["request"]})
-                if kept and size + len(text) + 1 > settings.BATCH_MODE_MAX_BYTES:
+                contents = lines.contents(row_request(batch, prompt, repair))
+                text = lines.file_line(contents, str(row_id))
+                length = len(text.encode()) + 1
+                if kept and size + length > settings.BATCH_MODE_MAX_BYTES:
                     break
-                size += len(text) + 1
+                size += length
                 kept += 1
                 spool.write(text + "\n")
                 if size <= settings.BATCH_MODE_INLINE_BYTES:
-                    inline.append(line)
+                    inline.append(lines.inlined(contents, str(row_id)))
             spool.close()
             _release_surplus(claimed, kept)
             if size <= settings.BATCH_MODE_INLINE_BYTES:

@@ -18,7 +18,7 @@ def batch_settings(settings):
     settings.BATCH_MODE_MAX_WAIT = 3600.0
     settings.BATCH_MODE_MAX_ROWS = 50_000
     settings.BATCH_MODE_MAX_BYTES = 500 * 1024 * 1024
-    settings.BATCH_MODE_INLINE_BYTES = 10 * 1024 * 1024
+    settings.BATCH_MODE_INLINE_BYTES = 1024 * 1024
     settings.BATCH_MODE_LEASE = 7200.0
     return settings
 
