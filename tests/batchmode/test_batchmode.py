@@ -20,7 +20,8 @@ prices = cost_helpers.prices
 batch_settings = helpers.batch_settings
 drive = helpers.drive
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("batch_settings", "enqueued")]
+pytestmark = [pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("batch_settings", "enqueued")]
 
 
 def rows(n: int) -> list[dict]:
