@@ -159,10 +159,34 @@ def response_of(item: dict, model: str) -> Response:
             raise RetryableError(message, status=code)
         raise PermanentError(message, status=code or None)
     reply = item.get("reply")
-    if reply is None:
-        raw = item.get("response")
-        if not isinstance(raw, dict):
-            raise RetryableError("The batch result line had neither a response nor an error.")
-        reply = types.GenerateContentResponse._from_response(
-            response=sdk_batches._GenerateContentResponse_from_mldev(raw), kwargs={})
-    return gemini._response(reply, model)
+    if reply is not None:
+        return gemini._response(reply, model)
+    raw = item.get("response")
+    if not isinstance(raw, dict):
+        raise RetryableError("The batch result line had neither a response nor an error.")
+    return _response_from_json(raw, model)
+
+
+def _response_from_json(raw: dict, model: str) -> Response:
+    """gemini._response on the REST JSON of a result line: building the SDK's response type
+    costs about 3 ms a row, which a 100,000-row results file cannot afford."""
+    reason = (raw.get("promptFeedback") or {}).get("blockReason")
+    if reason:
+        raise PermanentError(f"The prompt was blocked (block reason: {reason})")
+    candidates = raw.get("candidates") or []
+    candidate = candidates[0] if candidates else {}
+    finish = candidate.get("finishReason") or "NONE"
+    parts = (candidate.get("content") or {}).get("parts") or []
+    text = "".join(p["text"] for p in parts
+                   if isinstance(p, dict) and p.get("text") and not p.get("thought"))
+    if not text:
+        raise PermanentError(f"The model returned no text (finish reason: {finish})")
+    usage = raw.get("usageMetadata")
+    def count(name: str) -> int | None:
+        return usage.get(name) if usage is not None else None
+    return Response(text=text, finish_reason=str(finish),
+                    prompt_tokens=count("promptTokenCount"),
+                    output_tokens=count("candidatesTokenCount"),
+                    model_version=raw.get("modelVersion") or model,
+                    thoughts_tokens=count("thoughtsTokenCount"),
+                    cached_tokens=count("cachedContentTokenCount"))

@@ -16,14 +16,17 @@ and its unanswered rows go back the same way.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -60,15 +63,25 @@ def open_jobs():
     return ProviderJob.objects.filter(finished_at__isnull=True)
 
 
-def poll_all(*, enqueue: Enqueue) -> PollReport:
-    """Poll every open job once; finish those that ended."""
+class OutOfTime(Exception):
+    """The task's time is spent: the job's results are written on the next poll (the rows
+    written so far are skipped then: they no longer hold the job's token)."""
+
+
+def poll_all(*, enqueue: Enqueue, deadline: float = math.inf) -> PollReport:
+    """Poll every open job once; finish those that ended. `deadline` (time.monotonic()) stops
+    writing a long results file part way, to be resumed by the next poll."""
     report = PollReport()
     for job_id in list(open_jobs().order_by("id").values_list("id", flat=True)):
+        if time.monotonic() >= deadline:
+            break
         job = _take(job_id)
         if job is None:
             continue
         try:
-            _poll(job, report, enqueue)
+            _poll(job, report, enqueue, deadline)
+        except OutOfTime:
+            log.info("%s: results partly written; the next poll goes on", job)
         except ProviderError as exc:
             log.warning("Polling %s failed: %s", job, exc.message)
             ProviderJob.objects.filter(pk=job.pk).update(error=exc.message[:2000])
@@ -86,7 +99,7 @@ def _take(job_id: int) -> ProviderJob | None:
     return ProviderJob.objects.filter(pk=job_id).first() if won else None
 
 
-def _poll(job: ProviderJob, report: PollReport, enqueue: Enqueue) -> None:
+def _poll(job: ProviderJob, report: PollReport, enqueue: Enqueue, deadline: float) -> None:
     now = timezone.now()
     if not job.name:
         if (now - job.created_at).total_seconds() > SUBMIT_GRACE_S:
@@ -107,11 +120,11 @@ def _poll(job: ProviderJob, report: PollReport, enqueue: Enqueue) -> None:
             error = (f"Still {remote.state.removeprefix('JOB_STATE_')} after "
                      f"{_hours(waited)}: cancelled by the watchdog.")
             remote = client.get(job.name)  # what it answered before the cancel is kept
-            _collect(job, remote, report)
+            _collect(job, remote, report, deadline)
             _settle(job, ended=remote.state, reason=STALLED, enqueue=enqueue, report=report,
                     error=error)
         return
-    _collect(job, remote, report)
+    _collect(job, remote, report, deadline)
     reason = "done" if remote.state == "JOB_STATE_SUCCEEDED" else STALLED
     error = "" if reason == "done" else f"The provider ended the job: {remote.state}."
     _settle(job, ended=remote.state, reason=reason, enqueue=enqueue, report=report, error=error)
@@ -123,29 +136,36 @@ def _hours(seconds: float) -> str:
 
 # Results --------------------------------------------------------------------------------------
 
-def _collect(job: ProviderJob, remote: client.RemoteJob, report: PollReport) -> None:
+def _collect(job: ProviderJob, remote: client.RemoteJob, report: PollReport,
+             deadline: float) -> None:
     """Write whatever results the job has, in chunks."""
     if remote.inline is not None:
-        _write_items(job, iter(remote.inline), report)
+        _write_items(job, iter(remote.inline), report, deadline)
     elif remote.file_name:
         fd, path = tempfile.mkstemp(suffix=".jsonl", prefix="batchmode-")
         os.close(fd)
         try:
             client.download(remote.file_name, path)
-            _write_items(job, client.read_lines(path), report)
+            _write_items(job, client.read_lines(path), report, deadline)
         finally:
             os.unlink(path)
 
 
-def _write_items(job: ProviderJob, items: Iterator[dict], report: PollReport) -> None:
+def _write_items(job: ProviderJob, items: Iterator[dict], report: PollReport,
+                 deadline: float) -> None:
     batch = Batch.objects.get(pk=job.batch_id)
     while chunk := _take_n(items, WRITE_CHUNK):
-        succeeded, failed = write_chunk(batch, job, chunk)
+        if time.monotonic() >= deadline:
+            raise OutOfTime
+        # The rows and the job's counts in one transaction: a worker killed between them
+        # would otherwise leave counts that miss rows written.
+        with transaction.atomic():
+            succeeded, failed = write_chunk(batch, job, chunk)
+            ProviderJob.objects.filter(pk=job.pk).update(
+                succeeded_rows=F("succeeded_rows") + succeeded,
+                failed_rows=F("failed_rows") + failed,
+                poll_lease_until=timezone.now() + timedelta(seconds=poll_lease_s()))
         report.written += succeeded + failed
-        ProviderJob.objects.filter(pk=job.pk).update(
-            succeeded_rows=F("succeeded_rows") + succeeded,
-            failed_rows=F("failed_rows") + failed,
-            poll_lease_until=timezone.now() + timedelta(seconds=poll_lease_s()))
 
 
 def _take_n(items: Iterator[dict], n: int) -> list[dict]:

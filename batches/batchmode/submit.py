@@ -11,8 +11,10 @@ above it as a JSONL file through the Files API. Each request is keyed by its row
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -36,6 +38,7 @@ class SubmitReport:
     rows: int = 0
     online: bool = False  # rows wait for the online engine
     error: str = ""
+    continued: bool = False  # out of time with rows left: a continuation is due
 
 
 @dataclass
@@ -46,12 +49,16 @@ class _Claimed:
     keys: tuple[str, ...]
 
 
-def submit(batch_id: int) -> SubmitReport:
-    """Send the batch's claimable rows in as many jobs as they need."""
+def submit(batch_id: int, *, deadline: float = math.inf) -> SubmitReport:
+    """Send the batch's claimable rows in as many jobs as they need, until `deadline`
+    (time.monotonic()): a task must end well before django-q2's timeout."""
     report = SubmitReport()
     report.online = db.claimable(BatchResult.objects.filter(batch_id=batch_id, online=True),
                                  timezone.now()).exists()
     while True:
+        if time.monotonic() >= deadline:
+            report.continued = True
+            break
         claimed = _claim(batch_id)
         if claimed is None:
             break

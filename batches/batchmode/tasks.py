@@ -21,9 +21,13 @@ def submit(batch_id: int) -> str:
     from batches.batchmode.submit import submit as run
     from batches.engine.tasks import enqueue_slice
 
-    report = run(batch_id)
+    # Half the slice budget: creating a job (an upload, then the create call) takes seconds.
+    report = run(batch_id, deadline=time.monotonic() + settings.BATCH_SLICE_SECONDS / 2)
     if report.online:
         enqueue_slice(batch_id)
+    if report.continued:
+        async_task("batches.batchmode.tasks.submit", batch_id, group=f"batch-{batch_id}",
+                   q_options={"task_name": f"submit batch {batch_id}"})
     if report.jobs:
         enqueue_poll()
     return (f"{len(report.jobs)} jobs, {report.rows} rows submitted"
@@ -42,13 +46,15 @@ def poll() -> str:
 
     budget_s = max(1.0, float(settings.BATCH_SLICE_SECONDS))
     token = uuid.uuid4().hex
-    if not cache.add(POLLER_KEY, token, timeout=int(budget_s + 30)):
+    # The lock outlives a poller that died with it by at most about one budget; a pass that
+    # runs longer lets a second poller in, which the per-job poll lease keeps harmless.
+    if not cache.add(POLLER_KEY, token, timeout=int(2 * budget_s) + 1):
         return "another poller is running"
     deadline = time.monotonic() + budget_s
     polled = written = 0
     try:
         while True:
-            report = poll_all(enqueue=enqueue_batch)
+            report = poll_all(enqueue=enqueue_batch, deadline=deadline)
             polled += report.polled
             written += report.written
             interval = settings.BATCH_MODE_POLL_S
