@@ -3,6 +3,7 @@ point (engine, services, admin) moves rows the same way."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 
 from django.conf import settings
@@ -162,6 +163,23 @@ class Batch(models.Model):
     @property
     def is_batch_mode(self) -> bool:
         return self.mode == Mode.BATCH
+
+    @property
+    def mode_text(self) -> str:
+        """"online", or where its Batch Mode jobs are: "submitted to Gemini batch mode, 1 job,
+        PENDING" (every page, the API's client and the CLI say it alike)."""
+        if not self.is_batch_mode:
+            return "online"
+        jobs = list(self.provider_jobs.values_list("state", "finished_at"))
+        open_states = [state.removeprefix("JOB_STATE_") for state, done in jobs if done is None]
+        if open_states:
+            n = len(open_states)
+            states = ", ".join(f"{count} {state}" if n > 1 else state
+                               for state, count in sorted(Counter(open_states).items()))
+            return f"submitted to Gemini batch mode, {n} job{'s' if n > 1 else ''}, {states}"
+        if not jobs:
+            return "Gemini batch mode (half price), waiting to submit"
+        return f"Gemini batch mode (half price), {len(jobs)} job{'s' if len(jobs) > 1 else ''}"
 
     @property
     def priority_name(self) -> str:
