@@ -8,19 +8,29 @@ from __future__ import annotations
 import time
 
 import pytest
+from django.core.cache import cache
 
 from batches import services
 from batches.batchmode import tasks as batch_tasks
 from batches.fake_gemini import FakeGemini
 from batches.models import Batch, ProviderJob
+from tests.helpers import costs as cost_helpers
 from tests.helpers import workers
 from tests.helpers.workers import wait_for_batch
 
 qclusters = workers.qclusters
+prices = cost_helpers.prices
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 
 FAST = {"BATCH_MODE_POLL_S": "0.1", "BATCH_MODE_INLINE_BYTES": "20000"}
+
+
+@pytest.fixture(autouse=True)
+def no_poller_lock():
+    """The shared cache is a table a test's flush leaves alone: a poller killed by an earlier
+    test may have left its lock (it expires by itself in about two poll budgets)."""
+    cache.delete(batch_tasks.POLLER_KEY)
 
 
 @pytest.fixture
@@ -99,19 +109,20 @@ def test_an_expired_job_and_a_job_succeeded_with_every_row_failed(qclusters, fak
     assert_every_answer_on_its_own_row(batch, 200)
 
 
+@pytest.mark.usefixtures("prices")
 def test_a_worker_killed_while_writing_results_loses_and_doubles_nothing(
         qclusters, fake_server, make_batch):
     fake_server.configure(batch_running_s=1.0)
     cluster = qclusters.start(fake_server.url, **FAST)
-    batch = make_batch(rows(8000), mode="batch")
+    batch = make_batch(rows(4000), mode="batch")
     end = time.monotonic() + 60
     while time.monotonic() < end:
         done = batch.results.filter(status="succeeded").count()
-        if 0 < done < 8000:
+        if 0 < done < 4000:
             cluster.kill()
             break
         time.sleep(0.02)
-    assert 0 < done < 8000, qclusters.logs()
+    assert 0 < done < 4000, qclusters.logs()
     qclusters.start(fake_server.url, **FAST)
     # The schedule's part, faster: poll now and then (the killed poller's lock expires).
     batch = wait_for_batch(batch.pk, timeout=90, clusters=qclusters, poll=0.5,
@@ -119,9 +130,9 @@ def test_a_worker_killed_while_writing_results_loses_and_doubles_nothing(
     assert batch.status == Batch.Status.COMPLETED, qclusters.logs()
     assert list(batch.provider_jobs.values_list("state", flat=True)) == ["JOB_STATE_SUCCEEDED"]
     assert set(batch.results.values_list("attempts", flat=True)) == {1}
-    assert_every_answer_on_its_own_row(batch, 8000)
-    assert batch.cost_spent == sum(batch.results.values_list("cost", flat=True)) or \
-        batch.costed_rows == 0
+    assert_every_answer_on_its_own_row(batch, 4000)
+    assert batch.costed_rows == 4000
+    assert batch.cost_spent == sum(batch.results.values_list("cost", flat=True))
 
 
 def test_cancel_while_a_job_runs_cancels_it_and_keeps_what_raced_in(qclusters, fake_server,
