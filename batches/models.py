@@ -275,6 +275,8 @@ class BatchResultQuerySet(models.QuerySet):
             lease_expires_at=None,
             claim_token=None,
             finished_at=None,
+            online=False,  # a batch-mode row goes in a job again
+            repair=None,
         )
 
     def reset(self, *, bypass_cache: bool = False) -> int:
@@ -284,7 +286,7 @@ class BatchResultQuerySet(models.QuerySet):
             model_version="", attempts=0, not_before=None, lease_expires_at=None,
             claim_token=None, prompt_tokens=None, output_tokens=None, latency_ms=None,
             started_at=None, finished_at=None, data=None, cached=False,
-            bypass_cache=bypass_cache,
+            bypass_cache=bypass_cache, online=False, repair=None,
         )
 
     def cancel_pending(self) -> int:

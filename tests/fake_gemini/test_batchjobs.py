@@ -96,10 +96,10 @@ def test_a_stuck_job_stays_pending_and_an_expiring_job_expires(server):
 
 
 def test_cancel_keeps_what_a_running_job_answered_and_delete_removes_it(server):
-    server.configure(batch_running_s=0.4)
+    server.configure(batch_running_s=2.0)
     client = sdk(server)
     job = client.batches.create(model=MODEL, src=inline(20))
-    time.sleep(0.2)
+    time.sleep(0.3)
     client.batches.cancel(name=job.name)
     job = client.batches.get(name=job.name)
     assert job.state == types.JobState.JOB_STATE_CANCELLED
