@@ -175,7 +175,10 @@ class ProviderJobAdmin(admin.ModelAdmin):
 @admin.register(Batch)
 class BatchAdmin(admin.ModelAdmin):
     form = BatchAdminForm
-    inlines = [ProviderJobInline]
+
+    def get_inlines(self, request, obj=None):
+        # Only a batch-mode batch has jobs; an online batch's form stays as it was.
+        return [ProviderJobInline] if obj is not None and obj.is_batch_mode else []
     list_display = ("id", "display_name", "owner", "status", "progress", "counts", "priority",
                     "spent", "created_at", "deleted_on", "results_link")
     list_display_links = ("id", "display_name")
