@@ -62,11 +62,11 @@ clean:
 # The whole pipeline without an API key: a local demo model answers instead of Gemini,
 # on its own database (demo.sqlite3) so demo batches never mix with real ones.
 DEMO_ENV := $(DEV) DEMO_MODE=true DATABASE_URL=sqlite:///$(CURDIR)/demo.sqlite3 \
-	GEMINI_BASE_URL=http://127.0.0.1:8765 GEMINI_API_KEY=demo-key
+	GEMINI_BASE_URL=http://127.0.0.1:8765 GEMINI_API_KEY=demo-key BATCH_MODE_POLL_S=5
 demo: install
 	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput
 	$(DEMO_ENV) $(BIN)/python manage.py demo_setup --address $(HOST):$(PORT)
-	@$(DEMO_ENV) $(BIN)/python manage.py fake_gemini --port 8765 --latency-ms 400 --error-rate 0.05 --demo-answers --thinking-tokens 300 & \
+	@$(DEMO_ENV) $(BIN)/python manage.py fake_gemini --port 8765 --latency-ms 400 --error-rate 0.05 --demo-answers --thinking-tokens 300 --batch-pending-s 20 --batch-running-s 20 & \
 	MODEL=$$!; $(DEMO_ENV) $(BIN)/python manage.py qcluster & $(STOP_WORKER_ON_EXIT) \
 	trap 'kill $$MODEL 2>/dev/null; $(STOP_WORKER)' EXIT; \
 	$(DEMO_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
