@@ -24,6 +24,7 @@ from batches.models import (
     CachedAnswer,
     ModelPrice,
     MonthlySpend,
+    ProviderJob,
     RowTally,
     UserBudget,
 )
@@ -137,9 +138,47 @@ def _plural(n: int, one: str, many: str) -> str:
     return f"{number_format(n, force_grouping=True)} {one if n == 1 else many}"
 
 
+JOB_FIELDS = ("name", "state", "row_count", "byte_count", "input_file", "submitted_at",
+              "last_polled_at", "finished_at", "succeeded_rows", "failed_rows",
+              "returned_rows", "error")
+
+
+class ProviderJobInline(admin.TabularInline):
+    """A batch-mode batch's Gemini Batch Mode jobs (read only: the engine owns them)."""
+
+    model = ProviderJob
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = JOB_FIELDS
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ProviderJob)
+class ProviderJobAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "batch", "state", "row_count", "succeeded_rows",
+                    "failed_rows", "returned_rows", "submitted_at", "last_polled_at",
+                    "finished_at")
+    list_filter = ("state",)
+    list_select_related = ("batch",)
+    search_fields = ("name", "batch__name")
+    fields = readonly_fields = ("batch", *JOB_FIELDS)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Batch)
 class BatchAdmin(admin.ModelAdmin):
     form = BatchAdminForm
+
+    def get_inlines(self, request, obj=None):
+        # Only a batch-mode batch has jobs; an online batch's form stays as it was.
+        return [ProviderJobInline] if obj is not None and obj.is_batch_mode else []
     list_display = ("id", "display_name", "owner", "status", "progress", "counts", "priority",
                     "spent", "created_at", "deleted_on", "results_link")
     list_display_links = ("id", "display_name")
@@ -163,7 +202,8 @@ class BatchAdmin(admin.ModelAdmin):
     ]
     fieldsets = (
         (None, {"fields": ("name", "owner", "status", "results_link", "figures")}),
-        ("How it runs", {"fields": ("priority", "concurrency", "max_retries", "budget",
+        ("How it runs", {"fields": ("mode", "fallback_online", "priority", "concurrency",
+                                    "max_retries", "budget",
                                     "thinking", "model_name",
                                     "temperature", "max_output_tokens", "rpm_limit", "tpm_limit",
                                     "conversation_column")}),
@@ -180,6 +220,7 @@ class BatchAdmin(admin.ModelAdmin):
     readonly_fields = (
         # The budget changes through batch_set_budget (page, API, CLI): it may resume the batch.
         "owner", "status", "results_link", "figures", "budget", "thinking", "model_name",
+        "mode", "fallback_online",
         "temperature",
         "max_output_tokens", "rpm_limit", "tpm_limit", "conversation_column", "source_filename",
         "columns", "prompt_pre", "system_instruction", "response_schema_pre", "cancel_requested",

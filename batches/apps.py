@@ -28,10 +28,12 @@ def _create_schedules(using: str = "default", **kwargs) -> None:
 
     if Schedule._meta.db_table not in connections[using].introspection.table_names():
         return  # django_q not migrated yet (e.g. `migrate batches` alone)
+    from batches.batchmode.tasks import ensure_schedules as ensure_batch_mode_schedules
     from batches.engine.tasks import ensure_schedules
     from batches.notifications.tasks import ensure_schedules as ensure_notification_schedules
     from batches.retention import ensure_schedule as ensure_retention_schedule
 
     ensure_schedules()
     ensure_notification_schedules()
+    ensure_batch_mode_schedules()
     ensure_retention_schedule()

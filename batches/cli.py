@@ -63,6 +63,7 @@ def figures(batch: Batch) -> list[str]:
     lines = [
         f"Batch {batch.pk}: {batch.display_name}",
         f"Status:    {state}, priority {batch.priority_name}, model {batch.model_name}",
+        f"Mode:      {batch.mode_text}",
         f"Rows:      {p.total:,} total: {c['succeeded']:,} succeeded, {c['failed']:,} failed, "
         f"{c['cancelled']:,} cancelled, {c['pending']:,} pending, {c['running']:,} running",
         f"Progress:  {p.percent}%: {p.summary}",

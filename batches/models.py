@@ -3,6 +3,7 @@ point (engine, services, admin) moves rows the same way."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 
 from django.conf import settings
@@ -20,6 +21,12 @@ class Priority(models.IntegerChoices):
     HIGH = 0, "high"
     NORMAL = 1, "normal"
     LOW = 2, "low"
+
+
+class Mode(models.TextChoices):
+    ONLINE = "online", "online"
+    # Gemini Batch Mode (batches.batchmode): half price, results usually within hours.
+    BATCH = "batch", "batch"
 
 
 class BatchQuerySet(models.QuerySet):
@@ -115,6 +122,11 @@ class Batch(models.Model):
     prompt_chars = models.BigIntegerField(default=0)  # every rendered prompt, known at ingest
     # Receives this batch's events, signed with the owner's default secret (notifications).
     webhook_url = models.URLField(max_length=2000, blank=True)
+    # Batch mode (batches.batchmode): rows go to the provider in jobs; rows of a stalled job run
+    # online at the online price when fallback_online allows it.
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.ONLINE,
+                            db_default=Mode.ONLINE)
+    fallback_online = models.BooleanField(default=True, db_default=True)
 
     objects = BatchQuerySet.as_manager()
 
@@ -147,6 +159,27 @@ class Batch(models.Model):
     @property
     def is_draft(self) -> bool:
         return self.status == self.Status.DRAFT
+
+    @property
+    def is_batch_mode(self) -> bool:
+        return self.mode == Mode.BATCH
+
+    @property
+    def mode_text(self) -> str:
+        """"online", or where its Batch Mode jobs are: "submitted to Gemini batch mode, 1 job,
+        PENDING" (every page, the API's client and the CLI say it alike)."""
+        if not self.is_batch_mode:
+            return "online"
+        jobs = list(self.provider_jobs.values_list("state", "finished_at"))
+        open_states = [state.removeprefix("JOB_STATE_") for state, done in jobs if done is None]
+        if open_states:
+            n = len(open_states)
+            states = ", ".join(f"{count} {state}" if n > 1 else state
+                               for state, count in sorted(Counter(open_states).items()))
+            return f"submitted to Gemini batch mode, {n} job{'s' if n > 1 else ''}, {states}"
+        if not jobs:
+            return "Gemini batch mode (half price), waiting to submit"
+        return f"Gemini batch mode (half price), {len(jobs)} job{'s' if len(jobs) > 1 else ''}"
 
     @property
     def priority_name(self) -> str:
@@ -279,6 +312,8 @@ class BatchResultQuerySet(models.QuerySet):
             lease_expires_at=None,
             claim_token=None,
             finished_at=None,
+            online=False,  # a batch-mode row goes in a job again
+            repair=None,
         )
 
     def reset(self, *, bypass_cache: bool = False) -> int:
@@ -288,7 +323,7 @@ class BatchResultQuerySet(models.QuerySet):
             model_version="", attempts=0, not_before=None, lease_expires_at=None,
             claim_token=None, prompt_tokens=None, output_tokens=None, latency_ms=None,
             started_at=None, finished_at=None, data=None, cached=False,
-            bypass_cache=bypass_cache,
+            bypass_cache=bypass_cache, online=False, repair=None,
         )
 
     def cancel_pending(self) -> int:
@@ -355,6 +390,11 @@ class BatchResult(models.Model):
     sample = models.BooleanField(default=False, db_default=False)
     # Re-run on request: the next answer comes from the model even if the cache has one.
     bypass_cache = models.BooleanField(default=False, db_default=False)
+    # A batch-mode row the online engine may take (its job stalled, and the batch allows it).
+    online = models.BooleanField(default=False, db_default=False)
+    # A batch-mode answer that did not match the schema: {"answer": ..., "note": ...}, sent as a
+    # repair turn in the row's next job.
+    repair = models.JSONField(null=True, blank=True)
 
     objects = BatchResultQuerySet.as_manager()
 
@@ -383,6 +423,52 @@ class BatchResult(models.Model):
     def row_number(self) -> int:
         """The number the user knows the row by: its line in the file, or its 1-based position."""
         return self.source_line or self.index + 1
+
+
+class ProviderJob(models.Model):
+    """One Gemini Batch Mode job holding some of a batch's rows (batches.batchmode).
+
+    Its rows are claimed with `claim_token` and a long lease; only rows still holding that token
+    are written from its results, so writing them twice changes nothing."""
+
+    OPEN_STATES = ("SUBMITTING", "JOB_STATE_PENDING", "JOB_STATE_RUNNING")
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="provider_jobs")
+    name = models.CharField(max_length=200, blank=True)  # "batches/..." at the provider
+    state = models.CharField(max_length=40, default="SUBMITTING")
+    claim_token = models.UUIDField(unique=True)
+    row_count = models.PositiveIntegerField(default=0)
+    byte_count = models.PositiveBigIntegerField(default=0)
+    input_file = models.CharField(max_length=200, blank=True)  # "files/..." when not inline
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    # Results written and rows settled: the job needs nothing more.
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # One poller at a time fetches a job's results (the writes are idempotent anyway).
+    poll_lease_until = models.DateTimeField(null=True, blank=True)
+    succeeded_rows = models.PositiveIntegerField(default=0)
+    failed_rows = models.PositiveIntegerField(default=0)
+    returned_rows = models.PositiveIntegerField(default=0)  # back to pending or online
+    # The budget reservation made at submit: per row, and the ledgers it is held in.
+    reserved_per_row = models.BigIntegerField(default=0)
+    budget_keys = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["batch", "id"]
+        indexes = [models.Index(fields=["finished_at", "state"], name="provider_job_open")]
+
+    def __str__(self) -> str:
+        return self.name or f"job {self.pk} (submitting)"
+
+    @property
+    def state_label(self) -> str:
+        return self.state.removeprefix("JOB_STATE_")
+
+    @property
+    def is_open(self) -> bool:
+        return self.finished_at is None
 
 
 class StagedUpload(models.Model):

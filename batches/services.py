@@ -17,10 +17,11 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django_q.tasks import async_task
 
 from batches import costs, documents, ingest, notifications, outputs, prompts
 from batches.engine import tasks
-from batches.models import Batch, BatchResult, Priority
+from batches.models import Batch, BatchResult, Mode, Priority
 from batches.providers import catalog
 
 UNSET: Any = object()  # an argument not given, where None means something
@@ -164,6 +165,8 @@ def batch_create(
     parent: Batch | None = None,
     thinking: str = "off",
     budget: Any = None,
+    mode: str = Mode.ONLINE,
+    fallback_online: bool = True,
 ) -> Batch:
     """Validate the input and create the batch with all its rows in one transaction, or nothing.
 
@@ -195,6 +198,7 @@ def batch_create(
     model_name = model or settings.GEMINI_DEFAULT_MODEL
     _check_provider_options(model_name, thinking=thinking,
                             documents=bool(documents or template.file_columns))
+    mode = parse_mode(mode, conversation_column=conversation_column, documents=documents)
     _check_allowed(owner, priority=priority, concurrency=concurrency)
     if file is None and rows is None and not files and not documents:
         raise InvalidInput("Send a file, rows or documents.", field="file")
@@ -233,6 +237,8 @@ def batch_create(
             parent=parent,
             thinking=thinking,
             budget=budget,
+            mode=mode,
+            fallback_online=bool(fallback_online),
         )
     batch.warnings = list(intake.table.warnings)
     return batch
@@ -319,6 +325,20 @@ def _create_intake_rows(batch: Batch, intake: documents.Intake, spool: IO[str],
     except documents.DocumentError as err:
         raise InvalidInput(err.message, field="documents") from err
     return total
+
+
+def parse_mode(value: Any, *, conversation_column: str = "", documents: Any = None) -> str:
+    """"online" or "batch" (Gemini Batch Mode); InvalidInput naming the field otherwise."""
+    mode = str(value or Mode.ONLINE).strip().lower()
+    if mode not in Mode.values:
+        raise InvalidInput("Mode must be online or batch.", field="mode")
+    if mode == Mode.BATCH and conversation_column:
+        raise InvalidInput("Batch mode sends rows independently; a conversation needs online "
+                           "mode.", field="mode")
+    if mode == Mode.BATCH and documents:
+        raise InvalidInput("Batch mode does not take documents yet; use online mode.",
+                           field="mode")
+    return mode
 
 
 def parse_thinking(value: Any) -> str:
@@ -621,6 +641,10 @@ def batch_cancel(*, batch: Batch) -> int:
     with transaction.atomic():
         Batch.objects.filter(pk=batch.pk).update(cancel_requested=True, paused=False)
         cancelled = batch.results.cancel_pending()
+        if batch.provider_jobs.filter(finished_at__isnull=True).exists():
+            # Its jobs are cancelled at the provider; what they answered first is kept.
+            transaction.on_commit(lambda: async_task("batches.batchmode.tasks.cancel_jobs",
+                                                     batch.pk))
     batch.finalise_if_done()
     batch.refresh_from_db()
     return cancelled
@@ -760,4 +784,8 @@ def batch_delete(*, batch: Batch) -> None:
 
     Workers holding rows of it find nothing to write to and move on."""
     Batch.objects.filter(pk=batch.pk).update(cancel_requested=True)
+    names = list(batch.provider_jobs.filter(finished_at__isnull=True).exclude(name="")
+                 .values_list("name", flat=True))
     batch.delete()
+    if names:  # nothing is left to collect their answers into: cancel them at the provider
+        transaction.on_commit(lambda: async_task("batches.batchmode.tasks.cancel_names", names))

@@ -264,6 +264,15 @@ BATCH_SLICE_SECONDS = envint("BATCH_SLICE_SECONDS", 60)
 # Rows one slice keeps in flight at most (each batch's own concurrency caps it further).
 BATCH_SLICE_MAX_INFLIGHT = envint("BATCH_SLICE_MAX_INFLIGHT", 256)
 # Diagnostics for `manage.py bench`: each slice appends its slot idle times (ms) to this file.
+# Gemini Batch Mode (batches.batchmode): poll interval, the watchdog's wait, job sizes.
+BATCH_MODE_POLL_S = envfloat("BATCH_MODE_POLL_S", 60.0)
+BATCH_MODE_MAX_WAIT = envfloat("BATCH_MODE_MAX_WAIT", 24 * 3600.0)  # seconds
+BATCH_MODE_MAX_ROWS = envint("BATCH_MODE_MAX_ROWS", 50_000)
+BATCH_MODE_MAX_BYTES = envint("BATCH_MODE_MAX_BYTES", 500 * 1024 * 1024)
+# Inline jobs cost google-genai about 2 ms a row to convert; larger jobs go as a JSONL file.
+BATCH_MODE_INLINE_BYTES = envint("BATCH_MODE_INLINE_BYTES", 1024 * 1024)
+# A job's rows are leased beyond the watchdog's wait, so only a lost job ever expires them.
+BATCH_MODE_LEASE = envfloat("BATCH_MODE_LEASE", BATCH_MODE_MAX_WAIT + 3600.0)
 BATCH_SLOT_IDLE_LOG = os.environ.get("BATCH_SLOT_IDLE_LOG", "")
 # Retry backoff: full jitter over base * 2^attempts seconds, capped.
 BATCH_RETRY_BASE_S = envfloat("BATCH_RETRY_BASE_S", 1.0)

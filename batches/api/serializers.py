@@ -12,7 +12,7 @@ from rest_framework import serializers
 
 from batches import costs
 from batches.iterations import cache_figures
-from batches.models import Batch, BatchResult, Priority
+from batches.models import Batch, BatchResult, Priority, ProviderJob
 from batches.providers import catalog
 from batches.services import MAX_CONCURRENCY, MAX_OUTPUT_TOKENS, MAX_RETRIES
 
@@ -117,6 +117,14 @@ class _BatchSettingsSerializer(serializers.Serializer):
     webhook_url = _StringField(
         max_length=2000, required=False, allow_blank=True, default="",
         help_text="Receives this batch's events, signed with your default secret.")
+    mode = serializers.ChoiceField(
+        choices=["online", "batch"], required=False, default="online",
+        help_text="online, or batch: Gemini Batch Mode, half price, results usually within "
+                  "hours.")
+    fallback_online = _BooleanField(
+        required=False, default=True,
+        help_text="Batch mode: rows of a job the provider stalls, expires or fails run online "
+                  "at the online price (false: they go in a new job).")
     start = _BooleanField(
         required=False, default=True,
         help_text="false: save as a draft; nothing runs until POST .../start/.")
@@ -394,6 +402,21 @@ class CountsSerializer(serializers.Serializer):
     cancelled = serializers.IntegerField()
 
 
+class ProviderJobSerializer(serializers.ModelSerializer):
+    """A Gemini Batch Mode job holding some of the batch's rows."""
+
+    state = serializers.CharField(source="state_label", read_only=True,
+                                  help_text="SUBMITTING, PENDING, RUNNING, SUCCEEDED, FAILED, "
+                                            "CANCELLED, EXPIRED (or NOT_SUBMITTED, LOST).")
+
+    class Meta:
+        model = ProviderJob
+        fields = ["name", "state", "row_count", "byte_count", "input_file", "submitted_at",
+                  "last_polled_at", "finished_at", "succeeded_rows", "failed_rows",
+                  "returned_rows", "error"]
+        read_only_fields = fields
+
+
 class BatchSummarySerializer(serializers.ModelSerializer):
     """A batch in a list. `counts` and `progress` come from `batch.live`, set by the view."""
 
@@ -417,7 +440,7 @@ class BatchSummarySerializer(serializers.ModelSerializer):
         fields = ["id", "name", "owner", "status", "source_filename", "model", "priority",
                   "total_rows", "counts", "processed", "progress", "waiting_on_api_since",
                   "created_at",
-                  "started_at", "finished_at", "spent", "budget"]
+                  "started_at", "finished_at", "spent", "budget", "mode"]
         read_only_fields = fields
 
     @extend_schema_field(serializers.CharField(allow_null=True))
@@ -455,9 +478,12 @@ class BatchSerializer(BatchSummarySerializer):
             "prompt_tokens", "output_tokens", "paused", "cancel_requested", "updated_at",
             "last_error", "warnings", "output_fields", "response_schema", "webhook_url",
             "use_cache", "parent", "from_cache", "thinking", "thoughts_tokens", "cached_tokens",
-            "spend",
+            "spend", "fallback_online", "jobs",
         ]
         read_only_fields = fields
+
+    jobs = ProviderJobSerializer(source="provider_jobs", many=True, read_only=True,
+                                 help_text="Batch mode: the provider jobs, oldest first.")
 
     output_fields = serializers.SerializerMethodField(
         help_text="The output columns; empty for a text batch.")

@@ -74,4 +74,6 @@ def run(bench: Bench) -> list[Row]:
             runs[8].append(heavy.million_rows(bench))
         if 5 in wanted:
             runs[5].append(bench.memory())
+        if 10 in wanted:
+            runs[10].append(bench.batch_mode())
     return [combine(runs[number]) for number in sorted(runs)]

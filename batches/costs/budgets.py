@@ -115,7 +115,8 @@ def expected_row_cost(batch: Batch, price: Price) -> Decimal:
     chars = batch.prompt_chars / batch.total_rows if batch.total_rows else 0
     prompt = math.ceil((chars + len(batch.system_instruction)) / CHARS_PER_TOKEN)
     output = batch.max_output_tokens or OUTPUT_GUESS_TOKENS
-    return price.cost(prompt=prompt, candidates=output, thoughts=thinking_guess(batch.thinking))
+    return price.cost(prompt=prompt, candidates=output, thoughts=thinking_guess(batch.thinking),
+                      batch_mode=batch.mode == "batch")
 
 
 def budget_message(spent: Decimal, budget: Decimal, currency: str = "USD") -> str:

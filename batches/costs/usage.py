@@ -16,21 +16,23 @@ from batches.costs.prices import price_for
 from batches.providers import Response
 
 
-def answer_cost(model: str, response: Response, at: datetime | None = None) -> Decimal | None:
-    """The answer's cost at the price valid at `at`; None when the model has no price."""
+def answer_cost(model: str, response: Response, at: datetime | None = None, *,
+                batch_mode: bool = False) -> Decimal | None:
+    """The answer's cost at the price valid at `at` (the batch-mode price for an answer from a
+    Batch Mode job); None when the model has no price."""
     price = price_for(model, at)
     if price is None:
         return None
     return price.cost(prompt=response.prompt_tokens or 0, candidates=response.output_tokens or 0,
                       thoughts=response.thoughts_tokens or 0,
-                      cached=response.cached_tokens or 0)
+                      cached=response.cached_tokens or 0, batch_mode=batch_mode)
 
 
 def calls_cost(model: str, responses: Sequence[Response],
-               at: datetime | None = None) -> Decimal | None:
+               at: datetime | None = None, *, batch_mode: bool = False) -> Decimal | None:
     """What every call behind one answer cost (a structured-output repair is a second call,
     billed on its own: each call is priced by its own prompt length); None: price unknown."""
-    costs = [answer_cost(model, r, at) for r in responses]
+    costs = [answer_cost(model, r, at, batch_mode=batch_mode) for r in responses]
     return None if any(c is None for c in costs) else sum(costs, Decimal(0))
 
 

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from batches import costs, notifications
 from batches.engine import reuse
-from batches.models import Batch, BatchResult
+from batches.models import Batch, BatchResult, Mode
 from batches.providers import Request, Response
 
 EARLIER_TURN_FAILED = "Not run because an earlier turn failed."
@@ -49,6 +49,8 @@ class BatchSettings:
     thinking: str = "off"
     owner_id: int = 0
     use_cache: bool = False
+    # Sent in a Gemini Batch Mode job (batches.batchmode): billed at the batch-mode price.
+    batch_mode: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,8 @@ class Outcome:
         assert self.response is not None
         if self.cached:
             return Decimal(0)  # the result cache's answer was not billed again
-        return costs.calls_cost(self.row.batch.model, self.calls or (self.response,), now)
+        return costs.calls_cost(self.row.batch.model, self.calls or (self.response,), now,
+                                batch_mode=self.row.batch.batch_mode)
     cached: bool = False  # the answer came from the result cache
 
 
@@ -143,7 +146,12 @@ def runnable_rows(status: str):
     runnable = runnable_batches()
     return BatchResult.objects.filter(status=status).filter(
         Q(batch__in=runnable.exclude(status=DRAFT))
-        | Q(batch__in=runnable.filter(status=DRAFT), sample=True))
+        | Q(batch__in=runnable.filter(status=DRAFT), sample=True)).exclude(ONLY_IN_JOBS)
+
+
+# A batch-mode row is sent in a provider job (batches.batchmode), unless it was handed to the
+# online engine (its job stalled and the batch allows the fallback).
+ONLY_IN_JOBS = Q(batch__mode=Mode.BATCH, online=False)
 
 
 def claimable(qs, now: datetime):
@@ -217,6 +225,8 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
         candidates = claimable(BatchResult.objects.filter(batch=batch), now)
         if batch.status == DRAFT:
             candidates = candidates.filter(sample=True)
+        if batch.mode == Mode.BATCH:
+            candidates = candidates.filter(online=True)
         if batch.conversation_column:
             candidates = candidates.filter(Q(conversation_key="") | ~Exists(
                 _earlier_turns(BatchResult.Status.PENDING, RUNNING)))
@@ -309,13 +319,13 @@ def _histories(batch: Batch, rows: list[tuple]) -> dict[int, tuple[tuple[str, st
     }
 
 
-def _settings_of(batch: Batch) -> BatchSettings:
+def _settings_of(batch: Batch, *, batch_mode: bool = False) -> BatchSettings:
     return BatchSettings(
         id=batch.pk, model=batch.model_name, system_instruction=batch.system_instruction,
         temperature=batch.temperature, max_output_tokens=batch.max_output_tokens,
         response_schema=batch.response_schema, max_retries=batch.max_retries,
         rpm_limit=batch.rpm_limit, tpm_limit=batch.tpm_limit, thinking=batch.thinking,
-        owner_id=batch.owner_id, use_cache=batch.use_cache,
+        owner_id=batch.owner_id, use_cache=batch.use_cache, batch_mode=batch_mode,
     )
 
 

@@ -12,7 +12,14 @@ RESCUE_SCHEDULE = "batches.rescue"
 
 
 def enqueue_batch(batch_id: int) -> None:
-    """Start enough slices to keep every worker busy on the batch."""
+    """Start enough slices to keep every worker busy on the batch; a batch-mode batch gets its
+    job submitter instead (it starts a slice for rows handed to the online engine)."""
+    from batches.models import Batch, Mode
+
+    if Batch.objects.filter(pk=batch_id, mode=Mode.BATCH).exists():
+        async_task("batches.batchmode.tasks.submit", batch_id, group=f"batch-{batch_id}",
+                   q_options={"task_name": f"submit batch {batch_id}"})
+        return
     for _ in range(settings.Q_CLUSTER["workers"]):
         enqueue_slice(batch_id)
 

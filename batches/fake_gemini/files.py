@@ -137,6 +137,26 @@ class FakeFiles:
             self.uploads_finished += 1
         return 200, final, {"file": file.resource(base)}
 
+    def add(self, display_name: str, mime_type: str, data: bytes) -> str:
+        """Store a file the server made itself (a batch job's results); returns its id."""
+        now = time.time()
+        file = _File(uuid.uuid4().hex[:12], display_name, mime_type, data, now,
+                     now + self.knobs.file_ttl_s)
+        with self._lock:
+            self._files[file.id] = file
+        return file.id
+
+    def content(self, file_id: str) -> bytes | None:
+        """A live file's bytes (a batch job's input, a download), or None."""
+        file = self._live(file_id)
+        return None if file is None else file.data
+
+    def download(self, file_id: str) -> tuple[int, dict, dict | bytes]:
+        data = self.content(file_id)
+        if data is None:
+            return 404, {}, _error(404, f"File {file_id} not found.")
+        return 200, {"Content-Type": "application/octet-stream"}, data
+
     def expire_all(self) -> None:
         """As if every uploaded file had passed its expiration time (for tests)."""
         with self._lock:

@@ -47,6 +47,19 @@ class Knobs:
     # Thinking tokens an answer reports when the request leaves thinking to the model; a
     # thinking budget (or level) caps it, a budget of 0 turns it off.
     thinking_tokens: int = 0
+    # Batch Mode (batchjobs.py): seconds a job stays PENDING, then RUNNING, before it ends;
+    # results in shuffled order; shares of rows missing from the results or answered with a
+    # per-row error (decided per row and per time the fake saw it); and the next N jobs
+    # created stay PENDING for ever, expire, or report SUCCEEDED with every row failed.
+    batch_pending_s: float = 0.0
+    batch_running_s: float = 0.0
+    batch_shuffle: bool = False
+    batch_missing_rate: float = 0.0
+    batch_error_rate: float = 0.0
+    batch_stuck_jobs: int = 0
+    batch_expire_jobs: int = 0
+    batch_all_failed_jobs: int = 0
+    batch_inline_max_bytes: int = 20 * 1024 * 1024
 
     def update(self, **changes: Any) -> None:
         names = {f.name for f in dataclasses.fields(self)}

@@ -31,6 +31,7 @@ from batches.fake_gemini.answers import (
     invalid_key,
     text_of,
 )
+from batches.fake_gemini.batchjobs import FakeBatches
 from batches.fake_gemini.files import FakeFiles
 from batches.fake_gemini.knobs import Knobs, LogEntry, Stats
 
@@ -51,11 +52,12 @@ class FakeGeminiApp:
         self.stats = Stats(knobs.log_limit)
         self.files = FakeFiles(knobs)
         self._answers = GeminiAnswers(knobs, self.stats, self.files)
+        self.batches = FakeBatches(knobs, self.files, self._answers)
         self.count_tokens_calls = 0
 
     async def handle(
         self, method: str, target: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], dict]:
+    ) -> tuple[int, dict[str, str], dict | bytes]:
         url = urlsplit(target)
         path, query = url.path, parse_qs(url.query)
         if method == "POST" and "/models/" in path and path.endswith(":generateContent"):
@@ -78,12 +80,18 @@ class FakeGeminiApp:
             except ValueError:
                 meta = {}
             return self.files.start(headers, meta, base)
+        if "/batches" in path or path.endswith(":batchGenerateContent"):
+            api_key = headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
+            return self._batches(method, path, api_key, body)
+        if method == "GET" and "/files/" in path and path.endswith(":download"):
+            return self.files.download(path.rsplit("/files/", 1)[1].removesuffix(":download"))
         if method == "GET" and "/files/" in path and not path.startswith("/upload/"):
             return self.files.get(path.rsplit("/files/", 1)[1], base)
         if method == "GET" and path == "/_stats":
             flag = lambda name: query.get(name, ["0"])[0] not in ("0", "", "false")  # noqa: E731
             data = self.stats.snapshot(prompts=flag("prompts"), log=flag("log"))
-            return 200, {}, {**data, "files_api": self.files.snapshot()}
+            return 200, {}, {**data, "files_api": self.files.snapshot(),
+                             "batch_mode": self.batches.snapshot()}
         if method == "POST" and path == "/_reset":
             self.stats.reset()
             return 200, {}, {"ok": True}
@@ -94,6 +102,28 @@ class FakeGeminiApp:
                 except (ValueError, TypeError, AttributeError) as exc:
                     return 400, {}, error_body(400, str(exc))
             return 200, {}, dataclasses.asdict(self.knobs)
+        return 404, {}, error_body(404, f"Unknown route {method} {path}")
+
+    def _batches(self, method: str, path: str, api_key: str, body: bytes
+                 ) -> tuple[int, dict, dict]:
+        """Batch Mode routes (batchjobs.py)."""
+        if not api_key or (self.knobs.require_key is not None
+                           and api_key != self.knobs.require_key):
+            return 400, {}, invalid_key()
+        if self.knobs.down:
+            return 503, {}, error_body(503)
+        if method == "POST" and "/models/" in path and path.endswith(":batchGenerateContent"):
+            model = path.rsplit("/models/", 1)[1].removesuffix(":batchGenerateContent")
+            return self.batches.create(model, body)
+        tail = path.rsplit("/batches", 1)[1].lstrip("/")
+        if method == "GET" and not tail:
+            return self.batches.list()
+        if method == "POST" and tail.endswith(":cancel"):
+            return self.batches.cancel(tail.removesuffix(":cancel"))
+        if method == "GET":
+            return self.batches.get(tail)
+        if method == "DELETE":
+            return self.batches.delete(tail)
         return 404, {}, error_body(404, f"Unknown route {method} {path}")
 
     def _count_tokens(self, api_key: str, raw: bytes) -> tuple[int, dict, dict]:
@@ -198,11 +228,12 @@ class _HttpServer:
         return keep_alive
 
     @staticmethod
-    def _write(writer: asyncio.StreamWriter, status: int, extra: dict[str, str], payload: dict,
-               keep_alive: bool) -> None:
-        data = json.dumps(payload).encode()
+    def _write(writer: asyncio.StreamWriter, status: int, extra: dict[str, str],
+               payload: dict | bytes, keep_alive: bool) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        extra = dict(extra)
         head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-                "Content-Type: application/json; charset=UTF-8",
+                "Content-Type: " + extra.pop("Content-Type", "application/json; charset=UTF-8"),
                 f"Content-Length: {len(data)}",
                 "Connection: " + ("keep-alive" if keep_alive else "close")]
         head += [f"{name}: {value}" for name, value in extra.items()]

@@ -184,6 +184,15 @@ class BatchForm(RowsUploadForm):
         required=False, min_value=0, max_digits=14, decimal_places=2,
         widget=forms.NumberInput(attrs={"step": "0.01", "placeholder": "no budget"}),
         help_text="The batch pauses before it would spend more (USD).")
+    mode = forms.ChoiceField(
+        choices=[("online", "Online: results as they come"),
+                 ("batch", "Batch mode: half price, results usually within hours")],
+        initial="online", required=False, label="Mode",
+        help_text="Batch mode sends the rows to Gemini's Batch Mode in jobs.")
+    fallback_online = forms.BooleanField(
+        required=False, initial=True, label="Run online if Gemini stalls",
+        help_text="Batch mode: rows of a job that stalls or expires run online, at the online "
+                  "price; otherwise they go in a new job.")
     # The Output section (batches/web/output.py reads the field editor's rows).
     output_mode = forms.ChoiceField(choices=[("text", "Text"), ("columns", "Columns")],
                                     initial="text", required=False)
@@ -244,6 +253,9 @@ class BatchForm(RowsUploadForm):
             "use_cache": not data["always_call_model"],
             "thinking": data["thinking"] or "off",
             "budget": data["budget"],
+            "mode": data.get("mode") or "online",
+            # An unticked box is absent from the POST; the default is on.
+            "fallback_online": bool(data.get("fallback_online")) if self.is_bound else True,
         }
 
     def add_service_error(self, err: ServiceError) -> None:

@@ -65,6 +65,12 @@ class Command(BaseCommand):
                                  "thinking budget in tokens.")
         parser.add_argument("--budget", default=None,
                             help="Most the batch may spend, e.g. 5.00; it pauses there.")
+        parser.add_argument("--mode", choices=["online", "batch"], default="online",
+                            help="batch: Gemini Batch Mode, half price, results usually "
+                                 "within hours.")
+        parser.add_argument("--no-fallback-online", action="store_true",
+                            help="Batch mode: put rows of a stalled job in a new job instead "
+                                 "of running them online.")
         parser.add_argument("--estimate", action="store_true",
                             help="Print the estimated tokens, cost and time; create nothing.")
         parser.add_argument("--draft", action="store_true",
@@ -185,6 +191,8 @@ class Command(BaseCommand):
                     max_output_tokens=options["max_output_tokens"],
                     thinking=options["thinking"],
                     budget=options["budget"],
+                    mode=options["mode"],
+                    fallback_online=not options["no_fallback_online"],
                     **output,
                     webhook_url=options["webhook"],
                     start=not options["draft"],

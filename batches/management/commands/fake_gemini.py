@@ -39,6 +39,10 @@ class Command(BaseCommand):
         parser.add_argument("--thinking-tokens", type=int, default=0,
                             help="Thinking tokens an answer reports when the request leaves "
                                  "thinking to the model (a thinking budget caps it).")
+        parser.add_argument("--batch-pending-s", type=float, default=0.0,
+                            help="Batch Mode: seconds a job stays PENDING.")
+        parser.add_argument("--batch-running-s", type=float, default=0.0,
+                            help="Batch Mode: seconds a job then stays RUNNING.")
         parser.add_argument("--control-key", default=os.environ.get("FAKE_GEMINI_CONTROL_KEY"),
                             help="Key for /_stats, /_reset and /_config, sent in the "
                                  f"{CONTROL_HEADER} header (default: $FAKE_GEMINI_CONTROL_KEY, "
@@ -51,7 +55,8 @@ class Command(BaseCommand):
         knobs = {name: options[name] for name in (
             "latency_ms", "jitter_ms", "error_rate", "rpm_limit", "rpm_window_s",
             "retry_delay_s", "retry_after_header", "daily_quota_exhausted", "require_key",
-            "seed", "log_limit", "demo_answers", "thinking_tokens",
+            "seed", "log_limit", "demo_answers", "thinking_tokens", "batch_pending_s",
+            "batch_running_s",
         )}
         if options["error_mix"]:
             knobs["error_mix"] = options["error_mix"]
