@@ -61,14 +61,17 @@ clean:
 
 # The whole pipeline without an API key: a local demo model answers instead of Gemini,
 # on its own database (demo.sqlite3) so demo batches never mix with real ones.
+# A second demo model stands for an OpenAI-compatible endpoint (docs/providers.md).
 DEMO_ENV := $(DEV) DEMO_MODE=true DATABASE_URL=sqlite:///$(CURDIR)/demo.sqlite3 \
-	GEMINI_BASE_URL=http://127.0.0.1:8765 GEMINI_API_KEY=demo-key BATCH_MODE_POLL_S=5
+	GEMINI_BASE_URL=http://127.0.0.1:8765 GEMINI_API_KEY=demo-key BATCH_MODE_POLL_S=5 \
+	OPENAI_BASE_URL=http://127.0.0.1:8766/v1 OPENAI_API_KEY=demo-key OPENAI_MODELS=demo-openai-model
 demo: install
 	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput
 	$(DEMO_ENV) $(BIN)/python manage.py demo_setup --address $(HOST):$(PORT)
 	@$(DEMO_ENV) $(BIN)/python manage.py fake_gemini --port 8765 --latency-ms 400 --error-rate 0.05 --demo-answers --thinking-tokens 300 --batch-pending-s 20 --batch-running-s 20 & \
-	MODEL=$$!; $(DEMO_ENV) $(BIN)/python manage.py qcluster & $(STOP_WORKER_ON_EXIT) \
-	trap 'kill $$MODEL 2>/dev/null; $(STOP_WORKER)' EXIT; \
+	MODEL=$$!; $(DEMO_ENV) $(BIN)/python manage.py fake_openai --port 8766 --latency-ms 300 --error-rate 0.05 --demo-answers & \
+	OPENAI_MODEL=$$!; $(DEMO_ENV) $(BIN)/python manage.py qcluster & $(STOP_WORKER_ON_EXIT) \
+	trap 'kill $$MODEL $$OPENAI_MODEL 2>/dev/null; $(STOP_WORKER)' EXIT; \
 	$(DEMO_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # Re-take docs/dashboard.png and docs/batch.png in a throwaway demo (needs Chromium).

@@ -1,3 +1,5 @@
+import sys
+
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
@@ -10,6 +12,13 @@ class BatchesConfig(AppConfig):
         post_migrate.connect(_create_schedules, sender=self)
         # Connects the receiver that deletes a document's file with its row.
         import batches.documents.store  # noqa: F401
+
+        if "qcluster" in sys.argv[1:2]:
+            # Workers are forked from the cluster: importing the SDKs here spares each worker's
+            # first task their import (seconds on a busy host, against the task timeout).
+            from batches.providers import catalog
+
+            catalog.preload()
 
 
 def _create_schedules(using: str = "default", **kwargs) -> None:

@@ -22,6 +22,7 @@ from django_q.tasks import async_task
 from batches import costs, documents, ingest, notifications, outputs, prompts
 from batches.engine import tasks
 from batches.models import Batch, BatchResult, Mode, Priority
+from batches.providers import catalog
 
 UNSET: Any = object()  # an argument not given, where None means something
 CREATE_CHUNK = 2000
@@ -194,6 +195,9 @@ def batch_create(
     priority = parse_priority(priority)
     thinking = parse_thinking(thinking)
     budget = parse_budget(budget)
+    model_name = model or settings.GEMINI_DEFAULT_MODEL
+    _check_provider_options(model_name, thinking=thinking,
+                            documents=bool(documents or template.file_columns))
     mode = parse_mode(mode, conversation_column=conversation_column, documents=documents)
     _check_allowed(owner, priority=priority, concurrency=concurrency)
     if file is None and rows is None and not files and not documents:
@@ -216,7 +220,7 @@ def batch_create(
             name=name or _default_name(filename),
             source_filename=(filename or "")[:255],
             prompt_template=prompt,
-            model_name=model or settings.GEMINI_DEFAULT_MODEL,
+            model_name=model_name,
             system_instruction=system_instruction or "",
             temperature=temperature,
             max_output_tokens=max_output_tokens,
@@ -224,8 +228,8 @@ def batch_create(
             max_retries=max_retries,
             priority=priority,
             conversation_column=conversation_column or "",
-            rpm_limit=rpm_limit if rpm_limit is not None else settings.GEMINI_RPM,
-            tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
+            rpm_limit=rpm_limit if rpm_limit is not None else catalog.default_rpm(model_name),
+            tpm_limit=tpm_limit if tpm_limit is not None else catalog.default_tpm(model_name),
             response_schema=response_schema,
             webhook_url=webhook_url,
             status=Batch.Status.PENDING if start else Batch.Status.DRAFT,
@@ -238,6 +242,14 @@ def batch_create(
         )
     batch.warnings = list(intake.table.warnings)
     return batch
+
+
+def _check_provider_options(model: str, *, thinking: str, documents: bool) -> None:
+    """What the model's provider cannot honour is refused before anything is stored."""
+    try:
+        catalog.check_options(model, thinking=thinking, documents=documents)
+    except catalog.OptionError as err:
+        raise InvalidInput(err.message, field=err.field) from err
 
 
 def _gather(template: prompts.Template, **kwargs: Any) -> tuple[str, documents.Intake]:
@@ -394,8 +406,8 @@ def batch_estimate(
             model=model, prompts=(template.render(row) for row in intake.table.rows),
             system_instruction=system_instruction, max_output_tokens=max_output_tokens,
             thinking=thinking, concurrency=concurrency,
-            rpm_limit=rpm_limit if rpm_limit is not None else settings.GEMINI_RPM,
-            tpm_limit=tpm_limit if tpm_limit is not None else settings.GEMINI_TPM,
+            rpm_limit=rpm_limit if rpm_limit is not None else catalog.default_rpm(model),
+            tpm_limit=tpm_limit if tpm_limit is not None else catalog.default_tpm(model),
             output_tokens_per_row=costs.earlier_output_per_row(owner, model, prompt))
     except ingest.IngestError as err:
         raise _ingest_error(err, source) from err

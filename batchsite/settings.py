@@ -220,6 +220,14 @@ GEMINI_MODELS = [
     ).split(",")
     if m.strip()
 ]
+# A second provider: any OpenAI-compatible chat completions endpoint (OpenAI, OpenRouter, vLLM,
+# Ollama). Models listed in OPENAI_MODELS run there; every other model on Gemini.
+OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
+OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "")
+OPENAI_TIMEOUT_S = envfloat("OPENAI_TIMEOUT_S", 120.0)
+OPENAI_MODELS = [m.strip() for m in os.environ.get("OPENAI_MODELS", "").split(",") if m.strip()]
+OPENAI_RPM = envint("OPENAI_RPM", None)
+OPENAI_TPM = envint("OPENAI_TPM", None)
 GEMINI_RPM = envint("GEMINI_RPM", None)
 GEMINI_TPM = envint("GEMINI_TPM", None)
 # Circuit breaker per model: this many transient failures in a row open it for the cool-down

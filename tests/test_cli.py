@@ -83,6 +83,21 @@ def test_batch_run_uses_the_owner_given(admin_user, user, rows_csv):
         run("batch_run", str(rows_csv), "--prompt", "{{text}}", "--owner", "nobody")
 
 
+def test_batch_run_takes_an_openai_compatible_model_and_refuses_an_unlisted_one(
+        admin_user, rows_csv, settings):
+    settings.OPENAI_MODELS = ["gpt-4o-mini"]
+    run("batch_run", str(rows_csv), "--prompt", "{{text}}", "--model", "gpt-4o-mini")
+    assert Batch.objects.get().model_name == "gpt-4o-mini"
+    with pytest.raises(CommandError) as err:
+        run("batch_run", str(rows_csv), "--prompt", "{{text}}", "--model", "gpt-5-unlisted")
+    assert str(err.value).startswith("--model: Unknown model 'gpt-5-unlisted'")
+    assert "gpt-4o-mini" in str(err.value) and err.value.returncode == 2
+    with pytest.raises(CommandError, match="--thinking: Thinking 'low' is not available"):
+        run("batch_run", str(rows_csv), "--prompt", "{{text}}", "--model", "gpt-4o-mini",
+            "--thinking", "low")
+    assert Batch.objects.count() == 1
+
+
 def test_batch_run_without_an_owner_says_how_to_get_one(db, rows_csv):
     with pytest.raises(CommandError) as err:
         run("batch_run", str(rows_csv), "--prompt", "{{text}}")

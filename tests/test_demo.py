@@ -37,3 +37,6 @@ def test_make_demo_runs_the_demo_model_a_worker_and_the_web_server_on_its_own_da
     assert "GEMINI_BASE_URL=http://127.0.0.1:8765" in plan
     for step in ("migrate", "demo_setup", "fake_gemini --port 8765", "qcluster", "runserver"):
         assert step in plan
+    # The second provider's demo model, on the fake OpenAI-compatible server.
+    assert "fake_openai --port 8766" in plan
+    assert "OPENAI_BASE_URL=http://127.0.0.1:8766/v1" in plan and "OPENAI_MODELS=" in plan

@@ -13,6 +13,7 @@ from rest_framework import serializers
 from batches import costs
 from batches.iterations import cache_figures
 from batches.models import Batch, BatchResult, Priority, ProviderJob
+from batches.providers import catalog
 from batches.services import MAX_CONCURRENCY, MAX_OUTPUT_TOKENS, MAX_RETRIES
 
 PRIORITIES = [label for _, label in Priority.choices]
@@ -90,7 +91,8 @@ class _BatchSettingsSerializer(serializers.Serializer):
     prompt = _TextField(help_text="Prompt template; {{column}} placeholders name input columns.")
     name = _StringField(max_length=200, required=False, allow_blank=True, default="")
     model = _StringField(max_length=100, required=False, allow_blank=True, default="",
-                         help_text="Gemini model; the server default when empty.")
+                         help_text="A model from GEMINI_MODELS or OPENAI_MODELS (an "
+                                   "OpenAI-compatible endpoint); the server default when empty.")
     system_instruction = _TextField(required=False, allow_blank=True, default="")
     temperature = _NumberField(min_value=0, max_value=2, required=False,
                                allow_null=True, default=None)
@@ -131,9 +133,11 @@ class _BatchSettingsSerializer(serializers.Serializer):
         help_text="false: always call the model, never reuse an identical earlier answer.")
 
     def validate_model(self, value: str) -> str:
-        if value and value not in settings.GEMINI_MODELS:
-            raise serializers.ValidationError(
-                f"Unknown model {value!r}; use one of {', '.join(settings.GEMINI_MODELS)}.")
+        if value:
+            try:
+                catalog.check_model(value)
+            except catalog.OptionError as err:
+                raise serializers.ValidationError(err.message) from err
         return value
 
 

@@ -121,9 +121,9 @@ def count_tokens(model: str, text: str) -> int:
     cached = cache.get(key)
     if cached is not None:
         return cached
-    from batches.providers import gemini  # google-genai costs a second to import: only here
+    from batches.providers import catalog  # the SDKs cost a second to import: only here
 
-    tokens = gemini.get_provider().count_tokens(model, text)
+    tokens = catalog.provider_for(model).count_tokens(model, text)
     cache.set(key, tokens, COUNT_CACHE_S)
     return tokens
 

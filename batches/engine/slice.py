@@ -36,7 +36,7 @@ from batches.providers import (
     PermanentError,
     Response,
     RetryableError,
-    gemini,
+    catalog,
 )
 
 log = logging.getLogger(__name__)
@@ -309,7 +309,7 @@ class Slice:
     async def _send(self, row: ClaimedRow) -> Response:
         """The one place a request leaves the engine: breaker, shared rate limit, provider."""
         batch, model = row.batch, row.batch.model
-        provider = gemini.get_provider()
+        provider = catalog.provider_for(model)
         attached = await documents.attachments(row.documents, prompt_bytes=len(row.prompt) * 4,
                                                provider=provider, run_db=self._run_db)
         request = row.request(documents=attached.parts)
@@ -439,6 +439,7 @@ def run_slice(batch_id: int | None = None, *, budget_s: float | None = None,
               enqueue: Enqueue | None = None) -> SliceReport:
     """Run one slice to its budget (or until there is no work); `enqueue(batch_id)` starts its
     continuation when work is left."""
+    catalog.preload()
     slice_ = Slice(batch_id, budget_s=budget_s, enqueue=enqueue)
     report = asyncio.run(slice_.run())
     if report.stop_signal == signal.SIGTERM and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:

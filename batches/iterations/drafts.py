@@ -11,6 +11,7 @@ from django.db import transaction
 from batches import prompts, services
 from batches.engine import tasks
 from batches.models import Batch, BatchResult
+from batches.providers import catalog
 
 RENDER_CHUNK = 2000
 
@@ -72,10 +73,12 @@ def batch_edit_draft(*, batch: Batch, prompt: Any = UNCHANGED, system_instructio
         changes["prompt_template"] = prompt
     if model is not UNCHANGED:
         model = model or settings.GEMINI_DEFAULT_MODEL
-        if model not in settings.GEMINI_MODELS:
-            raise services.InvalidInput(
-                f"Unknown model {model!r}; use one of {', '.join(settings.GEMINI_MODELS)}.",
-                field="model")
+        try:
+            catalog.check_model(model)
+            catalog.check_options(model, thinking=batch.thinking,
+                                  documents=batch.documents.exists())
+        except catalog.OptionError as err:
+            raise services.InvalidInput(err.message, field=err.field) from err
         changes["model_name"] = model
     services._check_settings(
         concurrency=batch.concurrency if concurrency is UNCHANGED else concurrency,

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import io
-import os
 import re
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 from google import genai
@@ -27,6 +23,10 @@ from batches.providers.base import (
     RetryableError,
     UploadedFile,
 )
+from batches.providers.http import public_url
+from batches.providers.http import retry_after_header as _retry_after_header
+from batches.providers.http import setting as _setting
+from batches.providers.http import url_secrets as _url_secrets
 
 try:  # google-genai uses httpx2 by default but takes httpx when that is what is installed
     import httpx
@@ -189,32 +189,6 @@ class GeminiProvider:
         return text.replace(self._api_key, "[redacted]")
 
 
-def public_url(url: str | None) -> str:
-    """The URL without user, password, query or fragment: what a user may see of it."""
-    try:
-        parts = urlsplit(url or "")
-        hostname = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "(an invalid URL)"
-    if not parts.netloc:  # no scheme: cut what looks like a query or credentials by hand
-        bare = (url or "").split("?", 1)[0].split("#", 1)[0]
-        return bare.rsplit("@", 1)[-1]
-    if ":" in hostname:
-        hostname = f"[{hostname}]"  # an IPv6 address
-    host = f"{hostname}:{port}" if port else hostname
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def _url_secrets(url: str) -> list[str]:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return [url]
-    found = [parts.query, parts.fragment, parts.netloc.rpartition("@")[0]]
-    return [s for s in found if len(s) >= 3]
-
-
 def _contents(request: Request) -> list[types.Content]:
     contents = []
     for prompt, answer in request.history:
@@ -356,29 +330,6 @@ def _retry_delay(details: list[dict]) -> float | None:
             if match:
                 return float(match.group(1))
     return None
-
-
-def _retry_after_header(response: Any) -> float | None:
-    value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _setting(name: str, default: Any) -> Any:
-    from django.conf import settings
-
-    if settings.configured and hasattr(settings, name):
-        return getattr(settings, name)
-    return os.environ.get(name, default)
 
 
 _cache_lock = threading.Lock()

@@ -12,6 +12,7 @@ from django.core.files.uploadhandler import FileUploadHandler
 
 from batches import outputs
 from batches.models import Priority
+from batches.providers import catalog
 from batches.services import MAX_CONCURRENCY, MAX_OUTPUT_TOKENS, MAX_RETRIES, ServiceError
 from batches.web import output
 
@@ -75,11 +76,9 @@ THINKING_CHOICES = [
 ]
 
 
-def _model_choices() -> list[tuple[str, str]]:
-    models = list(settings.GEMINI_MODELS)
-    if settings.GEMINI_DEFAULT_MODEL not in models:
-        models.insert(0, settings.GEMINI_DEFAULT_MODEL)
-    return [(m, m) for m in models]
+def _model_choices() -> list[tuple[str, list[tuple[str, str]]]]:
+    """The models grouped by provider: the select shows one <optgroup> per provider."""
+    return [(label, [(m, m) for m in models]) for label, models in catalog.model_groups()]
 
 
 class RowsUploadForm(forms.Form):

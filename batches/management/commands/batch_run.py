@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from batches import cli, outputs, services
+from batches.providers import catalog
 
 # Service field names as the options that set them.
 OPTION_NAMES = {
@@ -162,6 +163,11 @@ class Command(BaseCommand):
         """batch_create or batch_estimate on the file, with the options."""
         output = self._output(options)
         self._schema_file = options["schema"]
+        if options["model"]:
+            try:
+                catalog.check_model(options["model"])
+            except catalog.OptionError as err:
+                raise CommandError(f"--model: {err}", returncode=2) from err
         try:
             handle = path.open("rb")
         except OSError as err:
