@@ -47,6 +47,9 @@ class Knobs:
     # Thinking tokens an answer reports when the request leaves thinking to the model; a
     # thinking budget (or level) caps it, a budget of 0 turns it off.
     thinking_tokens: int = 0
+    # Grounding: web sources every google_search answer cites ([{"uri", "title"}]) instead of
+    # the ones made up from the prompt (grounding.py); for tests of hostile or odd sources.
+    grounding_sources: tuple[dict, ...] = ()
 
     def update(self, **changes: Any) -> None:
         names = {f.name for f in dataclasses.fields(self)}
@@ -58,6 +61,9 @@ class Knobs:
                         "fail_upload_once", "json_invalid_once", "json_invalid_always",
                         "json_mismatch"):
                 value = (value,) if isinstance(value, str) else tuple(value)
+            elif name == "grounding_sources":
+                value = tuple({"uri": str(d.get("uri", "")), "title": str(d.get("title", ""))}
+                              for d in value)
             elif name == "error_mix":
                 value = {int(k): float(v) for k, v in value.items()}
             elif name == "fail_times":
