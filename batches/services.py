@@ -18,9 +18,19 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from batches import costs, documents, ingest, notifications, outputs, prompts
+from batches import (
+    costs,
+    documents,
+    ingest,
+    languages,
+    notifications,
+    outputs,
+    preferences,
+    prompts,
+)
 from batches.engine import tasks
-from batches.models import Batch, BatchResult, Priority
+from batches.models import Batch, BatchResult, Priority, UserSettings
+from batches.providers import capabilities
 
 UNSET: Any = object()  # an argument not given, where None means something
 CREATE_CHUNK = 2000
@@ -142,10 +152,10 @@ def batch_create(
     rows: list[dict] | None = None,
     name: str = "",
     model: str | None = None,
-    system_instruction: str = "",
+    system_instruction: str | None = None,
     temperature: float | None = None,
     max_output_tokens: int | None = None,
-    concurrency: int = 16,
+    concurrency: int | None = None,
     max_retries: int = 3,
     priority: int | str = Priority.NORMAL,
     conversation_column: str = "",
@@ -161,8 +171,11 @@ def batch_create(
     start: bool = True,
     use_cache: bool = True,
     parent: Batch | None = None,
-    thinking: str = "off",
+    thinking: str | None = None,
     budget: Any = None,
+    language: str | None = None,
+    google_search: bool = False,
+    url_context: bool = False,
 ) -> Batch:
     """Validate the input and create the batch with all its rows in one transaction, or nothing.
 
@@ -175,12 +188,18 @@ def batch_create(
     columns batch; neither makes a text batch. With `start=False` the batch is a draft: rows
     are stored, nothing runs (batches.iterations). The whole file is read and every row checked
     before the transaction opens, so no write lock is held while an upload is parsed (on SQLite
-    that lock stops every other write)."""
+    that lock stops every other write).
+
+    model, system_instruction, concurrency, thinking and language left as None take the owner's
+    own defaults (batches.preferences), and the batch stores what it used."""
     # Browsers send CRLF from a textarea; the model should see the text as written.
     prompt = normalise_newlines(prompt)
-    system_instruction = normalise_newlines(system_instruction or "")
     template = prompt_template(prompt)
-    _check_system_instruction(system_instruction)
+    chosen = creation_settings(owner, model=model, system_instruction=system_instruction,
+                               concurrency=concurrency, thinking=thinking, language=language,
+                               google_search=google_search, url_context=url_context)
+    model, system_instruction = chosen["model"], chosen["system_instruction"]
+    concurrency, thinking, language = chosen["concurrency"], chosen["thinking"], chosen["language"]
     if webhook_url:
         try:
             notifications.check_url(webhook_url)
@@ -189,7 +208,6 @@ def batch_create(
     _check_settings(concurrency=concurrency, max_retries=max_retries, temperature=temperature,
                     max_output_tokens=max_output_tokens)
     priority = parse_priority(priority)
-    thinking = parse_thinking(thinking)
     budget = parse_budget(budget)
     _check_allowed(owner, priority=priority, concurrency=concurrency)
     if file is None and rows is None and not files and not documents:
@@ -212,8 +230,8 @@ def batch_create(
             name=name or _default_name(filename),
             source_filename=(filename or "")[:255],
             prompt_template=prompt,
-            model_name=model or settings.GEMINI_DEFAULT_MODEL,
-            system_instruction=system_instruction or "",
+            model_name=model,
+            system_instruction=system_instruction,
             temperature=temperature,
             max_output_tokens=max_output_tokens,
             concurrency=concurrency,
@@ -229,6 +247,9 @@ def batch_create(
             parent=parent,
             thinking=thinking,
             budget=budget,
+            language=language,
+            google_search=google_search,
+            url_context=url_context,
         )
     batch.warnings = list(intake.table.warnings)
     return batch
@@ -309,6 +330,78 @@ def _create_intake_rows(batch: Batch, intake: documents.Intake, spool: IO[str],
     return total
 
 
+def parse_language(value: Any) -> str:
+    try:
+        return languages.parse(value)
+    except languages.UnknownLanguage as err:
+        raise InvalidInput(str(err), field="language") from err
+
+
+def check_tools(model: str, *, google_search: bool, url_context: bool) -> None:
+    """Refuse a grounding tool the model does not take (providers.capabilities)."""
+    for field, on in (("google_search", google_search), ("url_context", url_context)):
+        if on and not capabilities.supports(model, field):
+            raise InvalidInput(f"{model} cannot use “{capabilities.TOOLS[field]}”; choose a "
+                               "model that can, or turn it off.", field=field)
+
+
+def creation_settings(owner, *, model: str | None, system_instruction: str | None,
+                      concurrency: int | None, thinking: str | None, language: str | None,
+                      google_search: bool = False, url_context: bool = False) -> dict[str, Any]:
+    """The settings a new batch of `owner` uses, checked: those given, else the owner's own
+    defaults (batches.preferences), else the server's."""
+    prefs = preferences.for_user(owner)
+    model = model or prefs.model
+    given = None if system_instruction is None else normalise_newlines(system_instruction)
+    instruction = preferences.system_instruction(prefs, given)
+    _check_system_instruction(instruction)
+    chosen = {
+        "model": model,
+        "system_instruction": instruction,
+        "concurrency": prefs.concurrency if concurrency is None else concurrency,
+        "thinking": parse_thinking(prefs.thinking if thinking is None else thinking),
+        "language": parse_language(prefs.language if language is None else language),
+    }
+    check_tools(model, google_search=bool(google_search), url_context=bool(url_context))
+    return chosen
+
+
+def user_settings_update(*, user, **changes: Any) -> UserSettings:
+    """Change the user's own defaults for new batches; InvalidInput naming the field, and
+    nothing saved, when one is wrong. Only the fields given change."""
+    row = preferences.stored(user)
+    checked: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name == "model":
+            value = (value or "").strip()
+            if value and value not in settings.GEMINI_MODELS:
+                raise InvalidInput(f"Unknown model {value!r}; use one of "
+                                   f"{', '.join(settings.GEMINI_MODELS)}.", field="model")
+        elif name == "system_instruction":
+            value = normalise_newlines(value or "")
+            _check_system_instruction(value)
+        elif name == "language":
+            value = parse_language(value)
+        elif name == "concurrency":
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, int) or not (
+                        1 <= value <= MAX_CONCURRENCY):
+                    raise InvalidInput(f"Concurrency must be between 1 and {MAX_CONCURRENCY}.",
+                                       field="concurrency")
+                _check_allowed(user, priority=None, concurrency=value)
+        elif name == "thinking":
+            value = "" if value in (None, "") else parse_thinking(value)
+        elif name == "apply_overrides":
+            value = bool(value)
+        else:
+            raise InvalidInput(f"Unknown setting {name!r}.", field=name)
+        checked[name] = value
+    for name, value in checked.items():
+        setattr(row, name, value)
+    row.save()
+    return row
+
+
 def parse_thinking(value: Any) -> str:
     try:
         return costs.parse_thinking(value)
@@ -334,15 +427,18 @@ def batch_estimate(
     filename: str = "",
     rows: list[dict] | None = None,
     model: str | None = None,
-    system_instruction: str = "",
+    system_instruction: str | None = None,
     temperature: float | None = None,
     max_output_tokens: int | None = None,
-    concurrency: int = 16,
+    concurrency: int | None = None,
     max_retries: int = 3,
     sheet: str | None = None,
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
-    thinking: str = "off",
+    thinking: str | None = None,
+    language: str | None = None,
+    google_search: bool = False,
+    url_context: bool = False,
     response_schema: dict | None = None,
     output_fields: list[dict] | None = None,
     files: list[tuple[str, IO[bytes]]] | None = None,
@@ -354,19 +450,22 @@ def batch_estimate(
     """What batch_create with the same input would cost and take; creates nothing. The input is
     checked as batch_create checks it, so the estimate refuses what Create would."""
     prompt = normalise_newlines(prompt)
-    system_instruction = normalise_newlines(system_instruction or "")
+    chosen = creation_settings(owner, model=model, system_instruction=system_instruction,
+                               concurrency=concurrency, thinking=thinking, language=language,
+                               google_search=google_search, url_context=url_context)
+    model, concurrency, thinking = chosen["model"], chosen["concurrency"], chosen["thinking"]
+    system_instruction = languages.with_language(chosen["system_instruction"],
+                                                 chosen["language"])
     try:
         template = prompts.parse(prompt)
     except prompts.TemplateError as err:
         raise InvalidInput(str(err), field="prompt") from err
     _check_settings(concurrency=concurrency, max_retries=max_retries, temperature=temperature,
                     max_output_tokens=max_output_tokens)
-    thinking = parse_thinking(thinking)
     if file is None and rows is None and not files and not documents:
         raise InvalidInput("Send a file, rows or documents.", field="file")
     source, intake = _gather(template, file=file, filename=filename, files=files, rows=rows,
                              documents=documents, duplicates=duplicates, sheet=sheet)
-    model = model or settings.GEMINI_DEFAULT_MODEL
     try:
         _check_columns(intake.table, template, conversation_column)
         output_schema(output_fields, response_schema, intake.table.columns)

@@ -23,8 +23,8 @@ BATCHES = Path(settings.BASE_DIR) / "batches"
 LAYERS = {
     "models": 0, "prompts": 0, "providers": 0, "ingest": 0, "fake_gemini": 0, "outputs": 0,
     "documents": 0, "languages": 0,
-    "limits": 1, "costs": 1, "engine": 1, "tasks": 1, "resultcache": 1,
-    "services": 2, "exports": 2, "iterations": 2, "batch_rows": 2, "preferences": 2,
+    "limits": 1, "costs": 1, "engine": 1, "tasks": 1, "resultcache": 1, "preferences": 1,
+    "services": 2, "exports": 2, "iterations": 2, "batch_rows": 2,
     "web": 3, "api": 3, "admin": 3, "cli": 3, "management": 3, "bench": 3, "apps": 3,
     # A package may place its modules on several layers; the longest matching name wins.
     "notifications": 1, "notifications.models": 0, "notifications.safety": 0,
