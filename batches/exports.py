@@ -15,6 +15,9 @@ conversion off), which Excel never evaluates, so `-5` stays `-5`. Numbers stay n
 JSONL is data for programs and is written verbatim. `cost` is the row's cost in the price's
 currency as exact decimal digits (empty or null: not answered, or price unknown).
 
+A grounded batch (google_search or url_context) adds a `sources` column last: in CSV and XLSX
+one source a line, "title <uri>" (neutralised like any text), in JSONL the list of {uri, title}.
+
 A columns batch (structured output) exports one column per output field instead of `output`
 (cells shaped by batches.outputs: lists joined, typed cells in XLSX), then status, error,
 thoughts_tokens and cost; its JSONL rows are {"row", "index", "input", "data", "status",
@@ -79,8 +82,10 @@ def export_rows(batch: Batch, fmt: str, *, statuses: Sequence[str] | None = None
     if fields:
         chunks = _columns_chunks(fmt, batch, columns, fields, statuses)
     else:
-        headers = [row_header(columns)] + columns + result_headers(columns)
-        cells = (_cells(columns, row) for row in _rows(batch, statuses, RESULT_FIELDS))
+        names = RESULT_FIELDS + (("sources",) if batch.tools else ())
+        headers = [row_header(columns)] + columns + result_headers(columns, names)
+        cells = (_cells(columns, row, text_sources=fmt != "jsonl")
+                 for row in _rows(batch, statuses, names))
         if fmt == "jsonl":
             chunks = _jsonl_chunks(dict(zip(headers, c, strict=True)) for c in cells)
         else:
@@ -135,11 +140,26 @@ def _row_number(source_line: int | None, index: int) -> int:
     return source_line or index + 1
 
 
-def _cells(columns: Sequence[str], row: tuple) -> list:
+def _cells(columns: Sequence[str], row: tuple, *, text_sources: bool = True) -> list:
     source_line, index, values = row[:3]
     values = values if isinstance(values, dict) else {}
-    return ([_row_number(source_line, index)] + [values.get(c) for c in columns]
-            + [_exact(v) for v in row[3:]])
+    results = [_exact(v) for v in row[3:]]
+    if len(row) - 3 > len(RESULT_FIELDS):  # the sources column of a grounded batch
+        results[-1] = sources_text(row[-1]) if text_sources else _source_list(row[-1])
+    return [_row_number(source_line, index)] + [values.get(c) for c in columns] + results
+
+
+def _source_list(stored: object) -> list[dict]:
+    if not isinstance(stored, list):
+        return []
+    return [{"uri": str(s.get("uri", "")), "title": str(s.get("title", ""))}
+            for s in stored if isinstance(s, dict)]
+
+
+def sources_text(stored: object) -> str:
+    """A row's sources as one cell: a line per source, "title <uri>" (or the URI alone)."""
+    return "\n".join(f"{s['title']} <{s['uri']}>" if s["title"] else s["uri"]
+                     for s in _source_list(stored))
 
 
 def _exact(value: object) -> object:
@@ -150,24 +170,29 @@ def _exact(value: object) -> object:
 def _columns_chunks(fmt: str, batch: Batch, columns: list[str], fields: list,
                     statuses: Sequence[str] | None) -> Iterator[bytes]:
     """A columns batch: one column per output field (typed cells in XLSX)."""
-    rows = _rows(batch, statuses, ("data", *COLUMNS_RESULT_FIELDS))
+    grounded = bool(batch.tools)
+    result_names = COLUMNS_RESULT_FIELDS + (("sources",) if grounded else ())
+    rows = _rows(batch, statuses, ("data", *result_names))
     if fmt == "jsonl":
         return _jsonl_chunks(
             {"row": _row_number(line, i), "index": i, "input": values, "data": data,
              "status": status, "error": error, "thoughts_tokens": thoughts,
-             "cost": _exact(cost)}
-            for line, i, values, data, status, error, thoughts, cost in rows)
+             "cost": _exact(cost), **({"sources": _source_list(more[0])} if grounded else {})}
+            for line, i, values, data, status, error, thoughts, cost, *more in rows)
     names = [f.name for f in fields]
     headers = ([row_header(columns)] + columns + names
-               + result_headers(columns + names, COLUMNS_RESULT_FIELDS))
+               + result_headers(columns + names, result_names))
     cell = outputs.xlsx_cell if fmt == "xlsx" else (lambda v, f: outputs.cell_text(v))
 
     def cells(row: tuple) -> list:
         line, index, values, data, *results = row
         values = values if isinstance(values, dict) else {}
         data = data if isinstance(data, dict) else {}
+        results = [_exact(v) for v in results]
+        if grounded:
+            results[-1] = sources_text(results[-1])
         return ([_row_number(line, index)] + [values.get(c) for c in columns]
-                + [cell(data.get(f.name), f) for f in fields] + [_exact(v) for v in results])
+                + [cell(data.get(f.name), f) for f in fields] + results)
 
     writer = _xlsx_chunks if fmt == "xlsx" else _csv_chunks
     return writer(headers, (cells(row) for row in rows))
