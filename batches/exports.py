@@ -10,8 +10,8 @@ column is the row's number as the user knows it: its line in the file, or its sp
 CSV is opened by spreadsheet programs, so CSV text cells that begin with a formula trigger
 (`=`, `+`, `-`, `@`, their full-width forms, or whitespace) get a leading `'` (OWASP CSV
 injection), in the header, the input and the model's output alike. XLSX needs no prefix:
-every text cell is written as a string cell (xlsxwriter with formula, URL and number
-conversion off), which Excel never evaluates, so `-5` stays `-5`. Numbers stay numbers.
+every text cell is written as an inline string cell (batches.xlsx_stream), which Excel never
+evaluates, so `-5` stays `-5`. Numbers stay numbers.
 JSONL is data for programs and is written verbatim. `cost` is the row's cost in the price's
 currency as exact decimal digits (empty or null: not answered, or price unknown).
 
@@ -29,19 +29,19 @@ from __future__ import annotations
 import csv
 import datetime
 import io
+import itertools
 import json
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-import xlsxwriter
 from django.utils.text import slugify
 
 from batches import outputs
 from batches.models import Batch
 from batches.prompts import format_value
+from batches.xlsx_stream import xlsx_chunks
 
 FORMATS = ("csv", "jsonl", "xlsx")
 RESULT_FIELDS = ("output", "status", "error", "attempts", "prompt_tokens", "output_tokens",
@@ -52,6 +52,7 @@ READ_CHUNK = 2000
 STREAM_CHUNK = 64 * 1024
 # Full-width forms too: some spreadsheet programs read "＝1+1" as a formula.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+_TRIGGER_FIRST = frozenset(FORMULA_TRIGGERS)
 XLSX_MAX_CELL = 32_767  # Excel refuses longer cells
 XLSX_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # XML 1.0 cannot hold these
 
@@ -89,7 +90,8 @@ def export_rows(batch: Batch, fmt: str, *, statuses: Sequence[str] | None = None
         if fmt == "jsonl":
             chunks = _jsonl_chunks(dict(zip(headers, c, strict=True)) for c in cells)
         else:
-            chunks = (_xlsx_chunks if fmt == "xlsx" else _csv_chunks)(headers, cells)
+            text_at = _text_columns(len(columns))
+            chunks = (_xlsx_chunks if fmt == "xlsx" else _csv_chunks)(headers, cells, text_at)
     return Export(chunks=chunks, content_type=CONTENT_TYPES[fmt],
                   filename=export_filename(batch, fmt))
 
@@ -142,11 +144,13 @@ def _row_number(source_line: int | None, index: int) -> int:
 
 def _cells(columns: Sequence[str], row: tuple, *, text_sources: bool = True) -> list:
     source_line, index, values = row[:3]
-    values = values if isinstance(values, dict) else {}
-    results = [_exact(v) for v in row[3:]]
+    get = values.get if isinstance(values, dict) else {}.get
+    cells = [source_line or index + 1]
+    cells += [get(c) for c in columns]
+    results = [v if type(v) is not Decimal else _exact(v) for v in row[3:]]
     if len(row) - 3 > len(RESULT_FIELDS):  # the sources column of a grounded batch
         results[-1] = sources_text(row[-1]) if text_sources else _source_list(row[-1])
-    return [_row_number(source_line, index)] + [values.get(c) for c in columns] + results
+    return cells + results
 
 
 def _source_list(stored: object) -> list[dict]:
@@ -158,7 +162,8 @@ def _source_list(stored: object) -> list[dict]:
 
 def sources_text(stored: object) -> str:
     """A row's sources as one cell: a line per source, "title <uri>" (or the URI alone)."""
-    return "\n".join(f"{s['title']} <{s['uri']}>" if s["title"] else s["uri"]
+    return "
+".join(f"{s['title']} <{s['uri']}>" if s["title"] else s["uri"]
                      for s in _source_list(stored))
 
 
@@ -198,19 +203,39 @@ def _columns_chunks(fmt: str, batch: Batch, columns: list[str], fields: list,
     return writer(headers, (cells(row) for row in rows))
 
 
+def _text_columns(inputs: int) -> list[int]:
+    """The CSV columns of a plain batch that may hold text: the inputs, output and error."""
+    first = 1 + inputs
+    return [*range(1, first), first + RESULT_FIELDS.index("output"),
+            first + RESULT_FIELDS.index("error")]
+
+
 def _csv_value(value: object) -> object:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value
+    # The hot path of a large export: plain text and numbers first, by exact type.
+    kind = type(value)
+    if kind is str:
+        return "'" + value if value[:1] in _TRIGGER_FIRST or value[:1].isspace() else value
+    if kind is int or kind is float or value is None:
+        return value  # the csv module writes None as an empty field
     return neutralise(format_value(value))
 
 
-def _csv_chunks(headers: list[str], rows: Iterable[list]) -> Iterator[bytes]:
+def _csv_chunks(headers: list[str], rows: Iterable[list],
+                text_at: Sequence[int] | None = None) -> Iterator[bytes]:
+    """`text_at`: the columns that may hold text (None: all); the others hold numbers, None,
+    or text that can never start a formula (a status, a cost's digits), written as they are."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     buffer.write("\ufeff")  # a BOM, so Excel reads the file as UTF-8
     writer.writerow([neutralise(h) for h in headers])
-    for row in rows:
-        writer.writerow([_csv_value(v) for v in row])
+    value = _csv_value
+    text_at = range(len(headers)) if text_at is None else text_at
+    rows = iter(rows)
+    while some := list(itertools.islice(rows, 256)):
+        for row in some:
+            for i in text_at:
+                row[i] = value(row[i])
+        writer.writerows(some)
         if buffer.tell() >= STREAM_CHUNK:
             yield buffer.getvalue().encode("utf-8")
             buffer.seek(0)
@@ -233,38 +258,23 @@ def _jsonl_chunks(objects: Iterable[dict]) -> Iterator[bytes]:
 
 
 def _xlsx_value(value: object) -> object:
-    if value is None or isinstance(value, (bool, int, float, datetime.date)):
+    kind = type(value)
+    if kind is str:
+        return XLSX_ILLEGAL.sub("", value)[:XLSX_MAX_CELL] if value else value
+    if value is None or kind is int or kind is float or kind is bool or isinstance(
+            value, datetime.date):
         return value
     return XLSX_ILLEGAL.sub("", format_value(value))[:XLSX_MAX_CELL]
 
 
-def _xlsx_chunks(headers: list[str], rows: Iterable[list]) -> Iterator[bytes]:
-    # A ZIP cannot be streamed while it is written: xlsxwriter's constant-memory mode flushes
-    # each row to a temporary file, close() zips the parts, and the result is streamed from
-    # disk. It writes large exports several times faster than openpyxl (docs/performance.md).
-    with tempfile.TemporaryFile() as out:
-        workbook = xlsxwriter.Workbook(out, {
-            "constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False,
-            "strings_to_numbers": False, "tmpdir": tempfile.gettempdir(),
-        })
-        date_format = workbook.add_format({"num_format": "yyyy-mm-dd"})
-        sheet = workbook.add_worksheet("Results")
-        sheet.freeze_panes(1, 0)
-        for col, header in enumerate(headers):
-            sheet.write_string(0, col, _xlsx_value(header))
-        last = 0
-        for last, row in enumerate(rows, 1):
-            for col, value in enumerate(row):
-                value = _xlsx_value(value)
-                if isinstance(value, str):
-                    if value:  # an empty cell stays blank, as it would in Excel
-                        sheet.write_string(last, col, value)
-                elif isinstance(value, datetime.date):
-                    sheet.write_datetime(last, col, value, date_format)
-                elif value is not None:
-                    sheet.write(last, col, value)
-        sheet.autofilter(0, 0, last, max(len(headers) - 1, 0))
-        workbook.close()
-        out.seek(0)
-        while chunk := out.read(STREAM_CHUNK):
-            yield chunk
+def _xlsx_chunks(headers: list[str], rows: Iterable[list],
+                 text_at: Sequence[int] | None = None) -> Iterator[bytes]:
+    value = _xlsx_value
+    text_at = range(len(headers)) if text_at is None else text_at
+
+    def cells(row: list) -> list:
+        for i in text_at:
+            row[i] = value(row[i])
+        return row
+
+    return xlsx_chunks("Results", [value(h) for h in headers], map(cells, rows))
