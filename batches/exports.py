@@ -90,7 +90,7 @@ def export_rows(batch: Batch, fmt: str, *, statuses: Sequence[str] | None = None
         if fmt == "jsonl":
             chunks = _jsonl_chunks(dict(zip(headers, c, strict=True)) for c in cells)
         else:
-            text_at = _text_columns(len(columns))
+            text_at = _text_columns(len(columns), sources=bool(batch.tools))
             chunks = (_xlsx_chunks if fmt == "xlsx" else _csv_chunks)(headers, cells, text_at)
     return Export(chunks=chunks, content_type=CONTENT_TYPES[fmt],
                   filename=export_filename(batch, fmt))
@@ -162,8 +162,7 @@ def _source_list(stored: object) -> list[dict]:
 
 def sources_text(stored: object) -> str:
     """A row's sources as one cell: a line per source, "title <uri>" (or the URI alone)."""
-    return "
-".join(f"{s['title']} <{s['uri']}>" if s["title"] else s["uri"]
+    return "\n".join(f"{s['title']} <{s['uri']}>" if s["title"] else s["uri"]
                      for s in _source_list(stored))
 
 
@@ -203,11 +202,13 @@ def _columns_chunks(fmt: str, batch: Batch, columns: list[str], fields: list,
     return writer(headers, (cells(row) for row in rows))
 
 
-def _text_columns(inputs: int) -> list[int]:
-    """The CSV columns of a plain batch that may hold text: the inputs, output and error."""
+def _text_columns(inputs: int, *, sources: bool = False) -> list[int]:
+    """The CSV columns of a plain batch that may hold text: the inputs, output and error (and
+    a grounded batch's sources, the last column)."""
     first = 1 + inputs
     return [*range(1, first), first + RESULT_FIELDS.index("output"),
-            first + RESULT_FIELDS.index("error")]
+            first + RESULT_FIELDS.index("error"),
+            *([first + len(RESULT_FIELDS)] if sources else [])]
 
 
 def _csv_value(value: object) -> object:
