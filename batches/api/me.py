@@ -7,7 +7,7 @@ changes only the fields sent; services.user_settings_update checks them.
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status as http
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,13 +15,11 @@ from rest_framework.views import APIView
 from batches import preferences, services
 from batches.api import serializers as s
 from batches.api.parsers import DepthSafeJSONParser
-from batches.api.views import AUTH_ERRORS, error_response
+from batches.api.views import AUTH_ERRORS, BAD_INPUT, error_response
 
 BLANK = {"model": "", "system_instruction": "", "language": "", "concurrency": None,
          "thinking": "", "apply_overrides": False}
-BAD_SETTINGS = OpenApiResponse(s.ErrorSerializer, description="A setting is wrong; the "
-                               "answer names the field. Nothing was saved.")
-
+BAD_SETTINGS = BAD_INPUT  # messages per field; nothing was saved
 
 def _data(user) -> dict:
     row = preferences.stored(user)
