@@ -25,6 +25,7 @@ from batches.models import (
     MonthlySpend,
     RowTally,
     UserBudget,
+    UserSettings,
 )
 from batches.notifications import admin as notifications_admin  # noqa: F401 (registers)
 
@@ -165,7 +166,8 @@ class BatchAdmin(admin.ModelAdmin):
         ("How it runs", {"fields": ("priority", "concurrency", "max_retries", "budget",
                                     "thinking", "model_name",
                                     "temperature", "max_output_tokens", "rpm_limit", "tpm_limit",
-                                    "conversation_column")}),
+                                    "conversation_column", "language", "google_search",
+                                    "url_context")}),
         ("Input", {"fields": ("source_filename", "columns", "prompt_pre",
                               "system_instruction", "response_schema_pre")}),
         ("Processing", {"fields": ("cancel_requested", "paused", "total_rows", "succeeded_count",
@@ -185,7 +187,8 @@ class BatchAdmin(admin.ModelAdmin):
         "paused", "total_rows", "succeeded_count", "failed_count", "cancelled_count",
         "prompt_tokens", "output_tokens", "thoughts_tokens", "cached_tokens", "cost_spent",
         "costed_rows", "unpriced_rows", "created_at", "started_at", "finished_at", "updated_at",
-        "api_waiting_since", "slice_heartbeat_at", "last_error",
+        "api_waiting_since", "slice_heartbeat_at", "last_error", "language", "google_search",
+        "url_context",
     )
 
     def get_queryset(self, request) -> QuerySet:
@@ -391,7 +394,7 @@ class BatchResultAdmin(admin.ModelAdmin):
         ("Input", {"fields": ("input_pre", "prompt_pre")}),
         ("Answer", {"fields": ("output_pre", "data", "error", "finish_reason", "model_version",
                                "prompt_tokens", "output_tokens", "thoughts_tokens",
-                               "cached_tokens", "cost", "latency_ms")}),
+                               "cached_tokens", "cost", "latency_ms", "sources")}),
         ("Processing", {"fields": ("started_at", "finished_at", "not_before", "lease_expires_at",
                                    "claim_token")}),
     )
@@ -400,7 +403,7 @@ class BatchResultAdmin(admin.ModelAdmin):
         "prompt_pre", "output_pre", "data", "error", "finish_reason", "model_version",
         "prompt_tokens", "output_tokens", "thoughts_tokens", "cached_tokens", "cost",
         "latency_ms", "started_at", "finished_at", "not_before",
-        "lease_expires_at", "claim_token",
+        "lease_expires_at", "claim_token", "sources",
     )
 
     def get_queryset(self, request) -> QuerySet:
@@ -538,7 +541,25 @@ class CachedAnswerAdmin(admin.ModelAdmin):
     list_select_related = ("owner",)
     search_fields = ("key",)
     readonly_fields = ("owner", "key", "model_name", "output", "finish_reason", "model_version",
-                       "prompt_tokens", "output_tokens", "created_at")
+                       "prompt_tokens", "output_tokens", "sources", "created_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(UserSettings)
+class UserSettingsAdmin(admin.ModelAdmin):
+    """Users' defaults for new batches, to look at: users change them on their Settings page
+    or through /api/me/settings/, which check them."""
+
+    list_display = ("user", "model", "language", "concurrency", "thinking", "apply_overrides",
+                    "updated_at")
+    search_fields = ("user__username",)
+    readonly_fields = ("user", "model", "system_instruction", "language", "concurrency",
+                       "thinking", "apply_overrides", "updated_at")
 
     def has_add_permission(self, request) -> bool:
         return False
