@@ -35,8 +35,9 @@ class Defaults:
 
 def stored(user) -> UserSettings:
     """The user's settings row, unsaved (all blank) when they have none yet."""
-    found = UserSettings.objects.filter(user=user).first() if user.pk else None
-    return found or UserSettings(user=user)
+    if not getattr(user, "pk", None):  # an anonymous user has no settings of their own
+        return UserSettings()
+    return UserSettings.objects.filter(user=user).first() or UserSettings(user=user)
 
 
 def for_user(user) -> Defaults:

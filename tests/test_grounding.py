@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from batches import iterations, languages
+from batches import iterations, languages, services
 from batches.models import Batch
 from batches.providers import capabilities
 from tests.conftest import csv_file
@@ -229,3 +229,14 @@ def test_the_capability_table_and_the_language_line():
     assert languages.with_language("", "") == ""
     with pytest.raises(languages.UnknownLanguage):
         languages.parse("xx")
+
+
+@pytest.mark.django_db
+def test_a_grounded_draft_cannot_switch_to_a_model_without_the_tool(user, settings, enqueued):
+    settings.GEMINI_MODELS = [*settings.GEMINI_MODELS, "gemini-1.5-flash"]
+    draft = Batch.objects.get(pk=_api_batch(user, google_search=True, start=False)["id"])
+    with pytest.raises(services.InvalidInput) as refused:
+        iterations.batch_edit_draft(batch=draft, model="gemini-1.5-flash")
+    assert refused.value.field == "google_search"
+    draft.refresh_from_db()
+    assert draft.model_name == "gemini-2.5-flash"

@@ -76,6 +76,9 @@ def batch_edit_draft(*, batch: Batch, prompt: Any = UNCHANGED, system_instructio
             raise services.InvalidInput(
                 f"Unknown model {model!r}; use one of {', '.join(settings.GEMINI_MODELS)}.",
                 field="model")
+        # A grounded draft keeps its tools: the new model must take them too.
+        services.check_tools(model, google_search=batch.google_search,
+                             url_context=batch.url_context)
         changes["model_name"] = model
     services._check_settings(
         concurrency=batch.concurrency if concurrency is UNCHANGED else concurrency,
