@@ -7,6 +7,7 @@ import re
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -122,10 +123,10 @@ class _BatchSettingsSerializer(serializers.Serializer):
         required=False, default=None,
         help_text="Most the batch may spend (in the price's currency); it pauses when the next "
                   "rows would pass it.")
-    language = _StringField(
-        max_length=16, required=False, allow_blank=True,
-        help_text="Answer in this language (a code: " + ", ".join(languages.NAMES) + "); "
-                  "empty: the prompt's own. Default: your settings'.")
+    language = serializers.ChoiceField(
+        choices=["", *languages.NAMES], required=False, allow_blank=True,
+        help_text="Answer in this language (a language code); empty: the prompt's own. "
+                  "Default: your settings'.")
     google_search = _BooleanField(
         required=False, default=False,
         help_text="Ground answers with Google Search; each row keeps its web sources. Only "
@@ -529,25 +530,45 @@ class ResultSerializer(serializers.ModelSerializer):
         return row.sources if isinstance(row.sources, list) else []
 
 
+# A thinking option as the settings take it: off, low, default or a budget of 0 to 32768 tokens
+# (costs.MAX_THINKING_BUDGET), or empty for the server's default.
+THINKING_PATTERN = (r"^(off|low|default|0*([0-9]{1,4}|[12][0-9]{4}|3[01][0-9]{3}|32[0-6][0-9]{2}"
+                    r"|327[0-5][0-9]|3276[0-8]))?$")
+
+
 class UserSettingsSerializer(serializers.Serializer):
     """Your own defaults for new batches; a blank value means the server's default."""
 
-    model = _StringField(max_length=100, required=False, allow_blank=True,
-                         help_text="Default model; empty: the server's.")
+    model = serializers.ChoiceField(choices=[""], required=False, allow_blank=True,
+                                    help_text="Default model; empty: the server's.")
     system_instruction = _TextField(required=False, allow_blank=True)
-    language = _StringField(
-        max_length=16, required=False, allow_blank=True,
+    language = serializers.ChoiceField(
+        choices=["", *languages.NAMES], required=False, allow_blank=True,
         help_text="Default “answer in” language code; empty: the prompt's own.")
-    concurrency = serializers.IntegerField(min_value=1, max_value=MAX_CONCURRENCY,
-                                           required=False, allow_null=True,
-                                           help_text="Default concurrency; null: 16.")
+    concurrency = serializers.IntegerField(
+        min_value=1, max_value=MAX_CONCURRENCY, required=False, allow_null=True,
+        help_text="Default concurrency; null: 16. Above your cap (BATCH_MAX_CONCURRENCY) is "
+                  "for staff (403).")
     thinking = _StringField(
         max_length=12, required=False, allow_blank=True,
+        validators=[RegexValidator(THINKING_PATTERN, "Thinking must be off, low, default or a "
+                                                     "number of tokens from 0 to 32768.")],
         help_text="Default thinking budget: off, low, default or a number of tokens; empty: off.")
     apply_overrides = _BooleanField(
         required=False,
         help_text="Always apply my system instruction: it goes before every new batch's own.")
     updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The deployment's models and caps, as they are when the schema or a request is made.
+        self.fields["model"].choices = ["", *settings.GEMINI_MODELS]
+        cap = settings.BATCH_MAX_SYSTEM_INSTRUCTION_CHARS
+        if cap:
+            self.fields["system_instruction"] = _TextField(
+                required=False, allow_blank=True, max_length=cap,
+                help_text="Default system instruction; with apply_overrides it goes before "
+                          "every new batch's own.")
 
 
 class TokenSerializer(serializers.Serializer):
