@@ -533,7 +533,7 @@ class ResultSerializer(serializers.ModelSerializer):
 # A thinking option as the settings take it: off, low, default or a budget of 0 to 32768 tokens
 # (costs.MAX_THINKING_BUDGET), or empty for the server's default.
 THINKING_PATTERN = (r"^(off|low|default|0*([0-9]{1,4}|[12][0-9]{4}|3[01][0-9]{3}|32[0-6][0-9]{2}"
-                    r"|327[0-5][0-9]|3276[0-8]))?$")
+                    r"|327[0-5][0-9]|3276[0-8]))$")  # empty is allowed apart (allow_blank)
 
 
 class UserSettingsSerializer(serializers.Serializer):
