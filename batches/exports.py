@@ -245,10 +245,11 @@ def _csv_chunks(headers: list[str], rows: Iterable[list],
 
 
 def _jsonl_chunks(objects: Iterable[dict]) -> Iterator[bytes]:
+    encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per row
     lines: list[str] = []
     size = 0
     for obj in objects:
-        line = json.dumps(obj, ensure_ascii=False)
+        line = encode(obj)
         lines.append(line + "\n")
         size += len(line)
         if size >= STREAM_CHUNK:
