@@ -224,6 +224,8 @@ def batch_create(
                              documents=documents, duplicates=duplicates, sheet=sheet)
     with intake.staging:  # any error below removes the stored documents again
         response_schema = output_schema(output_fields, response_schema, intake.table.columns)
+        check_tools_with_output(model, response_schema, google_search=google_search,
+                                url_context=url_context)
         batch = _create_batch(
             intake, template, source, conversation_column,
             owner=owner,
@@ -343,6 +345,18 @@ def check_tools(model: str, *, google_search: bool, url_context: bool) -> None:
         if on and not capabilities.supports(model, field):
             raise InvalidInput(f"{model} cannot use “{capabilities.TOOLS[field]}”; choose a "
                                "model that can, or turn it off.", field=field)
+
+
+def check_tools_with_output(model: str, response_schema: dict | None, *, google_search: bool,
+                            url_context: bool) -> None:
+    """Refuse grounding together with columns output on a model that cannot combine them."""
+    if response_schema is None or capabilities.tools_with_schema(model):
+        return
+    for field, on in (("google_search", google_search), ("url_context", url_context)):
+        if on:
+            raise InvalidInput(f"{model} cannot combine “{capabilities.TOOLS[field]}” with "
+                               "columns output; use text output, or a Gemini 3 model.",
+                               field=field)
 
 
 def creation_settings(owner, *, model: str | None, system_instruction: str | None,
@@ -468,7 +482,9 @@ def batch_estimate(
                              documents=documents, duplicates=duplicates, sheet=sheet)
     try:
         _check_columns(intake.table, template, conversation_column)
-        output_schema(output_fields, response_schema, intake.table.columns)
+        check_tools_with_output(
+            model, output_schema(output_fields, response_schema, intake.table.columns),
+            google_search=google_search, url_context=url_context)
         estimate = costs.estimate(
             model=model, prompts=(template.render(row) for row in intake.table.rows),
             system_instruction=system_instruction, max_output_tokens=max_output_tokens,

@@ -240,3 +240,23 @@ def test_a_grounded_draft_cannot_switch_to_a_model_without_the_tool(user, settin
     assert refused.value.field == "google_search"
     draft.refresh_from_db()
     assert draft.model_name == "gemini-2.5-flash"
+
+
+@pytest.mark.django_db
+def test_grounding_with_columns_output_needs_a_model_that_combines_them(api, settings, user,
+                                                                         enqueued):
+    fields = [{"name": "city", "type": "text"}]
+    refused = api.post("/api/batches/", {"prompt": "{{a}}", "rows": [{"a": "x"}],
+                                         "google_search": True, "output_fields": fields},
+                       format="json")
+    assert refused.status_code == 400 and "columns output" in refused.json()["google_search"][0]
+    assert not Batch.objects.exists()
+    settings.GEMINI_MODELS = [*settings.GEMINI_MODELS, "gemini-3-flash-preview"]
+    allowed = api.post("/api/batches/", {"prompt": "{{a}}", "rows": [{"a": "x"}],
+                                         "model": "gemini-3-flash-preview",
+                                         "google_search": True, "output_fields": fields},
+                       format="json")
+    assert allowed.status_code == 201, allowed.content
+    draft = Batch.objects.get(pk=_api_batch(user, url_context=True, start=False)["id"])
+    with pytest.raises(services.InvalidInput, match="columns output"):
+        iterations.batch_edit_draft(batch=draft, output_fields=fields)

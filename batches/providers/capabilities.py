@@ -23,6 +23,17 @@ MODEL_TOOLS: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
 )
 
 
+# Gemini 2.x answers a tool together with a response schema with 400 "controlled generation is
+# not supported with google_search tool" (python-genai issue #665); Gemini 3 documents
+# structured output with tools.
+TOOLS_WITH_SCHEMA = re.compile(r"^(models/)?gemini-([3-9]|\d\d)")
+
+
+def tools_with_schema(model: str) -> bool:
+    """Whether `model` takes its tools together with a JSON response schema (columns output)."""
+    return bool(TOOLS_WITH_SCHEMA.match(model or ""))
+
+
 def model_tools(model: str) -> frozenset[str]:
     """The tools `model` takes (empty for a model the table does not know)."""
     for pattern, tools in MODEL_TOOLS:
