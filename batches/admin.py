@@ -12,11 +12,12 @@ from django.db import connections
 from django.db.models import Case, Count, F, IntegerField, OuterRef, QuerySet, Subquery, When
 from django.db.models.functions import Coalesce, Left
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from batches import costs, iterations, services
+from batches import costs, iterations, retention, services
 from batches.models import (
     Batch,
     BatchResult,
@@ -141,7 +142,7 @@ def _plural(n: int, one: str, many: str) -> str:
 class BatchAdmin(admin.ModelAdmin):
     form = BatchAdminForm
     list_display = ("id", "display_name", "owner", "status", "progress", "counts", "priority",
-                    "spent", "created_at", "results_link")
+                    "spent", "created_at", "deleted_on", "results_link")
     list_display_links = ("id", "display_name")
     list_filter = ("status", "priority", ("owner", admin.RelatedOnlyFieldListFilter),
                    "created_at")
@@ -174,7 +175,7 @@ class BatchAdmin(admin.ModelAdmin):
                                    "failed_count", "cancelled_count", "prompt_tokens",
                                    "output_tokens", "thoughts_tokens", "cached_tokens",
                                    "cost_spent", "costed_rows", "unpriced_rows", "created_at",
-                                   "started_at", "finished_at",
+                                   "started_at", "finished_at", "deleted_on",
                                    "updated_at", "api_waiting_since", "slice_heartbeat_at",
                                    "last_error")}),
     )
@@ -186,7 +187,8 @@ class BatchAdmin(admin.ModelAdmin):
         "columns", "prompt_pre", "system_instruction", "response_schema_pre", "cancel_requested",
         "paused", "total_rows", "succeeded_count", "failed_count", "cancelled_count",
         "prompt_tokens", "output_tokens", "thoughts_tokens", "cached_tokens", "cost_spent",
-        "costed_rows", "unpriced_rows", "created_at", "started_at", "finished_at", "updated_at",
+        "costed_rows", "unpriced_rows", "created_at", "started_at", "finished_at", "deleted_on",
+        "updated_at",
         "api_waiting_since", "slice_heartbeat_at", "last_error", "language", "google_search",
         "url_context",
     )
@@ -252,6 +254,12 @@ class BatchAdmin(admin.ModelAdmin):
     def counts(self, obj: Batch) -> str:
         return " / ".join(number_format(n, force_grouping=True)
                           for n in (obj.live_succeeded, obj.live_failed, obj.total_rows))
+
+    @admin.display(description="deleted on")
+    def deleted_on(self, obj: Batch) -> str:
+        """When retention deletes the batch (BATCH_RETENTION_DAYS); "kept" otherwise."""
+        when = retention.deletes_at(obj)
+        return f"{timezone.localtime(when):%Y-%m-%d %H:%M %Z}" if when else "kept"
 
     @admin.display(description="rows")
     def results_link(self, obj: Batch):

@@ -21,6 +21,8 @@ def _create_schedules(using: str = "default", **kwargs) -> None:
         return  # django_q not migrated yet (e.g. `migrate batches` alone)
     from batches.engine.tasks import ensure_schedules
     from batches.notifications.tasks import ensure_schedules as ensure_notification_schedules
+    from batches.retention import ensure_schedule as ensure_retention_schedule
 
     ensure_schedules()
     ensure_notification_schedules()
+    ensure_retention_schedule()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
@@ -246,7 +246,44 @@ class Batch(models.Model):
         return bool(won)
 
 
+SEARCH_MAX_CHARS = 200
+# The text a row is searched by on PostgreSQL: its input values (not the column names) and its
+# answer, 'simple' configuration (no language's stemming). Not indexed: a GIN index on it made
+# ingest 2.5 times slower (docs/search.md); an index must cover this very expression.
+SEARCH_DOCUMENT_SQL = ("(jsonb_to_tsvector('simple'::regconfig, {input}, "
+                       "'[\"string\", \"numeric\"]'::jsonb) "
+                       "|| to_tsvector('simple'::regconfig, {output}))")
+
+
+class _SearchDocument(models.Func):
+    def __init__(self):
+        from django.contrib.postgres.search import SearchVectorField
+
+        super().__init__(models.F("input"), models.F("output"), output_field=SearchVectorField())
+
+    def as_sql(self, compiler, connection, **extra):
+        (input_sql, input_params), (output_sql, output_params) = (
+            compiler.compile(e) for e in self.get_source_expressions())
+        return (SEARCH_DOCUMENT_SQL.format(input=input_sql, output=output_sql),
+                [*input_params, *output_params])
+
+
 class BatchResultQuerySet(models.QuerySet):
+    def search(self, text: str) -> BatchResultQuerySet:
+        """Rows whose input values or answer match `text`. PostgreSQL: full text (websearch
+        syntax: words, "phrases", or, -word); elsewhere a case-insensitive substring of the
+        rendered prompt (which holds the input values) or the answer. No index serves it:
+        callers scope it to one batch, whose rows it reads (docs/search.md)."""
+        text = text.strip()
+        if not text:
+            return self
+        if connections[self.db].vendor != "postgresql":
+            return self.filter(Q(prompt__icontains=text) | Q(output__icontains=text))
+        from django.contrib.postgres.search import SearchQuery
+
+        return self.alias(found=_SearchDocument()).filter(
+            found=SearchQuery(text, config="simple", search_type="websearch"))
+
     def retry(self) -> int:
         """Send failed or cancelled rows back to pending with a fresh retry budget."""
         return self.filter(

@@ -262,6 +262,11 @@ BATCH_RETRY_BASE_S = envfloat("BATCH_RETRY_BASE_S", 1.0)
 BATCH_RETRY_MAX_S = envfloat("BATCH_RETRY_MAX_S", 60.0)
 # A succeeded answer is reused for identical requests of the same owner for this many days.
 RESULT_CACHE_DAYS = envint("RESULT_CACHE_DAYS", 30)
+# Finished batches are deleted this many days after they finished (batches.retention); unset
+# keeps them.
+BATCH_RETENTION_DAYS = envint("BATCH_RETENTION_DAYS", None)
+if BATCH_RETENTION_DAYS is not None and BATCH_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("BATCH_RETENTION_DAYS must be at least 1 (unset keeps batches).")
 # Uploads above this stream to a temporary file instead of memory; past the upload limit their
 # bytes are dropped instead (batches.web.forms.UploadLimitHandler).
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024

@@ -25,7 +25,7 @@ LAYERS = {
     "xlsx_stream": 0,
     "documents": 0, "languages": 0,
     "limits": 1, "costs": 1, "engine": 1, "tasks": 1, "resultcache": 1, "preferences": 1,
-    "services": 2, "exports": 2, "iterations": 2, "batch_rows": 2,
+    "services": 2, "exports": 2, "iterations": 2, "batch_rows": 2, "retention": 2,
     "web": 3, "api": 3, "admin": 3, "cli": 3, "management": 3, "bench": 3, "apps": 3,
     # A package may place its modules on several layers; the longest matching name wins.
     "notifications": 1, "notifications.models": 0, "notifications.safety": 0,

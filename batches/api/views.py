@@ -33,6 +33,13 @@ from rest_framework.viewsets import GenericViewSet
 from batches import batch_rows, exports, iterations, services
 from batches.api import serializers as s
 from batches.api.iterations import IterationActions
+from batches.api.listing import (
+    OWNER_PARAM,
+    SEARCH_PARAM,
+    BatchPagination,
+    owner_filter,
+    search_text,
+)
 from batches.api.parsers import DepthSafeJSONParser
 from batches.models import Batch, BatchResult, Progress, RowTally
 
@@ -175,11 +182,6 @@ def attach_page_figures(batches: list[Batch]) -> None:
         batch.live = PageFigures(counts[batch.pk])
 
 
-class BatchPagination(PageNumberPagination):
-    page_size_query_param = "page_size"
-    max_page_size = 200
-
-
 class KnownCountPaginator(Paginator):
     """A paginator told its count, and which pages by row index when rows are not filtered:
     indexes run 0..total_rows-1, so page N is an index range, not an OFFSET over the batch."""
@@ -283,7 +285,8 @@ def upload_arguments(request, data: dict) -> dict:
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Your batches, newest first", parameters=[BATCH_STATUS_PARAM],
+    list=extend_schema(summary="Your batches, newest first",
+                       parameters=[BATCH_STATUS_PARAM, OWNER_PARAM],
                        responses={**AUTH_ERRORS, 200: s.BatchSummarySerializer(many=True),
                                   400: BAD_INPUT, 404: NOT_FOUND}),
     retrieve=extend_schema(summary="A batch with live progress",
@@ -322,7 +325,7 @@ class BatchViewSet(IterationActions, GenericViewSet):
         return Response(s.BatchSerializer(batch).data, status=status, **kwargs)
 
     def list(self, request):
-        batches = self.get_queryset()
+        batches = owner_filter(request, self.get_queryset())
         wanted = parse_statuses(request, Batch.Status.values)
         if wanted:
             batches = batches.filter(status__in=wanted)
@@ -469,6 +472,8 @@ class BatchViewSet(IterationActions, GenericViewSet):
     def results_count(self) -> tuple[int, bool]:
         """The results list's count without COUNT(*) over the batch where possible."""
         batch, wanted = self._results_batch, self._results_statuses
+        if self._results_search:
+            return self._results_rows.count(), False
         if not wanted:
             return batch.total_rows, True
         counts = stored_counts(batch)
@@ -477,7 +482,7 @@ class BatchViewSet(IterationActions, GenericViewSet):
         return batch.results.filter(status__in=wanted).count(), False
 
     @extend_schema(summary="The batch's rows in index order",
-                   parameters=[RESULT_STATUS_PARAM, OUTPUT_FIELDS_PARAM],
+                   parameters=[RESULT_STATUS_PARAM, OUTPUT_FIELDS_PARAM, SEARCH_PARAM],
                    responses={**AUTH_ERRORS, 200: s.ResultSerializer(many=True),
                               400: BAD_INPUT, 404: NOT_FOUND})
     @action(detail=True, methods=["get"], pagination_class=ResultsPagination,
@@ -485,11 +490,14 @@ class BatchViewSet(IterationActions, GenericViewSet):
     def results(self, request, pk=None):
         batch = self.get_object()
         wanted = parse_statuses(request, BatchResult.Status.values)
-        self._results_batch, self._results_statuses = batch, wanted
+        text = search_text(request)
         rows = batch.results.order_by("index").defer("claim_token", "lease_expires_at",
                                                       "not_before", "conversation_key")
         if wanted:
             rows = rows.filter(status__in=wanted)
+        rows = rows.search(text)  # scoped to this batch by its (batch, status, index) index
+        self._results_batch, self._results_statuses = batch, wanted
+        self._results_search, self._results_rows = text, rows
         only = parse_output_fields(request, batch)
         page = self.paginate_queryset(rows)
         data = s.ResultSerializer(page, many=True).data

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from django.http import HttpRequest
 
 from batches import outputs
-from batches.models import Batch, BatchResult
+from batches.models import SEARCH_MAX_CHARS, Batch, BatchResult
 from batches.prompts import format_value
 
 RESULTS_PAGE_SIZE = 50
@@ -73,6 +73,8 @@ class ResultsPage:
     input_columns: list[str] = field(default_factory=list)
     hidden_columns: list[str] = field(default_factory=list)
     answer_headers: list[str] = field(default_factory=list)
+    query: str = ""  # the search (?q=) the rows match
+    search_error: str = ""
 
     @property
     def has_previous(self) -> bool:
@@ -154,15 +156,35 @@ def _base_rows(batch: Batch):
     return batch.results.order_by("index").defer("prompt", "claim_token", "lease_expires_at")
 
 
+def search_query(request: HttpRequest) -> tuple[str, str]:
+    """The page's search text and, when it cannot be used, why."""
+    query = request.GET.get("q", "").strip()
+    if len(query) > SEARCH_MAX_CHARS:
+        return "", f"Search text is limited to {SEARCH_MAX_CHARS} characters."
+    if "\x00" in query:
+        return "", "Search text cannot contain NUL characters."
+    return query, ""
+
+
 def results_page(request: HttpRequest, batch: Batch, counts: dict[str, int], status: str,
                  number: int) -> ResultsPage:
-    # The page count comes from the per-status counts, so no COUNT(*) over a huge batch per page.
-    total = sum(counts.values()) if status == "all" else counts.get(status, 0)
+    query, search_error = search_query(request)
+    rows = _base_rows(batch)
+    if query:
+        # Searched rows are counted (one query scoped to the batch) and paged by OFFSET.
+        if status != "all":
+            rows = rows.filter(status=status)
+        rows = rows.search(query)
+        total = rows.count()
+    else:
+        # The page count comes from the per-status counts: no COUNT(*) over a huge batch.
+        total = sum(counts.values()) if status == "all" else counts.get(status, 0)
     num_pages = max(1, ceil(total / RESULTS_PAGE_SIZE))
     number = min(number, num_pages)
     start = (number - 1) * RESULTS_PAGE_SIZE
-    rows = _base_rows(batch)
-    if status == "all":
+    if query:
+        rows = rows[start:start + RESULTS_PAGE_SIZE]
+    elif status == "all":
         # Row indexes run 0..n-1 without gaps, so a page is an index range rather than an OFFSET.
         rows = rows.filter(index__gte=start, index__lt=start + RESULTS_PAGE_SIZE)
     else:
@@ -172,7 +194,8 @@ def results_page(request: HttpRequest, batch: Batch, counts: dict[str, int], sta
     return ResultsPage(status, number, num_pages, total, decorate(list(rows), columns, answers),
                        input_columns=columns,
                        hidden_columns=[c for c in batch.columns if c not in columns],
-                       answer_headers=[a.header for a in answers])
+                       answer_headers=[a.header for a in answers], query=query,
+                       search_error=search_error)
 
 
 def parse_seen(raw: str) -> dict[int, str]:
