@@ -536,12 +536,16 @@ THINKING_PATTERN = (r"^(off|low|default|0*([0-9]{1,4}|[12][0-9]{4}|3[01][0-9]{3}
                     r"|327[0-5][0-9]|3276[0-8]))$")  # empty is allowed apart (allow_blank)
 
 
+# DRF refuses NUL characters in text; the schema says so, so that a client can know it.
+NO_NUL = RegexValidator(r"^[^\x00]*$", "Null characters are not allowed.")
+
+
 class UserSettingsSerializer(serializers.Serializer):
     """Your own defaults for new batches; a blank value means the server's default."""
 
     model = serializers.ChoiceField(choices=[""], required=False, allow_blank=True,
                                     help_text="Default model; empty: the server's.")
-    system_instruction = _TextField(required=False, allow_blank=True)
+    system_instruction = _TextField(required=False, allow_blank=True, validators=[NO_NUL])
     language = serializers.ChoiceField(
         choices=["", *languages.NAMES], required=False, allow_blank=True,
         help_text="Default “answer in” language code; empty: the prompt's own.")
@@ -566,7 +570,7 @@ class UserSettingsSerializer(serializers.Serializer):
         cap = settings.BATCH_MAX_SYSTEM_INSTRUCTION_CHARS
         if cap:
             self.fields["system_instruction"] = _TextField(
-                required=False, allow_blank=True, max_length=cap,
+                required=False, allow_blank=True, max_length=cap, validators=[NO_NUL],
                 help_text="Default system instruction; with apply_overrides it goes before "
                           "every new batch's own.")
 
