@@ -536,8 +536,8 @@ THINKING_PATTERN = (r"^(off|low|default|0*([0-9]{1,4}|[12][0-9]{4}|3[01][0-9]{3}
                     r"|327[0-5][0-9]|3276[0-8]))$")  # empty is allowed apart (allow_blank)
 
 
-# DRF refuses NUL characters in text; the schema says so, so that a client can know it.
-NO_NUL = RegexValidator(r"^[^\x00]*$", "Null characters are not allowed.")
+# DRF refuses NUL characters in text; the schema says so (empty is left to allow_blank).
+NO_NUL = RegexValidator(r"^[^\x00]+$", "Null characters are not allowed.")
 
 
 class UserSettingsSerializer(serializers.Serializer):
