@@ -27,6 +27,7 @@ from batches.models import (
     ProviderJob,
     RowTally,
     UserBudget,
+    UserSettings,
 )
 from batches.notifications import admin as notifications_admin  # noqa: F401 (registers)
 
@@ -206,7 +207,8 @@ class BatchAdmin(admin.ModelAdmin):
                                     "max_retries", "budget",
                                     "thinking", "model_name",
                                     "temperature", "max_output_tokens", "rpm_limit", "tpm_limit",
-                                    "conversation_column")}),
+                                    "conversation_column", "language", "google_search",
+                                    "url_context")}),
         ("Input", {"fields": ("source_filename", "columns", "prompt_pre",
                               "system_instruction", "response_schema_pre")}),
         ("Processing", {"fields": ("cancel_requested", "paused", "total_rows", "succeeded_count",
@@ -228,7 +230,8 @@ class BatchAdmin(admin.ModelAdmin):
         "prompt_tokens", "output_tokens", "thoughts_tokens", "cached_tokens", "cost_spent",
         "costed_rows", "unpriced_rows", "created_at", "started_at", "finished_at", "deleted_on",
         "updated_at",
-        "api_waiting_since", "slice_heartbeat_at", "last_error",
+        "api_waiting_since", "slice_heartbeat_at", "last_error", "language", "google_search",
+        "url_context",
     )
 
     def get_queryset(self, request) -> QuerySet:
@@ -440,7 +443,7 @@ class BatchResultAdmin(admin.ModelAdmin):
         ("Input", {"fields": ("input_pre", "prompt_pre")}),
         ("Answer", {"fields": ("output_pre", "data", "error", "finish_reason", "model_version",
                                "prompt_tokens", "output_tokens", "thoughts_tokens",
-                               "cached_tokens", "cost", "latency_ms")}),
+                               "cached_tokens", "cost", "latency_ms", "sources")}),
         ("Processing", {"fields": ("started_at", "finished_at", "not_before", "lease_expires_at",
                                    "claim_token")}),
     )
@@ -449,7 +452,7 @@ class BatchResultAdmin(admin.ModelAdmin):
         "prompt_pre", "output_pre", "data", "error", "finish_reason", "model_version",
         "prompt_tokens", "output_tokens", "thoughts_tokens", "cached_tokens", "cost",
         "latency_ms", "started_at", "finished_at", "not_before",
-        "lease_expires_at", "claim_token",
+        "lease_expires_at", "claim_token", "sources",
     )
 
     def get_queryset(self, request) -> QuerySet:
@@ -587,7 +590,25 @@ class CachedAnswerAdmin(admin.ModelAdmin):
     list_select_related = ("owner",)
     search_fields = ("key",)
     readonly_fields = ("owner", "key", "model_name", "output", "finish_reason", "model_version",
-                       "prompt_tokens", "output_tokens", "created_at")
+                       "prompt_tokens", "output_tokens", "sources", "created_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(UserSettings)
+class UserSettingsAdmin(admin.ModelAdmin):
+    """Users' defaults for new batches, to look at: users change them on their Settings page
+    or through /api/me/settings/, which check them."""
+
+    list_display = ("user", "model", "language", "concurrency", "thinking", "apply_overrides",
+                    "updated_at")
+    search_fields = ("user__username",)
+    readonly_fields = ("user", "model", "system_instruction", "language", "concurrency",
+                       "thinking", "apply_overrides", "updated_at")
 
     def has_add_permission(self, request) -> bool:
         return False

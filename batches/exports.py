@@ -15,6 +15,9 @@ evaluates, so `-5` stays `-5`. Numbers stay numbers.
 JSONL is data for programs and is written verbatim. `cost` is the row's cost in the price's
 currency as exact decimal digits (empty or null: not answered, or price unknown).
 
+A grounded batch (google_search or url_context) adds a `sources` column last: in CSV and XLSX
+one source a line, "title <uri>" (neutralised like any text), in JSONL the list of {uri, title}.
+
 A columns batch (structured output) exports one column per output field instead of `output`
 (cells shaped by batches.outputs: lists joined, typed cells in XLSX), then status, error,
 thoughts_tokens and cost; its JSONL rows are {"row", "index", "input", "data", "status",
@@ -80,12 +83,14 @@ def export_rows(batch: Batch, fmt: str, *, statuses: Sequence[str] | None = None
     if fields:
         chunks = _columns_chunks(fmt, batch, columns, fields, statuses)
     else:
-        headers = [row_header(columns)] + columns + result_headers(columns)
-        cells = (_cells(columns, row) for row in _rows(batch, statuses, RESULT_FIELDS))
+        names = RESULT_FIELDS + (("sources",) if batch.tools else ())
+        headers = [row_header(columns)] + columns + result_headers(columns, names)
+        cells = (_cells(columns, row, text_sources=fmt != "jsonl")
+                 for row in _rows(batch, statuses, names))
         if fmt == "jsonl":
             chunks = _jsonl_chunks(dict(zip(headers, c, strict=True)) for c in cells)
         else:
-            text_at = _text_columns(len(columns))
+            text_at = _text_columns(len(columns), sources=bool(batch.tools))
             chunks = (_xlsx_chunks if fmt == "xlsx" else _csv_chunks)(headers, cells, text_at)
     return Export(chunks=chunks, content_type=CONTENT_TYPES[fmt],
                   filename=export_filename(batch, fmt))
@@ -137,13 +142,28 @@ def _row_number(source_line: int | None, index: int) -> int:
     return source_line or index + 1
 
 
-def _cells(columns: Sequence[str], row: tuple) -> list:
+def _cells(columns: Sequence[str], row: tuple, *, text_sources: bool = True) -> list:
     source_line, index, values = row[:3]
     get = values.get if isinstance(values, dict) else {}.get
     cells = [source_line or index + 1]
     cells += [get(c) for c in columns]
-    cells += [v if type(v) is not Decimal else _exact(v) for v in row[3:]]
-    return cells
+    results = [v if type(v) is not Decimal else _exact(v) for v in row[3:]]
+    if len(row) - 3 > len(RESULT_FIELDS):  # the sources column of a grounded batch
+        results[-1] = sources_text(row[-1]) if text_sources else _source_list(row[-1])
+    return cells + results
+
+
+def _source_list(stored: object) -> list[dict]:
+    if not isinstance(stored, list):
+        return []
+    return [{"uri": str(s.get("uri", "")), "title": str(s.get("title", ""))}
+            for s in stored if isinstance(s, dict)]
+
+
+def sources_text(stored: object) -> str:
+    """A row's sources as one cell: a line per source, "title <uri>" (or the URI alone)."""
+    return "\n".join(f"{s['title']} <{s['uri']}>" if s["title"] else s["uri"]
+                     for s in _source_list(stored))
 
 
 def _exact(value: object) -> object:
@@ -154,34 +174,41 @@ def _exact(value: object) -> object:
 def _columns_chunks(fmt: str, batch: Batch, columns: list[str], fields: list,
                     statuses: Sequence[str] | None) -> Iterator[bytes]:
     """A columns batch: one column per output field (typed cells in XLSX)."""
-    rows = _rows(batch, statuses, ("data", *COLUMNS_RESULT_FIELDS))
+    grounded = bool(batch.tools)
+    result_names = COLUMNS_RESULT_FIELDS + (("sources",) if grounded else ())
+    rows = _rows(batch, statuses, ("data", *result_names))
     if fmt == "jsonl":
         return _jsonl_chunks(
             {"row": _row_number(line, i), "index": i, "input": values, "data": data,
              "status": status, "error": error, "thoughts_tokens": thoughts,
-             "cost": _exact(cost)}
-            for line, i, values, data, status, error, thoughts, cost in rows)
+             "cost": _exact(cost), **({"sources": _source_list(more[0])} if grounded else {})}
+            for line, i, values, data, status, error, thoughts, cost, *more in rows)
     names = [f.name for f in fields]
     headers = ([row_header(columns)] + columns + names
-               + result_headers(columns + names, COLUMNS_RESULT_FIELDS))
+               + result_headers(columns + names, result_names))
     cell = outputs.xlsx_cell if fmt == "xlsx" else (lambda v, f: outputs.cell_text(v))
 
     def cells(row: tuple) -> list:
         line, index, values, data, *results = row
         values = values if isinstance(values, dict) else {}
         data = data if isinstance(data, dict) else {}
+        results = [_exact(v) for v in results]
+        if grounded:
+            results[-1] = sources_text(results[-1])
         return ([_row_number(line, index)] + [values.get(c) for c in columns]
-                + [cell(data.get(f.name), f) for f in fields] + [_exact(v) for v in results])
+                + [cell(data.get(f.name), f) for f in fields] + results)
 
     writer = _xlsx_chunks if fmt == "xlsx" else _csv_chunks
     return writer(headers, (cells(row) for row in rows))
 
 
-def _text_columns(inputs: int) -> list[int]:
-    """The CSV columns of a plain batch that may hold text: the inputs, output and error."""
+def _text_columns(inputs: int, *, sources: bool = False) -> list[int]:
+    """The CSV columns of a plain batch that may hold text: the inputs, output and error (and
+    a grounded batch's sources, the last column)."""
     first = 1 + inputs
     return [*range(1, first), first + RESULT_FIELDS.index("output"),
-            first + RESULT_FIELDS.index("error")]
+            first + RESULT_FIELDS.index("error"),
+            *([first + len(RESULT_FIELDS)] if sources else [])]
 
 
 def _csv_value(value: object) -> object:

@@ -127,6 +127,11 @@ class Batch(models.Model):
     mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.ONLINE,
                             db_default=Mode.ONLINE)
     fallback_online = models.BooleanField(default=True, db_default=True)
+    # Grounding (docs/grounding.md): Gemini's google_search and url_context tools, and the
+    # language answers are asked in ("" = the prompt's own; batches.languages).
+    google_search = models.BooleanField(default=False, db_default=False)
+    url_context = models.BooleanField(default=False, db_default=False)
+    language = models.CharField(max_length=16, blank=True, default="", db_default="")
 
     objects = BatchQuerySet.as_manager()
 
@@ -184,6 +189,18 @@ class Batch(models.Model):
     @property
     def priority_name(self) -> str:
         return Priority(self.priority).label
+
+    @property
+    def tools(self) -> tuple[str, ...]:
+        """The model tools the batch's requests ask for (providers.capabilities.TOOLS)."""
+        return tuple(name for name, on in (("google_search", self.google_search),
+                                           ("url_context", self.url_context)) if on)
+
+    @property
+    def language_name(self) -> str:
+        from batches import languages
+
+        return languages.name_of(self.language)
 
     @property
     def output_fields(self) -> list:
@@ -323,7 +340,7 @@ class BatchResultQuerySet(models.QuerySet):
             model_version="", attempts=0, not_before=None, lease_expires_at=None,
             claim_token=None, prompt_tokens=None, output_tokens=None, latency_ms=None,
             started_at=None, finished_at=None, data=None, cached=False,
-            bypass_cache=bypass_cache, online=False, repair=None,
+            bypass_cache=bypass_cache, online=False, repair=None, sources=None,
         )
 
     def cancel_pending(self) -> int:
@@ -395,6 +412,8 @@ class BatchResult(models.Model):
     # A batch-mode answer that did not match the schema: {"answer": ..., "note": ...}, sent as a
     # repair turn in the row's next job.
     repair = models.JSONField(null=True, blank=True)
+    # A grounded answer's web sources, [{"uri", "title"}] in the model's order; null: none.
+    sources = models.JSONField(null=True, blank=True)
 
     objects = BatchResultQuerySet.as_manager()
 
@@ -504,6 +523,7 @@ class CachedAnswer(models.Model):
     model_version = models.CharField(max_length=100, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    sources = models.JSONField(null=True, blank=True)  # a grounded answer's web sources
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -628,6 +648,28 @@ class BudgetLedger(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class UserSettings(models.Model):
+    """A user's own defaults for new batches (the settings page, /api/me/settings/). Blank
+    fields fall back to the server's defaults; batches record what they actually used."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="batch_settings")
+    model = models.CharField(max_length=100, blank=True)
+    system_instruction = models.TextField(blank=True)
+    language = models.CharField(max_length=16, blank=True)
+    concurrency = models.PositiveIntegerField(null=True, blank=True)
+    thinking = models.CharField(max_length=12, blank=True)
+    # The design's applyOverrides: the system instruction above goes before every batch's own.
+    apply_overrides = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "user settings"
+
+    def __str__(self) -> str:
+        return f"Settings of {self.user}"
 
 
 class RowTally:

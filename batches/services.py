@@ -19,10 +19,19 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from batches import costs, documents, ingest, notifications, outputs, prompts
+from batches import (
+    costs,
+    documents,
+    ingest,
+    languages,
+    notifications,
+    outputs,
+    preferences,
+    prompts,
+)
 from batches.engine import tasks
-from batches.models import Batch, BatchResult, Mode, Priority
-from batches.providers import catalog
+from batches.models import Batch, BatchResult, Mode, Priority, UserSettings
+from batches.providers import capabilities, catalog
 
 UNSET: Any = object()  # an argument not given, where None means something
 CREATE_CHUNK = 2000
@@ -144,10 +153,10 @@ def batch_create(
     rows: list[dict] | None = None,
     name: str = "",
     model: str | None = None,
-    system_instruction: str = "",
+    system_instruction: str | None = None,
     temperature: float | None = None,
     max_output_tokens: int | None = None,
-    concurrency: int = 16,
+    concurrency: int | None = None,
     max_retries: int = 3,
     priority: int | str = Priority.NORMAL,
     conversation_column: str = "",
@@ -163,10 +172,13 @@ def batch_create(
     start: bool = True,
     use_cache: bool = True,
     parent: Batch | None = None,
-    thinking: str = "off",
+    thinking: str | None = None,
     budget: Any = None,
     mode: str = Mode.ONLINE,
     fallback_online: bool = True,
+    language: str | None = None,
+    google_search: bool = False,
+    url_context: bool = False,
 ) -> Batch:
     """Validate the input and create the batch with all its rows in one transaction, or nothing.
 
@@ -179,12 +191,18 @@ def batch_create(
     columns batch; neither makes a text batch. With `start=False` the batch is a draft: rows
     are stored, nothing runs (batches.iterations). The whole file is read and every row checked
     before the transaction opens, so no write lock is held while an upload is parsed (on SQLite
-    that lock stops every other write)."""
+    that lock stops every other write).
+
+    model, system_instruction, concurrency, thinking and language left as None take the owner's
+    own defaults (batches.preferences), and the batch stores what it used."""
     # Browsers send CRLF from a textarea; the model should see the text as written.
     prompt = normalise_newlines(prompt)
-    system_instruction = normalise_newlines(system_instruction or "")
     template = prompt_template(prompt)
-    _check_system_instruction(system_instruction)
+    chosen = creation_settings(owner, model=model, system_instruction=system_instruction,
+                               concurrency=concurrency, thinking=thinking, language=language,
+                               google_search=google_search, url_context=url_context)
+    model, system_instruction = chosen["model"], chosen["system_instruction"]
+    concurrency, thinking, language = chosen["concurrency"], chosen["thinking"], chosen["language"]
     if webhook_url:
         try:
             notifications.check_url(webhook_url)
@@ -193,12 +211,12 @@ def batch_create(
     _check_settings(concurrency=concurrency, max_retries=max_retries, temperature=temperature,
                     max_output_tokens=max_output_tokens)
     priority = parse_priority(priority)
-    thinking = parse_thinking(thinking)
     budget = parse_budget(budget)
     model_name = model or settings.GEMINI_DEFAULT_MODEL
     _check_provider_options(model_name, thinking=thinking,
                             documents=bool(documents or template.file_columns))
-    mode = parse_mode(mode, conversation_column=conversation_column, documents=documents)
+    mode = parse_mode(mode, conversation_column=conversation_column, documents=documents,
+                      model=model_name, grounding=bool(google_search or url_context))
     _check_allowed(owner, priority=priority, concurrency=concurrency)
     if file is None and rows is None and not files and not documents:
         raise InvalidInput("Send a file, rows or documents.", field="file")
@@ -214,6 +232,8 @@ def batch_create(
                              documents=documents, duplicates=duplicates, sheet=sheet)
     with intake.staging:  # any error below removes the stored documents again
         response_schema = output_schema(output_fields, response_schema, intake.table.columns)
+        check_tools_with_output(model, response_schema, google_search=google_search,
+                                url_context=url_context)
         batch = _create_batch(
             intake, template, source, conversation_column,
             owner=owner,
@@ -239,6 +259,9 @@ def batch_create(
             budget=budget,
             mode=mode,
             fallback_online=bool(fallback_online),
+            language=language,
+            google_search=google_search,
+            url_context=url_context,
         )
     batch.warnings = list(intake.table.warnings)
     return batch
@@ -327,11 +350,17 @@ def _create_intake_rows(batch: Batch, intake: documents.Intake, spool: IO[str],
     return total
 
 
-def parse_mode(value: Any, *, conversation_column: str = "", documents: Any = None) -> str:
+def parse_mode(value: Any, *, conversation_column: str = "", documents: Any = None,
+               model: str = "", grounding: bool = False) -> str:
     """"online" or "batch" (Gemini Batch Mode); InvalidInput naming the field otherwise."""
     mode = str(value or Mode.ONLINE).strip().lower()
     if mode not in Mode.values:
         raise InvalidInput("Mode must be online or batch.", field="mode")
+    if mode == Mode.BATCH and model and catalog.provider_name(model) != catalog.GEMINI:
+        raise InvalidInput(f"Batch mode is Gemini's; {model} runs online only.", field="mode")
+    if mode == Mode.BATCH and grounding:
+        raise InvalidInput("Batch mode does not take grounding tools yet; use online mode.",
+                           field="mode")
     if mode == Mode.BATCH and conversation_column:
         raise InvalidInput("Batch mode sends rows independently; a conversation needs online "
                            "mode.", field="mode")
@@ -339,6 +368,90 @@ def parse_mode(value: Any, *, conversation_column: str = "", documents: Any = No
         raise InvalidInput("Batch mode does not take documents yet; use online mode.",
                            field="mode")
     return mode
+def parse_language(value: Any) -> str:
+    try:
+        return languages.parse(value)
+    except languages.UnknownLanguage as err:
+        raise InvalidInput(str(err), field="language") from err
+
+
+def check_tools(model: str, *, google_search: bool, url_context: bool) -> None:
+    """Refuse a grounding tool the model does not take (providers.capabilities)."""
+    for field, on in (("google_search", google_search), ("url_context", url_context)):
+        if on and not capabilities.supports(model, field):
+            raise InvalidInput(f"{model} cannot use “{capabilities.TOOLS[field]}”; choose a "
+                               "model that can, or turn it off.", field=field)
+
+
+def check_tools_with_output(model: str, response_schema: dict | None, *, google_search: bool,
+                            url_context: bool) -> None:
+    """Refuse grounding together with columns output on a model that cannot combine them."""
+    if response_schema is None or capabilities.tools_with_schema(model):
+        return
+    for field, on in (("google_search", google_search), ("url_context", url_context)):
+        if on:
+            raise InvalidInput(f"{model} cannot combine “{capabilities.TOOLS[field]}” with "
+                               "columns output; use text output, or a Gemini 3 model.",
+                               field=field)
+
+
+def creation_settings(owner, *, model: str | None, system_instruction: str | None,
+                      concurrency: int | None, thinking: str | None, language: str | None,
+                      google_search: bool = False, url_context: bool = False) -> dict[str, Any]:
+    """The settings a new batch of `owner` uses, checked: those given, else the owner's own
+    defaults (batches.preferences), else the server's."""
+    prefs = preferences.for_user(owner)
+    model = model or prefs.model
+    given = None if system_instruction is None else normalise_newlines(system_instruction)
+    instruction = preferences.system_instruction(prefs, given)
+    _check_system_instruction(instruction)
+    chosen = {
+        "model": model,
+        "system_instruction": instruction,
+        "concurrency": prefs.concurrency if concurrency is None else concurrency,
+        "thinking": parse_thinking(prefs.thinking if thinking is None else thinking),
+        "language": parse_language(prefs.language if language is None else language),
+    }
+    check_tools(model, google_search=bool(google_search), url_context=bool(url_context))
+    return chosen
+
+
+def user_settings_update(*, user, **changes: Any) -> UserSettings:
+    """Change the user's own defaults for new batches; InvalidInput naming the field, and
+    nothing saved, when one is wrong. Only the fields given change."""
+    row = preferences.stored(user)
+    checked: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name == "model":
+            value = (value or "").strip()
+            if value:
+                try:
+                    catalog.check_model(value)
+                except catalog.OptionError as err:
+                    raise InvalidInput(err.message, field="model") from err
+        elif name == "system_instruction":
+            value = normalise_newlines(value or "")
+            _check_system_instruction(value)
+        elif name == "language":
+            value = parse_language(value)
+        elif name == "concurrency":
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, int) or not (
+                        1 <= value <= MAX_CONCURRENCY):
+                    raise InvalidInput(f"Concurrency must be between 1 and {MAX_CONCURRENCY}.",
+                                       field="concurrency")
+                _check_allowed(user, priority=None, concurrency=value)
+        elif name == "thinking":
+            value = "" if value in (None, "") else parse_thinking(value)
+        elif name == "apply_overrides":
+            value = bool(value)
+        else:
+            raise InvalidInput(f"Unknown setting {name!r}.", field=name)
+        checked[name] = value
+    for name, value in checked.items():
+        setattr(row, name, value)
+    row.save()
+    return row
 
 
 def parse_thinking(value: Any) -> str:
@@ -366,15 +479,18 @@ def batch_estimate(
     filename: str = "",
     rows: list[dict] | None = None,
     model: str | None = None,
-    system_instruction: str = "",
+    system_instruction: str | None = None,
     temperature: float | None = None,
     max_output_tokens: int | None = None,
-    concurrency: int = 16,
+    concurrency: int | None = None,
     max_retries: int = 3,
     sheet: str | None = None,
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
-    thinking: str = "off",
+    thinking: str | None = None,
+    language: str | None = None,
+    google_search: bool = False,
+    url_context: bool = False,
     response_schema: dict | None = None,
     output_fields: list[dict] | None = None,
     files: list[tuple[str, IO[bytes]]] | None = None,
@@ -386,22 +502,27 @@ def batch_estimate(
     """What batch_create with the same input would cost and take; creates nothing. The input is
     checked as batch_create checks it, so the estimate refuses what Create would."""
     prompt = normalise_newlines(prompt)
-    system_instruction = normalise_newlines(system_instruction or "")
+    chosen = creation_settings(owner, model=model, system_instruction=system_instruction,
+                               concurrency=concurrency, thinking=thinking, language=language,
+                               google_search=google_search, url_context=url_context)
+    model, concurrency, thinking = chosen["model"], chosen["concurrency"], chosen["thinking"]
+    system_instruction = languages.with_language(chosen["system_instruction"],
+                                                 chosen["language"])
     try:
         template = prompts.parse(prompt)
     except prompts.TemplateError as err:
         raise InvalidInput(str(err), field="prompt") from err
     _check_settings(concurrency=concurrency, max_retries=max_retries, temperature=temperature,
                     max_output_tokens=max_output_tokens)
-    thinking = parse_thinking(thinking)
     if file is None and rows is None and not files and not documents:
         raise InvalidInput("Send a file, rows or documents.", field="file")
     source, intake = _gather(template, file=file, filename=filename, files=files, rows=rows,
                              documents=documents, duplicates=duplicates, sheet=sheet)
-    model = model or settings.GEMINI_DEFAULT_MODEL
     try:
         _check_columns(intake.table, template, conversation_column)
-        output_schema(output_fields, response_schema, intake.table.columns)
+        check_tools_with_output(
+            model, output_schema(output_fields, response_schema, intake.table.columns),
+            google_search=google_search, url_context=url_context)
         estimate = costs.estimate(
             model=model, prompts=(template.render(row) for row in intake.table.rows),
             system_instruction=system_instruction, max_output_tokens=max_output_tokens,

@@ -12,6 +12,23 @@
     textarea.dispatchEvent(new Event("input", { bubbles: true }));
   }
 
+  // A grounding tool's switch shows only for the models that take it (data-tool-models); a
+  // hidden switch is also turned off, so it is not sent for a model without the tool.
+  function showTools() {
+    var model = document.getElementById("id_model");
+    if (!model) { return; }
+    document.querySelectorAll("[data-tool-models]").forEach(function (box) {
+      var ok = box.getAttribute("data-tool-models").split(" ").indexOf(model.value) !== -1;
+      var wrapper = box.closest("[data-tool]") || box;
+      wrapper.hidden = !ok;
+      if (!ok) { box.checked = false; }
+    });
+  }
+  document.addEventListener("change", function (event) {
+    if (event.target && event.target.id === "id_model") { showTools(); }
+  });
+  document.addEventListener("DOMContentLoaded", showTools);
+
   document.addEventListener("click", function (event) {
     var chip = event.target.closest("[data-insert-column]");
     if (!chip) { return; }

@@ -7,10 +7,11 @@ import re
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from batches import costs
+from batches import costs, languages
 from batches.iterations import cache_figures
 from batches.models import Batch, BatchResult, Priority, ProviderJob
 from batches.providers import catalog
@@ -87,19 +88,28 @@ class _BooleanField(serializers.BooleanField):
         self.fail("invalid", input=data)
 
 
+SOURCES_SCHEMA = {"type": "array", "items": {"type": "object", "properties": {
+    "uri": {"type": "string"}, "title": {"type": "string"}}}}
+
+
 class _BatchSettingsSerializer(serializers.Serializer):
     prompt = _TextField(help_text="Prompt template; {{column}} placeholders name input columns.")
     name = _StringField(max_length=200, required=False, allow_blank=True, default="")
     model = _StringField(max_length=100, required=False, allow_blank=True, default="",
                          help_text="A model from GEMINI_MODELS or OPENAI_MODELS (an "
-                                   "OpenAI-compatible endpoint); the server default when empty.")
-    system_instruction = _TextField(required=False, allow_blank=True, default="")
+                                   "OpenAI-compatible endpoint); your settings' default (else "
+                                   "the server's) when empty.")
+    system_instruction = _TextField(
+        required=False, allow_blank=True,
+        help_text="Default: your settings' system instruction. With “always apply my system "
+                  "instruction” on, yours goes before this one.")
     temperature = _NumberField(min_value=0, max_value=2, required=False,
                                allow_null=True, default=None)
     max_output_tokens = serializers.IntegerField(min_value=1, max_value=MAX_OUTPUT_TOKENS,
                                                  required=False, allow_null=True, default=None)
-    concurrency = serializers.IntegerField(min_value=1, max_value=MAX_CONCURRENCY,
-                                           required=False, default=16)
+    concurrency = serializers.IntegerField(
+        min_value=1, max_value=MAX_CONCURRENCY, required=False,
+        help_text="Rows sent at the same time; default: your settings' (else 16).")
     max_retries = serializers.IntegerField(min_value=0, max_value=MAX_RETRIES, required=False,
                                            default=3)
     priority = serializers.ChoiceField(choices=PRIORITIES, required=False, default="normal")
@@ -107,13 +117,25 @@ class _BatchSettingsSerializer(serializers.Serializer):
         max_length=200, required=False, allow_blank=True, default="",
         help_text="Rows sharing a value in this column form one multi-turn conversation.")
     thinking = _StringField(
-        max_length=12, required=False, default="off",
-        help_text="off (the default), low, default (the model decides) or a thinking budget in "
-                  "tokens; sent as thinking_budget (Gemini 2.5) or thinking_level (Gemini 3).")
+        max_length=12, required=False,
+        help_text="off, low, default (the model decides) or a thinking budget in tokens; sent "
+                  "as thinking_budget (Gemini 2.5) or thinking_level (Gemini 3). Default: your "
+                  "settings' (else off).")
     budget = _MoneyField(
         required=False, default=None,
         help_text="Most the batch may spend (in the price's currency); it pauses when the next "
                   "rows would pass it.")
+    language = serializers.ChoiceField(
+        choices=["", *languages.NAMES], required=False, allow_blank=True,
+        help_text="Answer in this language (a language code); empty: the prompt's own. "
+                  "Default: your settings'.")
+    google_search = _BooleanField(
+        required=False, default=False,
+        help_text="Ground answers with Google Search; each row keeps its web sources. Only "
+                  "for models that take the tool (400 otherwise).")
+    url_context = _BooleanField(
+        required=False, default=False,
+        help_text="Let the model read the URLs in the prompt (400 for models without it).")
     webhook_url = _StringField(
         max_length=2000, required=False, allow_blank=True, default="",
         help_text="Receives this batch's events, signed with your default secret.")
@@ -478,7 +500,7 @@ class BatchSerializer(BatchSummarySerializer):
             "prompt_tokens", "output_tokens", "paused", "cancel_requested", "updated_at",
             "last_error", "warnings", "output_fields", "response_schema", "webhook_url",
             "use_cache", "parent", "from_cache", "thinking", "thoughts_tokens", "cached_tokens",
-            "spend", "fallback_online", "jobs",
+            "spend", "fallback_online", "jobs", "language", "google_search", "url_context",
         ]
         read_only_fields = fields
 
@@ -521,14 +543,66 @@ class ResultSerializer(serializers.ModelSerializer):
         read_only=True, allow_null=True,
         help_text="Columns batches: the answer parsed and validated against the schema "
                   "(`?fields=` keeps only some); null for text batches and unfinished rows.")
+    sources = serializers.SerializerMethodField(
+        help_text="A grounded answer's web sources, in the model's order; empty: none.")
 
     class Meta:
         model = BatchResult
         fields = ["index", "row", "input", "prompt", "output", "status", "error", "attempts",
                   "prompt_tokens", "output_tokens", "latency_ms", "finish_reason",
                   "model_version", "started_at", "finished_at", "data", "cached", "sample",
-                  "thoughts_tokens", "cached_tokens", "cost"]
+                  "thoughts_tokens", "cached_tokens", "cost", "sources"]
         read_only_fields = fields
+
+
+    @extend_schema_field(SOURCES_SCHEMA)
+    def get_sources(self, row: BatchResult) -> list[dict]:
+        return row.sources if isinstance(row.sources, list) else []
+
+
+# A thinking option as the settings take it: off, low, default or a budget of 0 to 32768 tokens
+# (costs.MAX_THINKING_BUDGET), or empty for the server's default.
+THINKING_PATTERN = (r"^(off|low|default|0*([0-9]{1,4}|[12][0-9]{4}|3[01][0-9]{3}|32[0-6][0-9]{2}"
+                    r"|327[0-5][0-9]|3276[0-8]))$")  # empty is allowed apart (allow_blank)
+
+
+# DRF refuses NUL characters in text; the schema says so (empty is left to allow_blank).
+NO_NUL = RegexValidator(r"^[^\x00]+$", "Null characters are not allowed.")
+
+
+class UserSettingsSerializer(serializers.Serializer):
+    """Your own defaults for new batches; a blank value means the server's default."""
+
+    model = serializers.ChoiceField(choices=[""], required=False, allow_blank=True,
+                                    help_text="Default model; empty: the server's.")
+    system_instruction = _TextField(required=False, allow_blank=True, validators=[NO_NUL])
+    language = serializers.ChoiceField(
+        choices=["", *languages.NAMES], required=False, allow_blank=True,
+        help_text="Default “answer in” language code; empty: the prompt's own.")
+    concurrency = serializers.IntegerField(
+        min_value=1, max_value=MAX_CONCURRENCY, required=False, allow_null=True,
+        help_text="Default concurrency; null: 16. Above your cap (BATCH_MAX_CONCURRENCY) is "
+                  "for staff (403).")
+    thinking = _StringField(
+        max_length=12, required=False, allow_blank=True,
+        validators=[RegexValidator(THINKING_PATTERN, "Thinking must be off, low, default or a "
+                                                     "number of tokens from 0 to 32768.")],
+        help_text="Default thinking budget: off, low, default or a number of tokens; empty: off.")
+    apply_overrides = _BooleanField(
+        required=False,
+        help_text="Always apply my system instruction: it goes before every new batch's own.")
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The deployment's models and caps, as they are when the schema or a request is made.
+        self.fields["model"].choices = ["", *catalog.known_models()]
+        cap = settings.BATCH_MAX_SYSTEM_INSTRUCTION_CHARS
+        if cap:
+            self.fields["system_instruction"] = _TextField(
+                required=False, allow_blank=True, max_length=cap, validators=[NO_NUL],
+                help_text="Default system instruction; with apply_overrides it goes before "
+                          "every new batch's own.")
 
 
 class TokenSerializer(serializers.Serializer):

@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, Min, OuterRef, Q
 from django.utils import timezone
 
-from batches import costs, notifications
+from batches import costs, languages, notifications
 from batches.engine import reuse
 from batches.models import Batch, BatchResult, Mode
 from batches.providers import Request, Response
@@ -51,6 +51,7 @@ class BatchSettings:
     use_cache: bool = False
     # Sent in a Gemini Batch Mode job (batches.batchmode): billed at the batch-mode price.
     batch_mode: bool = False
+    tools: tuple[str, ...] = ()  # grounding tools (providers.capabilities)
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class ClaimedRow:
             model=batch.model, prompt=self.prompt, history=self.history,
             system_instruction=batch.system_instruction, temperature=batch.temperature,
             max_output_tokens=batch.max_output_tokens, response_schema=batch.response_schema,
-            thinking=batch.thinking, documents=documents,
+            thinking=batch.thinking, documents=documents, tools=batch.tools,
         )
 
 
@@ -321,11 +322,14 @@ def _histories(batch: Batch, rows: list[tuple]) -> dict[int, tuple[tuple[str, st
 
 def _settings_of(batch: Batch, *, batch_mode: bool = False) -> BatchSettings:
     return BatchSettings(
-        id=batch.pk, model=batch.model_name, system_instruction=batch.system_instruction,
+        id=batch.pk, model=batch.model_name,
+        # The "Answer in" language is one more line of the instruction the model is sent.
+        system_instruction=languages.with_language(batch.system_instruction, batch.language),
         temperature=batch.temperature, max_output_tokens=batch.max_output_tokens,
         response_schema=batch.response_schema, max_retries=batch.max_retries,
         rpm_limit=batch.rpm_limit, tpm_limit=batch.tpm_limit, thinking=batch.thinking,
         owner_id=batch.owner_id, use_cache=batch.use_cache, batch_mode=batch_mode,
+        tools=batch.tools,
     )
 
 
@@ -390,6 +394,10 @@ def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None) -
     return set(batch_ids)
 
 
+def _sources(response: Response) -> list[dict] | None:
+    return [s.as_dict() for s in response.sources] or None
+
+
 def _write_successes(outcomes: list[Outcome], now: datetime
                      ) -> tuple[dict[int, tuple[int, int, int, int, int]], costs.Spend]:
     """Write successes in one statement (the hot path), each only if this slice still holds its
@@ -408,7 +416,7 @@ def _write_successes(outcomes: list[Outcome], now: datetime
         "finish_reason = %s, model_version = %s, prompt_tokens = %s, output_tokens = %s, "
         "latency_ms = %s, finished_at = %s, not_before = NULL, attempts = attempts + %s, "
         "data = %s, cached = %s, claim_token = NULL, lease_expires_at = NULL, "
-        "thoughts_tokens = %s, cached_tokens = %s, cost = %s "
+        "thoughts_tokens = %s, cached_tokens = %s, cost = %s, sources = %s "
         "WHERE id = %s AND claim_token = %s AND status = %s"
     )
     finished_at = prep("finished_at", now)
@@ -424,7 +432,7 @@ def _write_successes(outcomes: list[Outcome], now: datetime
             response.model_version[:100], response.prompt_tokens, response.output_tokens,
             o.latency_ms, finished_at, 0 if o.cached else 1 + o.extra_attempts,
             prep("data", o.data), o.cached, response.thoughts_tokens, response.cached_tokens,
-            prep("cost", cost), o.row.id,
+            prep("cost", cost), prep("sources", _sources(response)), o.row.id,
             prep("claim_token", o.row.token), RUNNING,
         ))
     with connection.cursor() as cursor:

@@ -15,7 +15,7 @@ import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from batches.fake_gemini import demo, structured
+from batches.fake_gemini import demo, grounding, structured
 from batches.fake_gemini.files import FakeFiles, PartError, describe
 
 if TYPE_CHECKING:
@@ -223,6 +223,9 @@ class GeminiAnswers:
                     text = " ".join(text.split()[:limit])
                     candidate["finishReason"] = "MAX_TOKENS"
             candidate["content"]["parts"] = [{"text": text}]
+            tools = grounding.requested_tools(body)
+            if tools:
+                candidate.update(grounding.metadata(tools, prompt, text, k.grounding_sources))
             usage["candidatesTokenCount"] = _words(text)
             usage["totalTokenCount"] = prompt_tokens + _words(text)
             thought = thoughts(config, k.thinking_tokens)

@@ -60,6 +60,9 @@ class Knobs:
     batch_expire_jobs: int = 0
     batch_all_failed_jobs: int = 0
     batch_inline_max_bytes: int = 20 * 1024 * 1024
+    # Grounding: web sources every google_search answer cites ([{"uri", "title"}]) instead of
+    # the ones made up from the prompt (grounding.py); for tests of hostile or odd sources.
+    grounding_sources: tuple[dict, ...] = ()
 
     def update(self, **changes: Any) -> None:
         names = {f.name for f in dataclasses.fields(self)}
@@ -71,6 +74,9 @@ class Knobs:
                         "fail_upload_once", "json_invalid_once", "json_invalid_always",
                         "json_mismatch"):
                 value = (value,) if isinstance(value, str) else tuple(value)
+            elif name == "grounding_sources":
+                value = tuple({"uri": str(d.get("uri", "")), "title": str(d.get("title", ""))}
+                              for d in value)
             elif name == "error_mix":
                 value = {int(k): float(v) for k, v in value.items()}
             elif name == "fail_times":

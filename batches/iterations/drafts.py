@@ -79,6 +79,9 @@ def batch_edit_draft(*, batch: Batch, prompt: Any = UNCHANGED, system_instructio
                                   documents=batch.documents.exists())
         except catalog.OptionError as err:
             raise services.InvalidInput(err.message, field=err.field) from err
+        # A grounded draft keeps its tools: the new model must take them too.
+        services.check_tools(model, google_search=batch.google_search,
+                             url_context=batch.url_context)
         changes["model_name"] = model
     services._check_settings(
         concurrency=batch.concurrency if concurrency is UNCHANGED else concurrency,
@@ -89,6 +92,10 @@ def batch_edit_draft(*, batch: Batch, prompt: Any = UNCHANGED, system_instructio
         changes["response_schema"] = services.output_schema(
             None if output_fields is UNCHANGED else output_fields,
             None if response_schema is UNCHANGED else response_schema, batch.columns)
+    services.check_tools_with_output(
+        changes.get("model_name", batch.model_name),
+        changes.get("response_schema", batch.response_schema),
+        google_search=batch.google_search, url_context=batch.url_context)
     simple = {"system_instruction": system_instruction, "temperature": temperature,
               "max_output_tokens": max_output_tokens,
               "concurrency": concurrency, "max_retries": max_retries, "use_cache": use_cache}

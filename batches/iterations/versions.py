@@ -38,7 +38,8 @@ def batch_new_version(*, batch: Batch, owner, file: IO[bytes] | None = None, fil
         max_retries=batch.max_retries, priority=batch.priority,
         conversation_column=batch.conversation_column, rpm_limit=batch.rpm_limit,
         tpm_limit=batch.tpm_limit, response_schema=batch.response_schema,
-        use_cache=batch.use_cache,
+        use_cache=batch.use_cache, thinking=batch.thinking, language=batch.language,
+        google_search=batch.google_search, url_context=batch.url_context,
     )
     name = (name or "").strip()[:200] or version_name(batch)
     if file is not None:
@@ -64,6 +65,8 @@ def _copy(batch: Batch, owner, name: str, saved: list[str]) -> Batch:
             max_retries=batch.max_retries, priority=batch.priority,
             conversation_column=batch.conversation_column, rpm_limit=batch.rpm_limit,
             tpm_limit=batch.tpm_limit, use_cache=batch.use_cache, parent=batch,
+            thinking=batch.thinking, language=batch.language,
+            google_search=batch.google_search, url_context=batch.url_context,
             status=Batch.Status.DRAFT, total_rows=batch.total_rows,
         )
         ids = _copy_documents(batch, version, saved)

@@ -10,6 +10,7 @@ from batches.providers.base import (
     Request,
     Response,
     RetryableError,
+    Source,
     UploadedFile,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "Request",
     "Response",
     "RetryableError",
+    "Source",
     "UploadedFile",
 ]

@@ -40,6 +40,19 @@ class Request:
     thinking: str = "default"
     # Documents attached to the last user turn, after its text.
     documents: tuple[Attachment, ...] = ()
+    # Model tools to offer: "google_search", "url_context" (providers.capabilities.TOOLS).
+    tools: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Source:
+    """A web page a grounded answer rests on, as the model named it (not checked or fetched)."""
+
+    uri: str
+    title: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"uri": self.uri, "title": self.title}
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,8 @@ class Response:
     model_version: str
     thoughts_tokens: int | None = None
     cached_tokens: int | None = None
+    # Grounding: the web sources of the answer, in the model's order, without repeats.
+    sources: tuple[Source, ...] = ()
 
 
 class ProviderError(Exception):

@@ -21,6 +21,7 @@ from batches.providers.base import (
     Request,
     Response,
     RetryableError,
+    Source,
     UploadedFile,
 )
 from batches.providers.http import public_url
@@ -220,7 +221,42 @@ def _config(request: Request) -> types.GenerateContentConfig | None:
     thinking = thinking_config(request.model, request.thinking)
     if thinking is not None:
         options["thinking_config"] = thinking
+    if request.tools:
+        options["tools"] = [_TOOLS[name]() for name in request.tools]
     return types.GenerateContentConfig(**options) if options else None
+
+
+# The Request's tool names as google-genai Tools (providers.capabilities says which models).
+_TOOLS: dict[str, Callable[[], types.Tool]] = {
+    "google_search": lambda: types.Tool(google_search=types.GoogleSearch()),
+    "url_context": lambda: types.Tool(url_context=types.UrlContext()),
+}
+MAX_SOURCES = 50
+MAX_SOURCE_URI = 2000
+MAX_SOURCE_TITLE = 300
+
+
+def _sources(candidate: types.Candidate | None) -> tuple[Source, ...]:
+    """The web sources of a grounded answer: groundingMetadata's web chunks, then the URLs the
+    url_context tool read successfully; each URI once, lengths capped. Kept as the model sent
+    them; the pages link only http(s) ones."""
+    if candidate is None:
+        return ()
+    found: dict[str, Source] = {}
+    grounding = candidate.grounding_metadata
+    for chunk in (grounding.grounding_chunks if grounding else None) or []:
+        web = chunk.web
+        if web is not None and web.uri:
+            uri = web.uri.strip()[:MAX_SOURCE_URI]
+            found.setdefault(uri, Source(uri, (web.title or web.domain or "").strip()
+                                         [:MAX_SOURCE_TITLE]))
+    url_context = candidate.url_context_metadata
+    for meta in (url_context.url_metadata if url_context else None) or []:
+        status = _name(meta.url_retrieval_status) if meta.url_retrieval_status else ""
+        if meta.retrieved_url and status.endswith("SUCCESS"):
+            uri = meta.retrieved_url.strip()[:MAX_SOURCE_URI]
+            found.setdefault(uri, Source(uri, ""))
+    return tuple(found.values())[:MAX_SOURCES]
 
 
 _VERSION = re.compile(r"gemini-(\d+(?:\.\d+)?)")
@@ -304,6 +340,7 @@ def _response(reply: types.GenerateContentResponse, model: str) -> Response:
         model_version=reply.model_version or model,
         thoughts_tokens=usage.thoughts_token_count if usage is not None else None,
         cached_tokens=usage.cached_content_token_count if usage is not None else None,
+        sources=_sources(candidate),
     )
 
 

@@ -29,6 +29,7 @@ KEY_INPUTS: tuple[str, ...] = (
     "max_output_tokens",
     "response_schema",
     "thinking",  # the thinking option changes the answer and what it costs
+    "tools",  # grounding: search results and read URLs change the answer (and its sources)
 )
 NOT_IN_KEY: tuple[str, ...] = ()
 # Request fields that change the answer but enter the key as a named extra of the same name:
@@ -41,13 +42,21 @@ def _as_float(value: Any) -> Any:
     return None if value is None else float(value)
 
 
-# 1 and 1.0 are the same temperature.
-_NORMALISE: dict[str, Callable[[Any], Any]] = {"temperature": _as_float}
+def _tool_set(value: Any) -> list[str]:
+    return sorted(set(value or ()))
+
+
+# 1 and 1.0 are the same temperature; the order tools are offered in does not matter.
+_NORMALISE: dict[str, Callable[[Any], Any]] = {"temperature": _as_float, "tools": _tool_set}
 
 
 def key_inputs(request: Request) -> dict[str, Any]:
-    """The named inputs of a request that go into its key."""
-    return {name: _NORMALISE.get(name, _same)(getattr(request, name)) for name in KEY_INPUTS}
+    """The named inputs of a request that go into its key. A request without tools keys as it
+    did before tools existed, so earlier cached answers still match."""
+    inputs = {name: _NORMALISE.get(name, _same)(getattr(request, name)) for name in KEY_INPUTS}
+    if not inputs["tools"]:
+        del inputs["tools"]
+    return inputs
 
 
 def cache_key(owner_id: int, request: Request, **extra: Any) -> str:

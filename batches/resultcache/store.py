@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from batches.models import CachedAnswer
-from batches.providers import Response
+from batches.providers import Response, Source
 
 LOOKUP_CHUNK = 500  # keys per IN (...) query
 
@@ -43,10 +43,11 @@ def lookup(owner_id: int, keys: Iterable[str]) -> dict[str, Response]:
         rows = CachedAnswer.objects.filter(
             owner_id=owner_id, key__in=keys[start:start + LOOKUP_CHUNK], created_at__gte=since,
         ).values_list("key", "output", "finish_reason", "prompt_tokens", "output_tokens",
-                      "model_version")
-        for key, output, finish, p_tokens, o_tokens, version in rows:
+                      "model_version", "sources")
+        for key, output, finish, p_tokens, o_tokens, version, sources in rows:
             found[key] = Response(text=output, finish_reason=finish, prompt_tokens=p_tokens,
-                                  output_tokens=o_tokens, model_version=version)
+                                  output_tokens=o_tokens, model_version=version,
+                                  sources=_sources(sources))
     return found
 
 
@@ -61,7 +62,8 @@ def store(entries: Iterable[Entry]) -> int:
                      output=e.response.text, finish_reason=e.response.finish_reason[:40],
                      model_version=e.response.model_version[:100],
                      prompt_tokens=e.response.prompt_tokens,
-                     output_tokens=e.response.output_tokens, created_at=now)
+                     output_tokens=e.response.output_tokens, created_at=now,
+                     sources=[s.as_dict() for s in e.response.sources] or None)
         # In key order, so two writers upserting the same keys lock them in the same order.
         for _, e in sorted(latest.items())
     ]
@@ -70,9 +72,17 @@ def store(entries: Iterable[Entry]) -> int:
             objs, batch_size=LOOKUP_CHUNK, update_conflicts=True,
             unique_fields=["owner", "key"],
             update_fields=["model_name", "output", "finish_reason", "model_version",
-                           "prompt_tokens", "output_tokens", "created_at"],
+                           "prompt_tokens", "output_tokens", "sources", "created_at"],
         )
     return len(objs)
+
+
+def _sources(stored: object) -> tuple[Source, ...]:
+    """A cached answer's sources as stored ([{"uri", "title"}]), back as Source objects."""
+    if not isinstance(stored, list):
+        return ()
+    return tuple(Source(str(s.get("uri", "")), str(s.get("title", "")))
+                 for s in stored if isinstance(s, dict) and s.get("uri"))
 
 
 def purge_expired() -> int:

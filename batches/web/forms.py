@@ -10,9 +10,9 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 
-from batches import outputs
+from batches import languages, outputs, preferences
 from batches.models import Priority
-from batches.providers import catalog
+from batches.providers import capabilities, catalog
 from batches.services import MAX_CONCURRENCY, MAX_OUTPUT_TOKENS, MAX_RETRIES, ServiceError
 from batches.web import output
 
@@ -74,6 +74,24 @@ THINKING_CHOICES = [
     ("8192", "Up to 8,192 tokens a row"),
     ("default", "The model decides (can be thousands of tokens a row)"),
 ]
+
+
+LANGUAGE_CHOICES = [("", languages.PROMPT_LANGUAGE), *languages.LANGUAGES]
+
+
+def thinking_choices(current: str = "") -> list[tuple[str, str]]:
+    """The thinking menu, with a saved budget that is not one of its entries added."""
+    choices = list(THINKING_CHOICES)
+    if current and current not in dict(choices):
+        choices.append((current, f"Up to {int(current):,} tokens a row"))
+    return choices
+
+
+def tool_models(tool: str) -> str:
+    """The models of the menu that take `tool`, space-separated (the page hides the switch for
+    the others)."""
+    return " ".join(m for _, group in _model_choices() for m, _ in group
+                    if capabilities.supports(m, tool))
 
 
 def _model_choices() -> list[tuple[str, list[tuple[str, str]]]]:
@@ -207,12 +225,36 @@ class BatchForm(RowsUploadForm):
         required=False, label="Always call the model",
         help_text="Never reuse an identical earlier answer (e.g. for fresh samples at a high "
                   "temperature).")
+    google_search = forms.BooleanField(
+        required=False, label=capabilities.TOOLS["google_search"],
+        help_text="The model searches the web for each row; its sources are kept and shown "
+                  "under the answer.")
+    url_context = forms.BooleanField(
+        required=False, label=capabilities.TOOLS["url_context"],
+        help_text="The model reads the web pages whose URLs are in the prompt.")
+    language = forms.ChoiceField(choices=LANGUAGE_CHOICES, required=False, label="Answer in")
 
-    def __init__(self, *args: Any, staged: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, staged: Any = None, user: Any = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.staged = staged
-        self.fields["model"].initial = settings.GEMINI_DEFAULT_MODEL
         self.fields["file"].help_text += f" At most {settings.BATCH_MAX_UPLOAD_MB} MB."
+        # New batches start from the user's own settings (batches.preferences).
+        prefs = preferences.for_user(user) if user is not None else None
+        self.fields["model"].initial = prefs.model if prefs else settings.GEMINI_DEFAULT_MODEL
+        if prefs:
+            self.fields["concurrency"].initial = prefs.concurrency
+            self.fields["thinking"].choices = thinking_choices(prefs.thinking)
+            self.fields["thinking"].initial = prefs.thinking
+            self.fields["language"].initial = prefs.language
+            if prefs.apply_overrides:
+                self.fields["system_instruction"].help_text = (
+                    "Sent with every row, before the prompt, after your own system instruction "
+                    "(Settings: always applied).")
+            else:
+                self.fields["system_instruction"].initial = prefs.system_instruction
+        for tool in capabilities.TOOLS:
+            self.fields[tool].widget.attrs["data-tool-models"] = tool_models(tool)
 
     def has_staged_file(self) -> bool:
         return self.staged is not None
@@ -256,6 +298,9 @@ class BatchForm(RowsUploadForm):
             "mode": data.get("mode") or "online",
             # An unticked box is absent from the POST; the default is on.
             "fallback_online": bool(data.get("fallback_online")) if self.is_bound else True,
+            "language": data["language"],
+            "google_search": data["google_search"],
+            "url_context": data["url_context"],
         }
 
     def add_service_error(self, err: ServiceError) -> None:

@@ -63,7 +63,7 @@ def batch_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if not _several(request):
             staged, size_error = _staged_from(request)
-        form = BatchForm(request.POST, request.FILES, staged=staged)
+        form = BatchForm(request.POST, request.FILES, staged=staged, user=request.user)
         if form.is_valid():
             try:
                 draft = bool(request.POST.get("draft"))
@@ -82,7 +82,7 @@ def batch_new(request: HttpRequest) -> HttpResponse:
                 return redirect("batch_detail", batch_id=batch.pk)
         form.describe_errors()
     else:
-        form = BatchForm()
+        form = BatchForm(user=request.user)
     context = {"form": form, "api_key_missing": _api_key_missing(),
                "preview_params": output.PREVIEW_PARAMS, "field_types": output.TYPE_CHOICES}
     if request.method == "POST":
@@ -277,7 +277,7 @@ def batch_new_estimate(request: HttpRequest) -> HttpResponse:
     spreadsheet is read from its staged copy (the one the preview shows and Create uses);
     documents and several spreadsheets come with the request, as they do with Create."""
     staged, size_error = (None, "") if _several(request) else _staged_from(request)
-    form = BatchForm(request.POST, request.FILES, staged=staged)
+    form = BatchForm(request.POST, request.FILES, staged=staged, user=request.user)
     # A file sent along was staged now: the page's staged_upload must name it from here on.
     context: dict[str, Any] = {"staged": staged,
                                "oob": bool(staged and request.FILES.get("file"))}

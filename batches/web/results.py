@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from math import ceil
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.http import HttpRequest
 
@@ -113,6 +114,28 @@ def _clip(text: str) -> str:
     return text if len(text) <= CELL_CHARS else text[: CELL_CHARS - 1] + "…"
 
 
+@dataclass(frozen=True)
+class SourceLink:
+    title: str
+    uri: str
+    href: str  # "" unless the URI is http(s): nothing else becomes a link
+
+
+def source_links(stored: object) -> list[SourceLink]:
+    """A grounded row's sources as the page shows them (escaped by the template)."""
+    links = []
+    for item in stored if isinstance(stored, list) else []:
+        if not isinstance(item, dict) or not item.get("uri"):
+            continue
+        uri, title = str(item["uri"]), str(item.get("title") or "")
+        try:
+            scheme = urlsplit(uri).scheme.lower()
+        except ValueError:
+            scheme = ""
+        links.append(SourceLink(title or uri, uri, uri if scheme in ("http", "https") else ""))
+    return links
+
+
 def decorate(rows: list[BatchResult], columns: list[str],
              answers: list[ResultColumn]) -> list[BatchResult]:
     """Give each row the cells the templates show."""
@@ -125,6 +148,7 @@ def decorate(rows: list[BatchResult], columns: list[str],
             is_long = col.long_text and (len(text) > LONG_OUTPUT_CHARS or text.count("\n") > 4)
             head = text[:120].split("\n", 1)[0] if is_long else ""
             row.answer_cells.append(Cell(col.header, text, is_long, head))
+        row.source_links = source_links(row.sources)
     return rows
 
 

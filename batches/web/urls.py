@@ -7,6 +7,7 @@ from batches.web import new as views_new
 from batches.web import notifications as views_notifications
 from batches.web import output as views_output
 from batches.web import pages as views
+from batches.web import user_settings as views_settings
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -42,6 +43,7 @@ urlpatterns = [
     path("batches/<int:batch_id>/rows/add/", views_actions.batch_add_rows, name="batch_add_rows"),
     path("batches/<int:batch_id>/rows/<int:index>/delete/", views_actions.batch_delete_row,
          name="batch_delete_row"),
+    path("settings/", views_settings.user_settings, name="user_settings"),
     path("notifications/", views_notifications.notifications_page, name="notifications"),
     path("notifications/log/", views_notifications.notifications_log, name="notifications_log"),
     path("notifications/endpoints/", views_notifications.endpoint_add,

@@ -51,6 +51,8 @@ ALL_ENDPOINTS = BATCH_ENDPOINTS + [
     ("post", "/api/batches/", {"prompt": "{{text}}", "rows": [{"text": "a"}]}),
     ("get", "/api/token/", None),
     ("post", "/api/token/", None),
+    ("get", "/api/me/settings/", None),
+    ("patch", "/api/me/settings/", {"language": "fr"}),
 ]
 
 
@@ -630,7 +632,7 @@ EXPECTED_PATHS = {
     "/api/batches/", "/api/batches/{id}/", "/api/batches/{id}/results/",
     "/api/batches/{id}/cancel/", "/api/batches/{id}/pause/", "/api/batches/{id}/resume/",
     "/api/batches/{id}/retry-failed/", "/api/batches/{id}/results/{index}/retry/",
-    "/api/batches/{id}/export/", "/api/token/", "/api/batches/estimate/",
+    "/api/batches/{id}/export/", "/api/token/", "/api/me/settings/", "/api/batches/estimate/",
     "/api/batches/{id}/start/", "/api/batches/{id}/sample/", "/api/batches/{id}/versions/",
     "/api/batches/{id}/compare/", "/api/batches/{id}/compare/export/",
     "/api/batches/{id}/results/retry/",

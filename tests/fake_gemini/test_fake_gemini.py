@@ -317,3 +317,29 @@ def test_the_management_command_serves_until_terminated():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_google_search_adds_grounding_metadata_shaped_like_the_rest_api(fake_gemini):
+    body = ask(fake_gemini, "Acme head office", tools=[{"googleSearch": {}}]).json()
+    grounding = body["candidates"][0]["groundingMetadata"]
+    assert grounding["webSearchQueries"] == ["Acme head office"]
+    assert [c["web"] for c in grounding["groundingChunks"]] == [
+        {"uri": "https://example.com/search/acme-head-office", "title": "example.com"},
+        {"uri": "https://example.org/wiki/acme-head-office", "title": "example.org"}]
+    support = grounding["groundingSupports"][0]
+    assert support["groundingChunkIndices"] == [0, 1]
+    assert support["segment"]["text"] == "ECHO: Acme head office"
+    assert "renderedContent" in grounding["searchEntryPoint"]
+    assert "groundingMetadata" not in ask(fake_gemini, "Acme").json()["candidates"][0]
+
+
+def test_url_context_reads_the_urls_in_the_prompt(fake_gemini):
+    body = ask(fake_gemini, "Compare https://a.example/x and http://b.example/y.",
+               tools=[{"url_context": {}}]).json()
+    candidate = body["candidates"][0]
+    assert candidate["urlContextMetadata"]["urlMetadata"] == [
+        {"retrievedUrl": "https://a.example/x",
+         "urlRetrievalStatus": "URL_RETRIEVAL_STATUS_SUCCESS"},
+        {"retrievedUrl": "http://b.example/y",
+         "urlRetrievalStatus": "URL_RETRIEVAL_STATUS_SUCCESS"}]
+    assert "webSearchQueries" not in candidate["groundingMetadata"]

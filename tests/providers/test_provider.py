@@ -331,3 +331,39 @@ def test_public_url_keeps_scheme_host_port_and_path():
 
     assert public_url("https://u:p@gw.example.com:8443/v1?key=k#f") == "https://gw.example.com:8443/v1"
     assert public_url("http://[::1]:8765") == "http://[::1]:8765"
+
+
+def test_grounding_tools_reach_the_server_and_the_sources_come_back(provider, fake_gemini):
+    response = generate(provider, "See https://a.example/x please",
+                        tools=("google_search", "url_context"))
+    assert fake_gemini.stats.log[-1].body["tools"] == [{"googleSearch": {}}, {"urlContext": {}}]
+    assert [s.uri for s in response.sources] == [
+        "https://a.example/x", "https://example.com/search/see-https%3A%2F%2Fa.example%2Fx-please",
+        "https://example.org/wiki/see-https%3A%2F%2Fa.example%2Fx-please"]
+    assert response.sources[0].title == "a.example"
+    assert generate(provider, "no tools").sources == ()
+    assert "tools" not in fake_gemini.stats.log[-1].body
+
+
+def test_sources_are_deduplicated_capped_and_only_successful_url_reads_count():
+    from google.genai import types
+
+    from batches.providers.gemini import MAX_SOURCE_URI, MAX_SOURCES, _sources
+
+    web = [types.GroundingChunk(web=types.GroundingChunkWeb(uri=f"https://s.example/{i % 60}",
+                                                            title=" T ", domain="s.example"))
+           for i in range(120)]
+    web.append(types.GroundingChunk(web=types.GroundingChunkWeb(uri="https://x/" + "a" * 3000)))
+    candidate = types.Candidate(
+        grounding_metadata=types.GroundingMetadata(grounding_chunks=web[:3] + web[-1:]),
+        url_context_metadata=types.UrlContextMetadata(url_metadata=[
+            types.UrlMetadata(retrieved_url="https://ok.example",
+                              url_retrieval_status="URL_RETRIEVAL_STATUS_SUCCESS"),
+            types.UrlMetadata(retrieved_url="https://bad.example",
+                              url_retrieval_status="URL_RETRIEVAL_STATUS_ERROR")]))
+    found = _sources(candidate)
+    assert [s.uri for s in found[:3]] == [f"https://s.example/{i}" for i in range(3)]
+    assert found[0].title == "T" and len(found[3].uri) == MAX_SOURCE_URI
+    assert found[-1].uri == "https://ok.example" and len(found) == 5
+    many = types.Candidate(grounding_metadata=types.GroundingMetadata(grounding_chunks=web))
+    assert len(_sources(many)) == MAX_SOURCES

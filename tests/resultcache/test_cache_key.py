@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from batches import resultcache
 from batches.models import CachedAnswer
-from batches.providers import Attachment, Request, Response
+from batches.providers import Attachment, Request, Response, Source
 
 BASE = Request(model="gemini-2.5-flash", prompt="Say: hi", history=(("q", "a"),),
                system_instruction="Be brief.", temperature=0.2, max_output_tokens=100,
@@ -25,6 +25,7 @@ CHANGED = {
     "max_output_tokens": 101,
     "response_schema": {"type": "object", "properties": {"x": {"type": "string"}}},
     "thinking": "low",
+    "tools": ("google_search",),
 }
 
 
@@ -116,3 +117,20 @@ def test_result_cache_days_zero_turns_the_cache_off(user, settings):
     key = resultcache.cache_key(user.pk, BASE)
     assert resultcache.store([resultcache.Entry(user.pk, key, BASE.model, _answer())]) == 0
     assert resultcache.lookup(user.pk, [key]) == {}
+
+
+def test_tools_key_as_a_set_and_no_tools_keys_as_before_tools_existed():
+    search_then_urls = dataclasses.replace(BASE, tools=("google_search", "url_context"))
+    urls_then_search = dataclasses.replace(BASE, tools=("url_context", "google_search"))
+    assert resultcache.cache_key(1, search_then_urls) == resultcache.cache_key(1, urls_then_search)
+    assert "tools" not in resultcache.key_inputs(BASE)
+    assert resultcache.key_inputs(search_then_urls)["tools"] == ["google_search", "url_context"]
+
+
+def test_a_cached_answer_keeps_its_sources(user):
+    key = resultcache.cache_key(user.pk, dataclasses.replace(BASE, tools=("google_search",)))
+    grounded = Response(text="Acme is in Springfield.", finish_reason="STOP", prompt_tokens=7,
+                        output_tokens=3, model_version="v1",
+                        sources=(Source("https://example.com/acme", "example.com"),))
+    resultcache.store([resultcache.Entry(user.pk, key, BASE.model, grounded)])
+    assert resultcache.lookup(user.pk, [key])[key].sources == grounded.sources

@@ -24,6 +24,10 @@ OPTION_NAMES = {
     "output_fields": "--field",
     "response_schema": "--schema",
     "webhook_url": "--webhook",
+    "system_instruction": "--system-instruction",
+    "language": "--language",
+    "google_search": "--google-search",
+    "url_context": "--url-context",
 }
 
 
@@ -37,13 +41,22 @@ class Command(BaseCommand):
                             help='The prompt template, e.g. "Summarise: {{text}}".')
         parser.add_argument("--name", default="", help="Default: the file's name.")
         parser.add_argument("--model", default=None)
-        parser.add_argument("--concurrency", type=int, default=16)
+        parser.add_argument("--concurrency", type=int, default=None,
+                            help="Default: the owner's settings (else 16).")
         parser.add_argument("--max-retries", type=int, default=3)
         parser.add_argument("--priority", choices=["high", "normal", "low"], default="normal")
         parser.add_argument("--conversation-column", default="",
                             help="Rows sharing a value in this column form one conversation.")
         parser.add_argument("--sheet", default=None, help="The XLSX sheet (default: the first).")
-        parser.add_argument("--system-instruction", default="")
+        parser.add_argument("--system-instruction", default=None,
+                            help="Default: the owner's settings.")
+        parser.add_argument("--language", default=None, metavar="CODE",
+                            help="Answer in this language (fr, de, ja...); \"\" for the "
+                                 "prompt's own. Default: the owner's settings.")
+        parser.add_argument("--google-search", action="store_true",
+                            help="Ground answers with Google Search; rows keep their sources.")
+        parser.add_argument("--url-context", action="store_true",
+                            help="Let the model read the URLs in the prompt.")
         parser.add_argument("--temperature", type=float, default=None)
         parser.add_argument("--max-output-tokens", type=int, default=None)
         parser.add_argument("--owner", default=None,
@@ -60,9 +73,9 @@ class Command(BaseCommand):
                                  "default secret (see docs/notifications.md).")
         parser.add_argument("--wait", action="store_true",
                             help="Show progress until the batch ends.")
-        parser.add_argument("--thinking", default="off",
-                            help="off (default), low, default (the model decides) or a "
-                                 "thinking budget in tokens.")
+        parser.add_argument("--thinking", default=None,
+                            help="off, low, default (the model decides) or a thinking budget "
+                                 "in tokens. Default: the owner's settings (else off).")
         parser.add_argument("--budget", default=None,
                             help="Most the batch may spend, e.g. 5.00; it pauses there.")
         parser.add_argument("--mode", choices=["online", "batch"], default="online",
@@ -193,6 +206,9 @@ class Command(BaseCommand):
                     budget=options["budget"],
                     mode=options["mode"],
                     fallback_online=not options["no_fallback_online"],
+                    language=options["language"],
+                    google_search=options["google_search"],
+                    url_context=options["url_context"],
                     **output,
                     webhook_url=options["webhook"],
                     start=not options["draft"],
