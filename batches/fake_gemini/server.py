@@ -34,6 +34,7 @@ from batches.fake_gemini.answers import (
 from batches.fake_gemini.batchjobs import FakeBatches
 from batches.fake_gemini.files import FakeFiles
 from batches.fake_gemini.knobs import Knobs, LogEntry, Stats
+from batches.fakes import serve_forever
 
 CONTROL_HEADER = "x-fake-gemini-key"
 CONTROL_ROUTES = ("/_stats", "/_reset", "/_config")
@@ -336,18 +337,5 @@ def run_forever(host: str = "127.0.0.1", port: int = 8765,
                 on_ready: Callable[[str], None] | None = None, *, control_key: str,
                 **knobs: Any) -> None:
     """Serve the fake in this thread until interrupted (Ctrl-C)."""
-
-    async def main() -> None:
-        server = _HttpServer(FakeGeminiApp(Knobs(**knobs), control_key))
-        bound = await server.start(host, port)
-        if on_ready is not None:
-            on_ready(f"http://{host}:{bound}")
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await server.stop()
-
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
+    serve_forever(lambda: _HttpServer(FakeGeminiApp(Knobs(**knobs), control_key)),
+                  host, port, on_ready)

@@ -9,7 +9,6 @@ thread-safe stats and the request log (with each request's time) are the fake Ge
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hmac
 import json
@@ -22,6 +21,7 @@ from batches.fake_gemini.knobs import LogEntry, Stats
 from batches.fake_gemini.server import FakeGemini, _HttpServer, new_control_key
 from batches.fake_openai.answers import OpenAIAnswers, error_body, parse_body
 from batches.fake_openai.knobs import Knobs
+from batches.fakes import serve_forever
 
 CONTROL_HEADER = "x-fake-openai-key"
 CONTROL_ROUTES = ("/_stats", "/_reset", "/_config")
@@ -122,18 +122,6 @@ def run_forever(host: str = "127.0.0.1", port: int = 8766,
                 on_ready: Callable[[str], None] | None = None, *, control_key: str,
                 **knobs: Any) -> None:
     """Serve the fake in this thread until interrupted (Ctrl-C)."""
-
-    async def main() -> None:
-        server = _HttpServer(FakeOpenAIApp(Knobs(**knobs), control_key))  # type: ignore[arg-type]
-        bound = await server.start(host, port)
-        if on_ready is not None:
-            on_ready(f"http://{host}:{bound}/v1")
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await server.stop()
-
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
+    app = lambda: FakeOpenAIApp(Knobs(**knobs), control_key)  # noqa: E731
+    serve_forever(lambda: _HttpServer(app()), host, port, on_ready,  # type: ignore[arg-type]
+                  path="/v1")
