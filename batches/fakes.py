@@ -1,5 +1,5 @@
 """What the fake servers (fake_gemini, fake_openai) share: the knobs every fake has, the delay
-and the errors a request is dealt from them, and serving until Ctrl-C.
+and the errors a request is dealt from them, the control routes, and serving until Ctrl-C.
 
 Plain Python on the standard library, like the fakes themselves: it must never import Django,
 models, the engine, or either fake.
@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hmac
+import json
 import random
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -72,6 +75,53 @@ def drawn_error(knobs: BaseKnobs, rng: random.Random | None) -> int | None:
         return None
     statuses = list(knobs.error_mix)
     return rng.choices(statuses, weights=[knobs.error_mix[s] for s in statuses])[0]
+
+
+CONTROL_ROUTES = ("/_stats", "/_reset", "/_config")
+
+
+def new_control_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class ControlRoutes:
+    """A fake app's control routes (GET /_stats, POST /_reset, GET or POST /_config), answered
+    only to a request carrying the app's control key in its `control_header`."""
+
+    control_header: str
+    error_body: Callable[..., dict]  # the fake's own error body, from (status, message)
+
+    def __init__(self, knobs: BaseKnobs, stats: Any, control_key: str | None) -> None:
+        self.knobs = knobs
+        self.stats = stats  # the fake Gemini's Stats
+        self.control_key = control_key or new_control_key()
+
+    def control(self, method: str, path: str, query: dict[str, list[str]],
+                headers: dict[str, str], body: bytes) -> tuple[int, dict, dict] | None:
+        """The answer of a control route, or None when the request is for none of them."""
+        if path not in CONTROL_ROUTES:
+            return None
+        if not hmac.compare_digest(headers.get(self.control_header, "").encode(),
+                                   self.control_key.encode()):
+            return 403, {}, self.error_body(403, "The control routes need the server's key in "
+                                                 f"the {self.control_header} header.")
+        if method == "GET" and path == "/_stats":
+            flag = lambda name: query.get(name, ["0"])[0] not in ("0", "", "false")  # noqa: E731
+            return 200, {}, self.stats_snapshot(prompts=flag("prompts"), log=flag("log"))
+        if method == "POST" and path == "/_reset":
+            self.stats.reset()
+            return 200, {}, {"ok": True}
+        if path == "/_config" and method in ("GET", "POST"):
+            if method == "POST":
+                try:
+                    self.knobs.update(**json.loads(body or b"{}"))
+                except (ValueError, TypeError, AttributeError) as exc:
+                    return 400, {}, self.error_body(400, str(exc))
+            return 200, {}, dataclasses.asdict(self.knobs)
+        return None
+
+    def stats_snapshot(self, *, prompts: bool, log: bool) -> dict[str, Any]:
+        return self.stats.snapshot(prompts=prompts, log=log)
 
 
 class Server(Protocol):

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from batches.fake_gemini import new_control_key
+from batches.fakes import new_control_key
 
 # Knobs every fake takes from its command line under the same name.
 SHARED_KNOBS = ("latency_ms", "jitter_ms", "error_rate", "require_key", "seed", "demo_answers")
