@@ -31,6 +31,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from batches import resultcache, services
+from batches.lib import schedules
 from batches.models import Batch, BatchDocument, BatchResult, CachedAnswer
 from batches.providers import Request
 
@@ -215,13 +216,6 @@ def run() -> str:
 
 
 def ensure_schedule() -> None:
-    """Create (or repair) the daily retention schedule; safe to run any number of times. It
-    exists whether or not retention is set: the worker's own setting decides what it does."""
-    from django_q.models import Schedule
-
-    wanted = {"func": "batches.retention.run", "schedule_type": Schedule.DAILY, "repeats": -1}
-    schedule, created = Schedule.objects.get_or_create(name=SCHEDULE_NAME, defaults=wanted)
-    if not created and any(getattr(schedule, k) != v for k, v in wanted.items()):
-        for name, value in wanted.items():
-            setattr(schedule, name, value)
-        schedule.save()
+    """Create (or repair) the daily retention schedule. It exists whether or not retention is
+    set: the worker's own setting decides what it does."""
+    schedules.ensure_schedule(SCHEDULE_NAME, "batches.retention.run")

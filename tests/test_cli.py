@@ -2,18 +2,17 @@ import io
 import time
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from django.utils import timezone
 
 from batches import cli
 from batches.fake_gemini import FakeGemini
 from batches.models import Batch, BatchResult
+from tests.helpers import cli as cli_helpers
 from tests.helpers import workers
 
-
-@pytest.fixture
-def admin_user(django_user_model):
-    return django_user_model.objects.create_superuser("root", password=None)
+admin_user = cli_helpers.admin_user
+run = cli_helpers.run
 
 
 @pytest.fixture
@@ -22,11 +21,6 @@ def rows_csv(tmp_path):
     path.write_text("text,stars\ngreat,5\nawful,1\n\"so, so\",3\n", encoding="utf-8")
     return path
 
-
-def run(*args, stdout=None, **options):
-    out = stdout or io.StringIO()
-    call_command(*args, stdout=out, stderr=io.StringIO(), **options)
-    return out.getvalue()
 
 
 def finish_rows(batch, failed=()):

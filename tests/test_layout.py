@@ -22,7 +22,8 @@ BATCHES = Path(settings.BASE_DIR) / "batches"
 # Bottom to top: a module may import its own layer or a lower one, never a higher one.
 LAYERS = {
     "models": 0, "prompts": 0, "providers": 0, "ingest": 0, "fake_gemini": 0, "fake_openai": 0,
-    "outputs": 0, "xlsx_stream": 0, "documents": 0, "languages": 0,
+    "outputs": 0, "xlsx_stream": 0, "documents": 0, "languages": 0, "fakes": 0,
+    "lib": 0,
     "limits": 1, "costs": 1, "engine": 1, "tasks": 1, "resultcache": 1, "preferences": 1,
     "batchmode": 1,
     "services": 2, "exports": 2, "iterations": 2, "batch_rows": 2, "retention": 2,

@@ -10,8 +10,7 @@ never import services, web, api, admin or cli. The face is loaded lazily: the we
 enqueues its tasks by name and must not import google-genai.
 """
 
-from importlib import import_module
-from typing import Any
+from batches.lib.faces import lazy_face
 
 _FACE = {
     "submit": "submit", "poll_all": "collect", "cancel_open_jobs": "collect",
@@ -20,8 +19,4 @@ _FACE = {
 
 __all__ = sorted(_FACE)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _FACE:
-        return getattr(import_module(f"batches.batchmode.{_FACE[name]}"), name)
-    raise AttributeError(f"module 'batches.batchmode' has no attribute {name!r}")
+__getattr__ = lazy_face(__name__, _FACE)

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django_q.tasks import async_task
 
+from batches.lib.schedules import ensure_schedule
+
 POLL_SCHEDULE = "batches.batchmode.poll"
 POLLER_KEY = "batchmode:poller"
 
@@ -85,13 +87,5 @@ def cancel_names(names: list[str]) -> str:
 
 
 def ensure_schedules() -> None:
-    """Create (or repair) the every-minute poll schedule; safe to run any number of times."""
-    from django_q.models import Schedule
-
-    wanted = {"func": "batches.batchmode.tasks.poll", "schedule_type": Schedule.MINUTES,
-              "minutes": 1, "repeats": -1}
-    schedule, created = Schedule.objects.get_or_create(name=POLL_SCHEDULE, defaults=wanted)
-    if not created and any(getattr(schedule, k) != v for k, v in wanted.items()):
-        for name, value in wanted.items():
-            setattr(schedule, name, value)
-        schedule.save()
+    """Create (or repair) the every-minute poll schedule."""
+    ensure_schedule(POLL_SCHEDULE, "batches.batchmode.tasks.poll", minutes=1)

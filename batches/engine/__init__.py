@@ -10,8 +10,7 @@ The face is loaded lazily: the web process imports `batches.engine.tasks` to enq
 and must not pay for importing google-genai (about a second) that the slice needs.
 """
 
-from importlib import import_module
-from typing import Any
+from batches.lib.faces import lazy_face
 
 _FACE = {
     "run_slice": "slice", "Slice": "slice", "SliceReport": "slice", "ALONE_GRACE_S": "slice",
@@ -21,8 +20,4 @@ _FACE = {
 
 __all__ = sorted(_FACE)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _FACE:
-        return getattr(import_module(f"batches.engine.{_FACE[name]}"), name)
-    raise AttributeError(f"module 'batches.engine' has no attribute {name!r}")
+__getattr__ = lazy_face(__name__, _FACE)

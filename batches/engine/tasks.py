@@ -8,6 +8,8 @@ from __future__ import annotations
 from django.conf import settings
 from django_q.tasks import async_task
 
+from batches.lib.schedules import ensure_schedule
+
 RESCUE_SCHEDULE = "batches.rescue"
 
 
@@ -46,13 +48,5 @@ def rescue() -> str:
 
 
 def ensure_schedules() -> None:
-    """Create (or repair) the every-minute rescue schedule; safe to run any number of times."""
-    from django_q.models import Schedule
-
-    wanted = {"func": "batches.engine.tasks.rescue", "schedule_type": Schedule.MINUTES,
-              "minutes": 1, "repeats": -1}
-    schedule, created = Schedule.objects.get_or_create(name=RESCUE_SCHEDULE, defaults=wanted)
-    if not created and any(getattr(schedule, k) != v for k, v in wanted.items()):
-        for name, value in wanted.items():
-            setattr(schedule, name, value)
-        schedule.save()
+    """Create (or repair) the every-minute rescue schedule."""
+    ensure_schedule(RESCUE_SCHEDULE, "batches.engine.tasks.rescue", minutes=1)

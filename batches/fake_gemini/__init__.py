@@ -8,13 +8,8 @@ google-genai client talks to it over HTTP exactly as it talks to Google.
 
 from batches.fake_gemini.answers import DAY_QUOTA_ID, MINUTE_QUOTA_ID, QUOTA_METRIC
 from batches.fake_gemini.knobs import Knobs, LogEntry, Stats
-from batches.fake_gemini.server import (
-    CONTROL_HEADER,
-    FakeGemini,
-    FakeGeminiApp,
-    new_control_key,
-    run_forever,
-)
+from batches.fake_gemini.server import CONTROL_HEADER, FakeGemini, FakeGeminiApp, run_forever
+from batches.fakes import new_control_key
 
 __all__ = [
     "CONTROL_HEADER", "DAY_QUOTA_ID", "MINUTE_QUOTA_ID", "QUOTA_METRIC", "FakeGemini",

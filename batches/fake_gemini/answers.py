@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from batches.fake_gemini import demo, grounding, structured
 from batches.fake_gemini.files import FakeFiles, PartError, describe
+from batches.fakes import delay, drawn_error, fails_now
 
 if TYPE_CHECKING:
     from batches.fake_gemini.knobs import Knobs, Stats
@@ -159,18 +160,15 @@ class GeminiAnswers:
             rng = random.Random(f"{k.seed}:{prompt}:{seen}")
         if k.hold_until_in_flight:
             await self._hold()
-        delay_ms = k.latency_ms + (rng.uniform(-k.jitter_ms, k.jitter_ms) if k.jitter_ms else 0)
-        if delay_ms > 0:
-            await asyncio.sleep(delay_ms / 1000)
+        await delay(k, rng)
         if any(s in prompt for s in k.fail_permanently):
             return 400, {}, error_body(400)
-        if any(s in prompt and seen < n for s, n in k.fail_times.items()):
+        if fails_now(prompt, seen, k.fail_times):
             return 503, {}, error_body(503)
-        if rng is not None and k.error_rate > 0 and rng.random() < k.error_rate:
-            statuses = list(k.error_mix)
-            status = rng.choices(statuses, weights=[k.error_mix[s] for s in statuses])[0]
-            if status == 429:
-                return self._too_many(MINUTE_QUOTA_ID, k.retry_delay_s)
+        status = drawn_error(k, rng)
+        if status == 429:
+            return self._too_many(MINUTE_QUOTA_ID, k.retry_delay_s)
+        if status is not None:
             return status, {}, error_body(status)
         try:
             documents = self.files.documents(contents[-1])

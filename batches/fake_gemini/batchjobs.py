@@ -120,10 +120,9 @@ class FakeBatches:
 
     def get(self, job_id: str) -> tuple[int, dict, dict]:
         with self._lock:
-            job = self._jobs.get(job_id)
+            job = self._current(job_id)
             if job is None:
-                return 404, {}, error_body(404, f"Batch batches/{job_id} not found.")
-            self._advance(job)
+                return _not_found(job_id)
             return 200, {}, self._resource(job)
 
     def list(self) -> tuple[int, dict, dict]:
@@ -134,10 +133,9 @@ class FakeBatches:
 
     def cancel(self, job_id: str) -> tuple[int, dict, dict]:
         with self._lock:
-            job = self._jobs.get(job_id)
+            job = self._current(job_id)
             if job is None:
-                return 404, {}, error_body(404, f"Batch batches/{job_id} not found.")
-            self._advance(job)
+                return _not_found(job_id)
             if job.state in OPEN:
                 done = 0.0
                 if job.state == "RUNNING" and job.behaviour != "stuck":
@@ -149,10 +147,9 @@ class FakeBatches:
 
     def delete(self, job_id: str) -> tuple[int, dict, dict]:
         with self._lock:
-            job = self._jobs.get(job_id)
+            job = self._current(job_id)
             if job is None:
-                return 404, {}, error_body(404, f"Batch batches/{job_id} not found.")
-            self._advance(job)
+                return _not_found(job_id)
             if job.state in OPEN:
                 self._finish(job, "CANCELLED", share=0.0)
             del self._jobs[job_id]
@@ -160,6 +157,13 @@ class FakeBatches:
             return 200, {}, {}
 
     # The job's life -------------------------------------------------------------------------
+
+    def _current(self, job_id: str) -> _Job | None:
+        """The job brought up to date, or None; the caller holds the lock."""
+        job = self._jobs.get(job_id)
+        if job is not None:
+            self._advance(job)
+        return job
 
     def _advance(self, job: _Job) -> None:
         if job.state not in OPEN or job.behaviour == "stuck":
@@ -256,3 +260,7 @@ class FakeBatches:
 def _row_error(code: int, message: str | None = None) -> dict:
     body = error_body(code, message)["error"]
     return {"code": body["code"], "message": body["message"], "status": body.get("status", "")}
+
+
+def _not_found(job_id: str) -> tuple[int, dict, dict]:
+    return 404, {}, error_body(404, f"Batch batches/{job_id} not found.")

@@ -1,5 +1,6 @@
 """The fake Gemini server's knobs (behaviour, changeable at run time) and its thread-safe
-stats. The lowest module of the package: it imports nothing from batches."""
+stats. The lowest module of the package: it imports nothing from batches but the knobs every
+fake shares (batches.fakes)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,13 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from batches.fakes import BaseKnobs
+
 
 @dataclass
-class Knobs:
+class Knobs(BaseKnobs):
     """Behaviour of the fake; every field can be changed at run time."""
 
-    latency_ms: float = 0.0
-    jitter_ms: float = 0.0
-    error_rate: float = 0.0
     error_mix: dict[int, float] = field(default_factory=lambda: {500: 0.2, 503: 0.5, 429: 0.3})
     retry_delay_s: float = 2.0
     retry_after_header: bool = False
@@ -64,27 +64,15 @@ class Knobs:
     # the ones made up from the prompt (grounding.py); for tests of hostile or odd sources.
     grounding_sources: tuple[dict, ...] = ()
 
-    def update(self, **changes: Any) -> None:
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = set(changes) - names
-        if unknown:
-            raise ValueError(f"unknown knob(s): {', '.join(sorted(unknown))}")
-        for name, value in changes.items():
-            if name in ("fail_permanently", "block_safety", "finish_safety", "empty_answer",
-                        "fail_upload_once", "json_invalid_once", "json_invalid_always",
-                        "json_mismatch"):
-                value = (value,) if isinstance(value, str) else tuple(value)
-            elif name == "grounding_sources":
-                value = tuple({"uri": str(d.get("uri", "")), "title": str(d.get("title", ""))}
-                              for d in value)
-            elif name == "error_mix":
-                value = {int(k): float(v) for k, v in value.items()}
-            elif name == "fail_times":
-                value = {str(k): int(v) for k, v in value.items()}
-            setattr(self, name, value)
+    _TUPLES = ("fail_permanently", "block_safety", "finish_safety", "empty_answer",
+               "fail_upload_once", "json_invalid_once", "json_invalid_always", "json_mismatch")
+    _COUNTS = ("fail_times",)
 
-    def __post_init__(self) -> None:
-        self.update(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+    def _coerce(self, name: str, value: Any) -> Any:
+        if name == "grounding_sources":
+            return tuple({"uri": str(d.get("uri", "")), "title": str(d.get("title", ""))}
+                         for d in value)
+        return super()._coerce(name, value)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,7 @@ origins without a CORS preflight, which this server never grants).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import hmac
 import json
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -34,22 +31,20 @@ from batches.fake_gemini.answers import (
 from batches.fake_gemini.batchjobs import FakeBatches
 from batches.fake_gemini.files import FakeFiles
 from batches.fake_gemini.knobs import Knobs, LogEntry, Stats
+from batches.fakes import ControlRoutes, serve_forever
 
 CONTROL_HEADER = "x-fake-gemini-key"
-CONTROL_ROUTES = ("/_stats", "/_reset", "/_config")
 
 
-def new_control_key() -> str:
-    return secrets.token_urlsafe(24)
+class FakeGeminiApp(ControlRoutes):
+    """generateContent, countTokens, the Files API and Batch Mode: the request logic,
+    independent of the transport."""
 
-
-class FakeGeminiApp:
-    """The request logic, independent of the transport."""
+    control_header = CONTROL_HEADER
+    error_body = staticmethod(error_body)
 
     def __init__(self, knobs: Knobs, control_key: str | None = None) -> None:
-        self.knobs = knobs
-        self.control_key = control_key or new_control_key()
-        self.stats = Stats(knobs.log_limit)
+        super().__init__(knobs, Stats(knobs.log_limit), control_key)
         self.files = FakeFiles(knobs)
         self._answers = GeminiAnswers(knobs, self.stats, self.files)
         self.batches = FakeBatches(knobs, self.files, self._answers)
@@ -64,10 +59,9 @@ class FakeGeminiApp:
             model = path.rsplit("/models/", 1)[1].removesuffix(":generateContent")
             api_key = headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
             return await self._generate(model, api_key, body)
-        if path in CONTROL_ROUTES and not hmac.compare_digest(
-                headers.get(CONTROL_HEADER, "").encode(), self.control_key.encode()):
-            return 403, {}, error_body(403, f"The control routes need the server's key in the "
-                                            f"{CONTROL_HEADER} header.")
+        answer = self.control(method, path, query, headers, body)
+        if answer is not None:
+            return answer
         if method == "POST" and "/models/" in path and path.endswith(":countTokens"):
             api_key = headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
             return self._count_tokens(api_key, body)
@@ -87,22 +81,11 @@ class FakeGeminiApp:
             return self.files.download(path.rsplit("/files/", 1)[1].removesuffix(":download"))
         if method == "GET" and "/files/" in path and not path.startswith("/upload/"):
             return self.files.get(path.rsplit("/files/", 1)[1], base)
-        if method == "GET" and path == "/_stats":
-            flag = lambda name: query.get(name, ["0"])[0] not in ("0", "", "false")  # noqa: E731
-            data = self.stats.snapshot(prompts=flag("prompts"), log=flag("log"))
-            return 200, {}, {**data, "files_api": self.files.snapshot(),
-                             "batch_mode": self.batches.snapshot()}
-        if method == "POST" and path == "/_reset":
-            self.stats.reset()
-            return 200, {}, {"ok": True}
-        if path == "/_config" and method in ("GET", "POST"):
-            if method == "POST":
-                try:
-                    self.knobs.update(**json.loads(body or b"{}"))
-                except (ValueError, TypeError, AttributeError) as exc:
-                    return 400, {}, error_body(400, str(exc))
-            return 200, {}, dataclasses.asdict(self.knobs)
         return 404, {}, error_body(404, f"Unknown route {method} {path}")
+
+    def stats_snapshot(self, *, prompts: bool, log: bool) -> dict[str, Any]:
+        return {**self.stats.snapshot(prompts=prompts, log=log),
+                "files_api": self.files.snapshot(), "batch_mode": self.batches.snapshot()}
 
     def _batches(self, method: str, path: str, api_key: str, body: bytes
                  ) -> tuple[int, dict, dict]:
@@ -336,18 +319,5 @@ def run_forever(host: str = "127.0.0.1", port: int = 8765,
                 on_ready: Callable[[str], None] | None = None, *, control_key: str,
                 **knobs: Any) -> None:
     """Serve the fake in this thread until interrupted (Ctrl-C)."""
-
-    async def main() -> None:
-        server = _HttpServer(FakeGeminiApp(Knobs(**knobs), control_key))
-        bound = await server.start(host, port)
-        if on_ready is not None:
-            on_ready(f"http://{host}:{bound}")
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await server.stop()
-
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
+    serve_forever(lambda: _HttpServer(FakeGeminiApp(Knobs(**knobs), control_key)),
+                  host, port, on_ready)

@@ -8,7 +8,6 @@ was seen, never on arrival order.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import random
@@ -17,6 +16,7 @@ from typing import Any
 
 from batches.fake_gemini import demo, structured
 from batches.fake_openai.knobs import Knobs
+from batches.fakes import delay, drawn_error, fails_now
 
 _TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
           429: "rate_limit_exceeded", 500: "server_error", 503: "server_error"}
@@ -79,18 +79,15 @@ class OpenAIAnswers:
         if not messages or not all(isinstance(m, dict) for m in messages):
             return 400, {}, error_body(400, "'messages' must contain at least one message.")
         rng = random.Random(f"{k.seed}:{prompt}:{seen}")
-        delay_ms = k.latency_ms + (rng.uniform(-k.jitter_ms, k.jitter_ms) if k.jitter_ms else 0)
-        if delay_ms > 0:
-            await asyncio.sleep(delay_ms / 1000)
+        await delay(k, rng)
         if any(s in prompt for s in k.fail_permanently):
             return 400, {}, error_body(400)
-        if any(s in prompt and seen < n for s, n in k.rate_limit_times.items()):
+        if fails_now(prompt, seen, k.rate_limit_times):
             return self._too_many()
-        if any(s in prompt and seen < n for s, n in k.fail_times.items()):
+        if fails_now(prompt, seen, k.fail_times):
             return 503, {}, error_body(503)
-        if k.error_rate > 0 and rng.random() < k.error_rate:
-            statuses = list(k.error_mix)
-            status = rng.choices(statuses, weights=[k.error_mix[s] for s in statuses])[0]
+        status = drawn_error(k, rng)
+        if status is not None:
             return self._too_many() if status == 429 else (status, {}, error_body(status))
         return 200, {}, self._answer(model, body, messages, prompt)
 

@@ -1,20 +1,17 @@
-"""The fake OpenAI server's knobs: behaviour, changeable at run time. Imports nothing of batches."""
+"""The fake OpenAI server's knobs: behaviour, changeable at run time. Imports nothing of batches
+but the knobs every fake shares (batches.fakes)."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+
+from batches.fakes import BaseKnobs
 
 
 @dataclass
-class Knobs:
+class Knobs(BaseKnobs):
     """Behaviour of the fake; every field can be changed at run time (POST /_config)."""
 
-    latency_ms: float = 0.0
-    jitter_ms: float = 0.0
-    # Share of requests answered with an error, and the statuses drawn (weights).
-    error_rate: float = 0.0
     error_mix: dict[int, float] = field(default_factory=lambda: {500: 0.3, 503: 0.3, 429: 0.4})
     # Seconds a 429 asks the client to wait, in its Retry-After header (None: no header).
     retry_after_s: float | None = 1.0
@@ -44,20 +41,4 @@ class Knobs:
 
     _TUPLES = ("fail_permanently", "refuse", "empty_answer", "json_invalid_once",
                "json_invalid_always", "json_mismatch", "models")
-
-    def update(self, **changes: Any) -> None:
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = set(changes) - names
-        if unknown:
-            raise ValueError(f"unknown knob(s): {', '.join(sorted(unknown))}")
-        for name, value in changes.items():
-            if name in self._TUPLES:
-                value = (value,) if isinstance(value, str) else tuple(value)
-            elif name == "error_mix":
-                value = {int(k): float(v) for k, v in value.items()}
-            elif name in ("fail_times", "rate_limit_times"):
-                value = {str(k): int(v) for k, v in value.items()}
-            setattr(self, name, value)
-
-    def __post_init__(self) -> None:
-        self.update(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+    _COUNTS = ("fail_times", "rate_limit_times")

@@ -9,33 +9,30 @@ thread-safe stats and the request log (with each request's time) are the fake Ge
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import hmac
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from batches.fake_gemini.knobs import LogEntry, Stats
-from batches.fake_gemini.server import FakeGemini, _HttpServer, new_control_key
+from batches.fake_gemini.server import FakeGemini, _HttpServer
 from batches.fake_openai.answers import OpenAIAnswers, error_body, parse_body
 from batches.fake_openai.knobs import Knobs
+from batches.fakes import ControlRoutes, new_control_key, serve_forever
 
 CONTROL_HEADER = "x-fake-openai-key"
-CONTROL_ROUTES = ("/_stats", "/_reset", "/_config")
 
 __all__ = ["CONTROL_HEADER", "FakeOpenAI", "FakeOpenAIApp", "new_control_key", "run_forever"]
 
 
-class FakeOpenAIApp:
-    """The request logic, independent of the transport."""
+class FakeOpenAIApp(ControlRoutes):
+    """Chat completions and the model list: the request logic, independent of the transport."""
+
+    control_header = CONTROL_HEADER
+    error_body = staticmethod(error_body)
 
     def __init__(self, knobs: Knobs, control_key: str | None = None) -> None:
-        self.knobs = knobs
-        self.control_key = control_key or new_control_key()
-        self.stats = Stats(knobs.log_limit)
+        super().__init__(knobs, Stats(knobs.log_limit), control_key)
         self._answers = OpenAIAnswers(knobs)
 
     async def handle(self, method: str, target: str, headers: dict[str, str], body: bytes
@@ -46,23 +43,9 @@ class FakeOpenAIApp:
             return await self._complete(_bearer(headers), body)
         if method == "GET" and path.endswith("/v1/models"):
             return self._models(_bearer(headers))
-        if path in CONTROL_ROUTES and not hmac.compare_digest(
-                headers.get(CONTROL_HEADER, "").encode(), self.control_key.encode()):
-            return 403, {}, error_body(403, f"The control routes need the server's key in the "
-                                            f"{CONTROL_HEADER} header.")
-        if method == "GET" and path == "/_stats":
-            flag = lambda name: query.get(name, ["0"])[0] not in ("0", "", "false")  # noqa: E731
-            return 200, {}, self.stats.snapshot(prompts=flag("prompts"), log=flag("log"))
-        if method == "POST" and path == "/_reset":
-            self.stats.reset()
-            return 200, {}, {"ok": True}
-        if path == "/_config" and method in ("GET", "POST"):
-            if method == "POST":
-                try:
-                    self.knobs.update(**json.loads(body or b"{}"))
-                except (ValueError, TypeError, AttributeError) as exc:
-                    return 400, {}, error_body(400, str(exc))
-            return 200, {}, dataclasses.asdict(self.knobs)
+        answer = self.control(method, path, query, headers, body)
+        if answer is not None:
+            return answer
         return 404, {}, error_body(404, f"Unknown route {method} {path}")
 
     def _models(self, api_key: str) -> tuple[int, dict, dict]:
@@ -122,18 +105,6 @@ def run_forever(host: str = "127.0.0.1", port: int = 8766,
                 on_ready: Callable[[str], None] | None = None, *, control_key: str,
                 **knobs: Any) -> None:
     """Serve the fake in this thread until interrupted (Ctrl-C)."""
-
-    async def main() -> None:
-        server = _HttpServer(FakeOpenAIApp(Knobs(**knobs), control_key))  # type: ignore[arg-type]
-        bound = await server.start(host, port)
-        if on_ready is not None:
-            on_ready(f"http://{host}:{bound}/v1")
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await server.stop()
-
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
+    app = lambda: FakeOpenAIApp(Knobs(**knobs), control_key)  # noqa: E731
+    serve_forever(lambda: _HttpServer(app()), host, port, on_ready,  # type: ignore[arg-type]
+                  path="/v1")

@@ -16,8 +16,7 @@ The face is lazy, like the engine's, so the engine can record events without loa
 layers above it.
 """
 
-from importlib import import_module
-from typing import Any
+from batches.lib.faces import lazy_face
 
 _FACE = {
     "EventType": "models", "PauseReason": "models", "WebhookEndpoint": "models",
@@ -35,8 +34,4 @@ _FACE = {
 
 __all__ = sorted(_FACE)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _FACE:
-        return getattr(import_module(f"batches.notifications.{_FACE[name]}"), name)
-    raise AttributeError(f"module 'batches.notifications' has no attribute {name!r}")
+__getattr__ = lazy_face(__name__, _FACE)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from batches.lib.schedules import ensure_schedule
+
 SWEEP_SCHEDULE = "batches.notifications.sweep"
 
 
@@ -19,13 +21,5 @@ def sweep() -> str:
 
 
 def ensure_schedules() -> None:
-    """Create (or repair) the every-minute sweep; safe to run any number of times."""
-    from django_q.models import Schedule
-
-    wanted = {"func": "batches.notifications.tasks.sweep", "schedule_type": Schedule.MINUTES,
-              "minutes": 1, "repeats": -1}
-    schedule, created = Schedule.objects.get_or_create(name=SWEEP_SCHEDULE, defaults=wanted)
-    if not created and any(getattr(schedule, k) != v for k, v in wanted.items()):
-        for name, value in wanted.items():
-            setattr(schedule, name, value)
-        schedule.save()
+    """Create (or repair) the every-minute sweep."""
+    ensure_schedule(SWEEP_SCHEDULE, "batches.notifications.tasks.sweep", minutes=1)

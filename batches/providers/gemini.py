@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,10 +23,8 @@ from batches.providers.base import (
     Source,
     UploadedFile,
 )
-from batches.providers.http import public_url
+from batches.providers.http import ProviderCache, public_url, scrub, status_error
 from batches.providers.http import retry_after_header as _retry_after_header
-from batches.providers.http import setting as _setting
-from batches.providers.http import url_secrets as _url_secrets
 
 try:  # google-genai uses httpx2 by default but takes httpx when that is what is installed
     import httpx
@@ -46,7 +43,6 @@ _TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
 _BAD_URL_ERRORS: tuple[type[Exception], ...] = (
     httpx2.UnsupportedProtocol, httpx2.InvalidURL
 ) + ((httpx.UnsupportedProtocol, httpx.InvalidURL) if httpx else ())
-_RETRYABLE_STATUSES = {408, 429, 500, 502, 503, 504}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)s\s*$")
 DEFAULT_TIMEOUT_S = 120.0
 # How Gemini words a 403 for a Files API file that expired or was deleted (not a bad key).
@@ -165,29 +161,19 @@ class GeminiProvider:
         details = _error_details(exc.details)
         if code == 403 and _FILE_GONE in message:
             return FileUnavailable(text, status=code)
-        # A refused key fails every row alike: report it once, for the whole batch.
-        if code in (401, 403) or any(d.get("reason") == "API_KEY_INVALID" for d in details):
-            return ConfigurationError(text)
-        if code in _RETRYABLE_STATUSES or (code >= 500 and code != 501):
-            quota_id = _quota_id(details)
-            if quota_id:
-                text += f" (quota: {quota_id})"
-            retry_after = _retry_delay(details)
-            if retry_after is None:
-                retry_after = _retry_after_header(getattr(exc, "response", None))
-            return RetryableError(text, retry_after=retry_after, status=code, quota_id=quota_id)
-        return PermanentError(text, status=code or None)
+
+        def retry_after() -> float | None:
+            delay = _retry_delay(details)
+            if delay is None:
+                delay = _retry_after_header(getattr(exc, "response", None))
+            return delay
+
+        return status_error(
+            code, text, retry_after=retry_after, quota_id=_quota_id(details),
+            key_refused=any(d.get("reason") == "API_KEY_INVALID" for d in details))
 
     def _scrub(self, text: str) -> str:
-        """Remove the API key and the base URL's credentials and query from a user's message."""
-        if self.base_url:
-            text = text.replace(self.base_url, public_url(self.base_url))
-            for secret in _url_secrets(self.base_url):
-                text = text.replace(secret, "[redacted]")
-        # A key of a few characters is a placeholder for the fake, and would mangle every word.
-        if len(self._api_key) < 8:
-            return text
-        return text.replace(self._api_key, "[redacted]")
+        return scrub(text, api_key=self._api_key, base_url=self.base_url)
 
 
 def _contents(request: Request) -> list[types.Content]:
@@ -369,30 +355,13 @@ def _retry_delay(details: list[dict]) -> float | None:
     return None
 
 
-_cache_lock = threading.Lock()
-_cached: tuple[tuple, GeminiProvider] | None = None
+_providers = ProviderCache("GEMINI", GeminiProvider, DEFAULT_TIMEOUT_S)
 
 
 def get_provider() -> GeminiProvider:
     """The process's provider, rebuilt when the GEMINI_* settings change."""
-    global _cached
-    api_key = _setting("GEMINI_API_KEY", "") or ""
-    if not api_key:
-        raise ConfigurationError("GEMINI_API_KEY is not set")
-    base_url = _setting("GEMINI_BASE_URL", "") or None
-    try:
-        timeout_s = float(_setting("GEMINI_TIMEOUT_S", DEFAULT_TIMEOUT_S) or DEFAULT_TIMEOUT_S)
-    except ValueError:
-        raise ConfigurationError("GEMINI_TIMEOUT_S is not a number") from None
-    key = (api_key, base_url, timeout_s)
-    with _cache_lock:
-        if _cached is None or _cached[0] != key:
-            _cached = (key, GeminiProvider(api_key=api_key, base_url=base_url,
-                                           timeout_s=timeout_s))
-        return _cached[1]
+    return _providers.get()
 
 
 def reset_provider() -> None:
-    global _cached
-    with _cache_lock:
-        _cached = None
+    _providers.reset()

@@ -1,13 +1,22 @@
 """What every HTTP provider shares: the URL a user may see, secrets to scrub, Retry-After,
-and settings read from Django or, outside it, the environment."""
+an HTTP status as one of our errors, settings read from Django or, outside it, the
+environment, and the process's provider rebuilt when those settings change."""
 
 from __future__ import annotations
 
 import email.utils
 import os
+import threading
 import time
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
+
+from batches.providers.base import ConfigurationError, PermanentError, RetryableError
+
+P = TypeVar("P")
+# Worth another try whatever the provider: a timeout, a rate limit, and every 5xx but 501.
+RETRYABLE_STATUSES = frozenset({408, 429})
 
 
 def public_url(url: str | None) -> str:
@@ -36,6 +45,35 @@ def url_secrets(url: str) -> list[str]:
     return [s for s in found if len(s) >= 3]
 
 
+def scrub(text: str, *, api_key: str, base_url: str | None) -> str:
+    """Remove the API key and the base URL's credentials and query from a user's message."""
+    if base_url:
+        text = text.replace(base_url, public_url(base_url))
+        for secret in url_secrets(base_url):
+            text = text.replace(secret, "[redacted]")
+    # A key of a few characters is a placeholder for the fake, and would mangle every word.
+    if len(api_key) < 8:
+        return text
+    return text.replace(api_key, "[redacted]")
+
+
+def status_error(code: int, text: str, *, key_refused: bool = False,
+                 also_retryable: Collection[int] = (),
+                 retry_after: Callable[[], float | None] = lambda: None,
+                 quota_id: str | None = None) -> Exception:
+    """The error an HTTP error status stands for: the key refused (401, 403), worth another
+    try (RETRYABLE_STATUSES, `also_retryable`, 5xx but 501), or final. `retry_after` is asked
+    only of a retryable one."""
+    # A refused key fails every row alike: report it once, for the whole batch.
+    if code in (401, 403) or key_refused:
+        return ConfigurationError(text)
+    if code in RETRYABLE_STATUSES or code in also_retryable or (code >= 500 and code != 501):
+        if quota_id:
+            text += f" (quota: {quota_id})"
+        return RetryableError(text, retry_after=retry_after(), status=code, quota_id=quota_id)
+    return PermanentError(text, status=code or None)
+
+
 def retry_after_header(response: Any) -> float | None:
     value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
     if not value:
@@ -57,3 +95,36 @@ def setting(name: str, default: Any) -> Any:
     if settings.configured and hasattr(settings, name):
         return getattr(settings, name)
     return os.environ.get(name, default)
+
+
+class ProviderCache(Generic[P]):
+    """The process's provider, built from the `<PREFIX>_API_KEY`, `_BASE_URL` and `_TIMEOUT_S`
+    settings and rebuilt when they change."""
+
+    def __init__(self, prefix: str, build: Callable[..., P], default_timeout_s: float) -> None:
+        self._prefix = prefix
+        self._build = build
+        self._default_timeout_s = default_timeout_s
+        self._lock = threading.Lock()
+        self._cached: tuple[tuple, P] | None = None
+
+    def get(self) -> P:
+        prefix, default = self._prefix, self._default_timeout_s
+        api_key = setting(f"{prefix}_API_KEY", "") or ""
+        if not api_key:
+            raise ConfigurationError(f"{prefix}_API_KEY is not set")
+        base_url = setting(f"{prefix}_BASE_URL", "") or None
+        try:
+            timeout_s = float(setting(f"{prefix}_TIMEOUT_S", default) or default)
+        except ValueError:
+            raise ConfigurationError(f"{prefix}_TIMEOUT_S is not a number") from None
+        key = (api_key, base_url, timeout_s)
+        with self._lock:
+            if self._cached is None or self._cached[0] != key:
+                self._cached = (key, self._build(api_key=api_key, base_url=base_url,
+                                                 timeout_s=timeout_s))
+            return self._cached[1]
+
+    def reset(self) -> None:
+        with self._lock:
+            self._cached = None

@@ -24,7 +24,13 @@ from batches.providers.base import (
     RetryableError,
     UploadedFile,
 )
-from batches.providers.http import public_url, retry_after_header, setting, url_secrets
+from batches.providers.http import (
+    ProviderCache,
+    public_url,
+    retry_after_header,
+    scrub,
+    status_error,
+)
 
 DEFAULT_TIMEOUT_S = 120.0
 SCHEMA_NAME = "answer"
@@ -109,21 +115,11 @@ class OpenAICompatProvider:
         code = exc.status_code
         message = _error_message(exc)[:500]
         text = self._scrub(f"OpenAI-compatible API error {code}: {message}")
-        if code in (401, 403):
-            # A refused key fails every row alike: report it once, for the whole batch.
-            return ConfigurationError(text)
-        if code in (408, 409, 429) or (code >= 500 and code != 501):
-            return RetryableError(text, status=code, retry_after=_retry_after(exc.response))
-        return PermanentError(text, status=code)
+        return status_error(code, text, also_retryable=(409,),
+                            retry_after=lambda: _retry_after(exc.response))
 
     def _scrub(self, text: str) -> str:
-        if self.base_url:
-            text = text.replace(self.base_url, public_url(self.base_url))
-            for secret in url_secrets(self.base_url):
-                text = text.replace(secret, "[redacted]")
-        if len(self._api_key) < 8:
-            return text
-        return text.replace(self._api_key, "[redacted]")
+        return scrub(text, api_key=self._api_key, base_url=self.base_url)
 
 
 def request_options(request: Request) -> dict[str, Any]:
@@ -257,30 +253,13 @@ def _error_message(exc: openai.APIStatusError) -> str:
     return str(exc.message or "")
 
 
-_cache_lock = threading.Lock()
-_cached: tuple[tuple, OpenAICompatProvider] | None = None
+_providers = ProviderCache("OPENAI", OpenAICompatProvider, DEFAULT_TIMEOUT_S)
 
 
 def get_provider() -> OpenAICompatProvider:
     """The process's provider, rebuilt when the OPENAI_* settings change."""
-    global _cached
-    api_key = setting("OPENAI_API_KEY", "") or ""
-    if not api_key:
-        raise ConfigurationError("OPENAI_API_KEY is not set")
-    base_url = setting("OPENAI_BASE_URL", "") or None
-    try:
-        timeout_s = float(setting("OPENAI_TIMEOUT_S", DEFAULT_TIMEOUT_S) or DEFAULT_TIMEOUT_S)
-    except ValueError:
-        raise ConfigurationError("OPENAI_TIMEOUT_S is not a number") from None
-    key = (api_key, base_url, timeout_s)
-    with _cache_lock:
-        if _cached is None or _cached[0] != key:
-            _cached = (key, OpenAICompatProvider(api_key=api_key, base_url=base_url,
-                                                 timeout_s=timeout_s))
-        return _cached[1]
+    return _providers.get()
 
 
 def reset_provider() -> None:
-    global _cached
-    with _cache_lock:
-        _cached = None
+    _providers.reset()

@@ -13,13 +13,12 @@ from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from batches import services
 from batches.models import Batch, BatchResult, Priority
 from tests.conftest import csv_file, grant_high_priority
-from tests.helpers.api import orm_batch
+from tests.helpers.api import client_for, orm_batch
 
 FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1", "-2", "@x", "\tcmd", "\rcmd"]
 
@@ -60,13 +59,6 @@ ALL_ENDPOINTS = BATCH_ENDPOINTS + [
 def fast_password_hashing(settings):
     # Autouse fixtures run before `user`: creating users is then cheap.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from batches.models import Batch, BatchResult
-from tests.api.test_api import client_for
 from tests.conftest import csv_file
 from tests.helpers import engine as engine_helpers
-from tests.helpers.api import orm_batch
+from tests.helpers.api import client_for, orm_batch
 
 enqueued = engine_helpers.enqueued
 

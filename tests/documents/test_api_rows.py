@@ -5,11 +5,9 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from batches.models import Batch, BatchResult
-from tests.helpers.api import orm_batch
+from tests.helpers.api import client_for, orm_batch
 from tests.helpers.documents import pdf_bytes, png_bytes, stored_files, uploaded_file
 
 pytestmark = pytest.mark.usefixtures("enqueued")
@@ -25,10 +23,7 @@ def clear_cache(db):
 
 @pytest.fixture
 def api(user):
-    client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
+    return client_for(user)
 
 
 def batch_in(user, status: str, statuses=("succeeded", "succeeded"), **fields) -> Batch:

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from django.utils import timezone
 
 from batches.models import Batch
 from batches.services import batch_cancel, batch_create
+from tests.helpers import cli as cli_helpers
 from tests.helpers.documents import pdf_bytes, png_bytes, stored_files, upload
 
+run = cli_helpers.run
+
 pytestmark = pytest.mark.usefixtures("enqueued")
-
-
-def run(*args) -> str:
-    out = io.StringIO()
-    call_command(*args, stdout=out, stderr=io.StringIO())
-    return out.getvalue()
 
 
 def finished(batch: Batch) -> Batch:

@@ -1,10 +1,21 @@
-"""Batches made straight with the ORM, so API and export tests can set any row state."""
+"""API clients that send a user's token, and batches made straight with the ORM, so API and
+export tests can set any row state."""
 
 from __future__ import annotations
 
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from batches.models import Batch, BatchResult
+
+
+def client_for(user) -> APIClient:
+    """An API client authenticated as `user` by its token, as a script would be."""
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
 
 
 def orm_batch(owner, rows: list[dict], *, statuses: list[str] | None = None,

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import io
 import threading
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from batches import engine
 from batches.models import Batch
+from tests.helpers import cli as cli_helpers
 from tests.helpers import engine as engine_helpers
 
 fake = engine_helpers.fake
 enqueued = engine_helpers.enqueued
+admin_user = cli_helpers.admin_user
+run = cli_helpers.run
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def admin_user(django_user_model):
-    return django_user_model.objects.create_superuser("root", password=None)
 
 
 @pytest.fixture
@@ -29,11 +26,6 @@ def rows_csv(tmp_path):
     path.write_text("text\ngreat\nawful\nfine\n", encoding="utf-8")
     return path
 
-
-def run(*args, **options) -> str:
-    out = io.StringIO()
-    call_command(*args, stdout=out, stderr=io.StringIO(), **options)
-    return out.getvalue()
 
 
 def test_batch_run_draft_stores_a_draft_and_says_how_to_try_it(admin_user, rows_csv, enqueued):

@@ -9,14 +9,14 @@ from decimal import Decimal
 
 import pytest
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from batches import limits
 from batches.fake_gemini.structured import structured_answer
 from batches.fake_openai import FakeOpenAI
 from batches.models import Batch, BatchResult, ModelPrice
 from batches.providers import openai_compat
+from tests.helpers import engine as engine_helpers
+from tests.helpers.api import client_for
 from tests.helpers.engine import run_until_done
 
 # The slice's database thread has its own connection: it sees only committed rows.
@@ -24,6 +24,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 MODEL = "gpt-test"
 KEY = "sk-test-0123456789"
+enqueued = engine_helpers.enqueued
 
 
 @pytest.fixture
@@ -43,13 +44,6 @@ def openai_fake(settings):
         yield server
     openai_compat.reset_provider()
     limits.set_limiter(None)
-
-
-@pytest.fixture
-def enqueued(monkeypatch):
-    calls: list[int] = []
-    monkeypatch.setattr("batches.engine.tasks.enqueue_batch", calls.append)
-    return calls
 
 
 def rows(n: int) -> list[dict]:
@@ -137,10 +131,7 @@ def test_conversation_turns_reach_the_model_as_chat_history(openai_fake, make_ba
 
 @pytest.fixture
 def api(user):
-    client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
+    return client_for(user)
 
 
 def test_the_api_creates_a_batch_on_a_configured_openai_model(openai_fake, api, enqueued):

@@ -1,0 +1,5 @@
+"""Small helpers the packages share that belong to none of them: django-q2 schedules kept as
+the code wants them (schedules), and a package's lazily loaded face (faces).
+
+The bottom layer: Django and django-q2 only, never another module of batches.
+"""
