@@ -38,14 +38,23 @@ chromium:
 	  echo "Installing Chromium for the browser tests (apt-get)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# The tests run in TEST_WORKERS processes (pytest-xdist): most of their time is spent waiting on
+# real worker processes, servers and the network, not on the CPU. The `serial` tests restart
+# PostgreSQL, which would cut every other test's connection, so they run afterwards, alone.
+# TEST_WORKERS=1 runs everything in one process.
+TEST_WORKERS ?= 4
+XDIST = $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist worksteal)
+# pytest exits 5 when a selection (PYTEST_ARGS) holds no test of that kind.
+ALLOW_NONE = rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 test: install chromium
-	$(DEV) $(BIN)/pytest $(PYTEST_ARGS)
+	$(DEV) $(BIN)/pytest $(XDIST) -m "not serial" $(PYTEST_ARGS); $(ALLOW_NONE)
+	$(DEV) $(BIN)/pytest -m serial $(PYTEST_ARGS); $(ALLOW_NONE)
 
 # Everything but the browser and fault tests; MARKERS narrows it further (it is added with
 # "and", never replacing the exclusions), e.g. MARKERS=database.
 TEST_FAST_MARKERS := not browser and not faults$(if $(MARKERS), and ($(MARKERS)))
 test-fast: install
-	$(DEV) $(BIN)/pytest -m "$(TEST_FAST_MARKERS)" $(PYTEST_ARGS)
+	$(DEV) $(BIN)/pytest $(XDIST) -m "$(TEST_FAST_MARKERS)" $(PYTEST_ARGS)
 
 # The benchmark of issue 7 on the configured database (DATABASE_URL; SQLite by default):
 # BENCH_ARGS="--quick" for a smoke run, "--scenarios 1,2" for some of it.

@@ -85,7 +85,7 @@ def make_batch(user):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Fault tests last: they restart PostgreSQL, which drops the test session's own database
+    """Serial tests last: they restart PostgreSQL, which drops the test session's own database
     connection, and tests collected after them (browser tests with a live server) would
-    start on a dead connection."""
-    items.sort(key=lambda item: item.get_closest_marker("faults") is not None)
+    start on a dead connection. `make test` runs them in a pytest run of their own."""
+    items.sort(key=lambda item: item.get_closest_marker("serial") is not None)

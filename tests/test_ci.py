@@ -53,3 +53,15 @@ def test_one_rule_finds_chromium_for_make_the_tests_and_the_screenshots():
 def test_the_development_targets_turn_debug_on():
     for target in ("run", "demo", "test", "test-fast"):
         assert "DEBUG=true" in make_dry_run(target), target
+
+
+def test_make_test_runs_the_others_in_parallel_then_the_serial_tests_alone():
+    pytest_lines = [line for line in make_dry_run("test").splitlines() if "bin/pytest" in line]
+    assert len(pytest_lines) == 2, pytest_lines
+    parallel, serial = pytest_lines
+    assert '-n 4 --dist worksteal -m "not serial"' in parallel
+    assert "-m serial" in serial and " -n " not in serial
+    # One process when asked: nothing else changes.
+    serial = [line for line in make_dry_run("test", "TEST_WORKERS=1").splitlines()
+              if "bin/pytest" in line]
+    assert " -n " not in serial[0] and '-m "not serial"' in serial[0]

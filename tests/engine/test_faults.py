@@ -148,6 +148,7 @@ def test_sigterm_lets_in_flight_rows_finish_or_go_back_before_the_worker_exits(
     assert {p for p, n in counts.items() if n > 1} <= in_flight
 
 
+@pytest.mark.serial  # every other test's connection would be cut too
 def test_workers_and_web_reconnect_after_a_database_restart_and_lose_nothing(
         qclusters, fake_server, user, client, short_leases):
     """Restart PostgreSQL mid-batch (fast shutdown: every connection is cut, this test's too)."""

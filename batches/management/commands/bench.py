@@ -100,7 +100,7 @@ class Command(BaseCommand):
         self.stdout.write("\n" + context)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = write_json(rows, Path(settings.BASE_DIR) / "test-artifacts" /
-                          f"bench-{connection.vendor}-{stamp}.json", context=context,
+                          f"bench-{connection.vendor}-{stamp}-{os.getpid()}.json", context=context,
                           database=connection.vendor, load_average=list(load),
                           cores=os.cpu_count(), repeat=repeat, scale=scale)
         self.stderr.write(f"table written to {path}")
