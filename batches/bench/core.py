@@ -37,6 +37,9 @@ MODEL = "bench-model"
 PROMPT = "Classify the sentiment of this review as positive, negative or neutral: {{text}}"
 INGEST_PROMPT = "Summarise in one line: {{title}}. {{text}}"
 ALL_SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+SCENARIO_NAMES = {1: "Overhead", 2: "Latency-bound", 3: "Rate-bound", 4: "Ingest", 5: "Memory",
+                  6: "Pages under load", 7: "Exports", 8: "A million rows",
+                  9: "Many small batches", 10: "Batch mode: collect a results file"}
 
 
 @dataclass

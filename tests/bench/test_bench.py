@@ -120,3 +120,21 @@ def test_make_bench_runs_the_command_with_bench_args():
     plan = subprocess.run(["make", "-n", "bench", "BENCH_ARGS=--quick"], cwd=ROOT,
                           capture_output=True, text=True, check=True).stdout
     assert "manage.py bench --quick" in plan
+
+
+def test_a_scenario_that_raises_is_a_failed_row_and_the_run_goes_on():
+    from batches.bench.core import Bench, Options
+    from batches.bench.scenarios import _guarded
+
+    logged: list[str] = []
+    bench = Bench(Options(log=logged.append))
+
+    def broken() -> Row:
+        raise RuntimeError("The batch mode child failed:\nTraceback ...")
+
+    row = _guarded(bench, 10, broken)
+    assert (row.number, row.passed, row.complete) == (10, False, False)
+    assert row.scenario == "Batch mode: collect a results file"
+    assert row.measured.startswith("ERROR RuntimeError: The batch mode child failed: Traceback")
+    assert "10. failed" in logged[0]
+    assert "| FAIL " in table([row])

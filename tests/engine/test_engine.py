@@ -479,3 +479,27 @@ def test_two_slices_share_a_batch_and_a_lone_slice_takes_the_rest_after_a_grace(
     alone.slice._stopping = True  # stop claiming; the rows in flight finish
     fake.configure(latency_ms=0)
     alone.join()
+
+
+def test_a_claim_skips_batches_at_their_cap_or_with_nothing_pending_in_a_few_queries(
+        make_batch, enqueued, settings):
+    settings.BATCH_MAX_ACTIVE_PER_USER = 0  # no cap on active batches
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    capped = [make_batch(rows(2), concurrency=1) for _ in range(30)]
+    drained = make_batch(rows(1), concurrency=5)
+    first = engine_db.claim_rows(40, lease_s=30)
+    assert sorted(row.batch.id for row in first) == sorted([b.pk for b in capped] + [drained.pk])
+    fresh = make_batch(rows(4), concurrency=3)
+
+    others: dict[int, int] = {}
+    with CaptureQueriesContext(connection) as queries:
+        claimed = engine_db.claim_rows(40, lease_s=30, others=others)
+
+    # Only the batch with room and pending rows is claimed from, in one transaction; the 30
+    # capped batches and the drained one cost no transaction of their own.
+    assert claimed and {row.batch.id for row in claimed} == {fresh.pk}
+    assert len(queries) < 25, [q["sql"][:80] for q in queries]
+    # Their rows running elsewhere are still reported (the slice's "alone" bookkeeping).
+    assert all(others[b.pk] == 1 for b in capped) and others[drained.pk] == 1
