@@ -41,11 +41,12 @@ def wait_done(client: genai.Client, name: str, timeout: float = 5) -> types.Batc
 
 
 def test_an_inline_job_moves_from_pending_to_running_to_succeeded(server):
-    server.configure(batch_pending_s=0.15, batch_running_s=0.15)
+    # Phases long enough that a loaded machine (make test runs 4 processes) reads RUNNING.
+    server.configure(batch_pending_s=0.5, batch_running_s=2.0)
     client = sdk(server)
     job = client.batches.create(model=MODEL, src=inline(3))
     assert job.state == types.JobState.JOB_STATE_PENDING and job.name.startswith("batches/")
-    time.sleep(0.2)
+    time.sleep(0.7)
     assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_RUNNING
     job = wait_done(client, job.name)
     assert job.state == types.JobState.JOB_STATE_SUCCEEDED
