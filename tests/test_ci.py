@@ -59,9 +59,9 @@ def test_make_test_runs_the_others_in_parallel_then_the_serial_tests_alone():
     pytest_lines = [line for line in make_dry_run("test").splitlines() if "bin/pytest" in line]
     assert len(pytest_lines) == 2, pytest_lines
     parallel, serial = pytest_lines
-    assert '-n 4 --dist worksteal -m "not serial"' in parallel
-    assert "-m serial" in serial and " -n " not in serial
+    assert '-n 4 --dist worksteal -m "not serial and not browser"' in parallel
+    assert '-m "serial or browser"' in serial and " -n " not in serial
     # One process when asked: nothing else changes.
     serial = [line for line in make_dry_run("test", "TEST_WORKERS=1").splitlines()
               if "bin/pytest" in line]
-    assert " -n " not in serial[0] and '-m "not serial"' in serial[0]
+    assert " -n " not in serial[0] and '-m "not serial and not browser"' in serial[0]
