@@ -97,12 +97,15 @@ class SharedClock:
 
 
 def hammer(limiter, clock: SharedClock, *, model: str, rpm: int, end: float,
-           seed: int) -> list[tuple[float, int]]:
+           seed: int, start_at: float) -> list[tuple[float, int]]:
     """Ask for permits as fast as the budget allows until the shared clock reaches `end`.
 
-    A denial moves the shared clock to when the budget said to come back; grant times are the
-    clock value read inside the granting transaction.
+    Both processes wait for the same wall-clock `start_at`, so one cannot use up the whole
+    window before the other has read its command. A denial moves the shared clock to when the
+    budget said to come back; grant times are the clock value read inside the granting
+    transaction.
     """
+    time.sleep(max(0.0, start_at - time.time()))
     rng = random.Random(seed)
     grants = []
     while clock.value.value < end:
@@ -140,7 +143,9 @@ def serve(conn, backend_kind: str, backend_arg: str, db_settings: dict | None, c
         if command == "stop":
             break
         try:
-            if command == "hammer":
+            if command == "ping":
+                result = "pong"
+            elif command == "hammer":
                 result = hammer(limiter, clock, **kwargs)
             else:
                 result = getattr(limiter, command)(**kwargs)

@@ -424,6 +424,8 @@ def worker_pair(request, django_db_setup):
         args = ("redis", request.getfixturevalue("redis_module_prefix"), None)
     clock = SPAWN.Value("d", 1_000_000.0)
     pair = [Worker(*args, clock), Worker(*args, clock)]
+    for worker in pair:  # both have started Django before any test sends them work
+        assert worker.call("ping") == "pong"
     yield clock, *pair
     for worker in pair:
         worker.stop()
@@ -437,8 +439,10 @@ def model():
 def test_two_processes_never_exceed_the_shared_budget_in_any_window(worker_pair, model):
     clock, first, second = worker_pair
     rpm, seconds = 60, 130
+    start_at = time.time() + 0.5
     for seed, worker in enumerate((first, second)):
-        worker.send("hammer", model=model, rpm=rpm, end=clock.value + seconds, seed=seed)
+        worker.send("hammer", model=model, rpm=rpm, end=clock.value + seconds, seed=seed,
+                    start_at=start_at)
     grants_first, grants_second = first.result(), second.result()
     grants = grants_first + grants_second
 
