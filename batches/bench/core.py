@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -27,7 +28,7 @@ from batches.bench.data import (
     make_rows,
     write_csv,
 )
-from batches.bench.procs import API_KEY, child_env, cpu_seconds
+from batches.bench.procs import API_KEY, Cluster, FakeServer, RssSampler, child_env, cpu_seconds
 from batches.bench.reference import reference_processes
 from batches.bench.report import Row
 from batches.models import Batch
@@ -69,6 +70,11 @@ class BatchRun:
 class Bench:
     options: Options
     rows: list[Row] = field(default_factory=list)
+    # Set by scenarios.run_all while it starts the run's child processes.
+    fake: FakeServer | None = None
+    cluster: Cluster | None = None  # only when a scenario needs the qcluster
+    cluster_rss: RssSampler | None = None
+    slot_idle_log: Path | None = None
 
     def n(self, full: int, minimum: int = 20) -> int:
         return max(minimum, round(full * self.options.scale))

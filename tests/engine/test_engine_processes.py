@@ -121,24 +121,25 @@ def test_a_small_batch_runs_at_its_own_concurrency_beside_big_ones(qclusters, fa
     # The measure, at 2 s a row so that a busy machine's delays weigh less: a 20-row
     # batch at concurrency 4 (ideal 10 s) beside three older big batches that fill the windows
     # (8 rows per slice here, to spare the CPU). Claimed oldest first, it would wait for most of
-    # their 300 rows (some 35 s); shared, it runs at its own concurrency from the next wave on.
+    # their 600 rows (some 75 s); shared, it runs at its own concurrency from the next wave on.
+    # The bound, 3x the ideal, leaves room for a loaded machine and still tells the two apart.
     fake_server.configure(latency_ms=2000, jitter_ms=0)
     qclusters.start(fake_server.url, BATCH_SLICE_MAX_INFLIGHT=8)
-    big = [make_batch(rows(100), owner=other_user, concurrency=100) for _ in range(3)]
+    big = [make_batch(rows(200), owner=other_user, concurrency=100) for _ in range(3)]
     running = BatchResult.objects.filter(status="running")
     wait_for_batch(big[0].pk, timeout=30, clusters=qclusters,
                    until=lambda _: running.count() >= 14)  # both windows (nearly) full
 
     started = time.monotonic()
     small = make_batch(rows(20), prompt="Small: {{text}}", concurrency=4)
-    small = wait_for_batch(small.pk, timeout=60, clusters=qclusters)
+    small = wait_for_batch(small.pk, timeout=90, clusters=qclusters)
     took = time.monotonic() - started
 
     ideal = 20 / 4 * 2.0
     assert small.status == Batch.Status.COMPLETED, qclusters.logs()
     starts = [(r.started_at - small.created_at).total_seconds()
               for r in small.results.order_by("index")]
-    assert took < 2 * ideal, f"{took:.1f} s against an ideal of {ideal:.1f} s; rows started " \
+    assert took < 3 * ideal, f"{took:.1f} s against an ideal of {ideal:.1f} s; rows started " \
                              f"{', '.join(f'{s:.1f}' for s in starts)} s after creation"
     assert any(b.results.filter(status="pending").exists() for b in big)  # they still ran
     for batch in big:

@@ -190,7 +190,7 @@ def test_a_receiver_that_hangs_is_cut_off_at_the_timeout(settings, make_batch, u
         started = time.monotonic()
         delivery_mod.deliver(delivery.pk)
         took = time.monotonic() - started
-    assert 1.5 <= took < 4
+    assert 1.5 <= took < 10  # the receiver holds it for 120 s; 10 leaves a loaded machine room
     attempt = DeliveryAttempt.objects.get()
     assert not attempt.ok and attempt.error == "No answer within 1.5 s."
     delivery.refresh_from_db()
