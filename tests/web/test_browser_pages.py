@@ -128,6 +128,12 @@ def test_on_a_phone_the_chips_follow_the_prompt_and_results_are_cards(
     assert page.evaluate("document.activeElement.dataset.insertColumn") == "city"
     page.keyboard.press("Enter")
     expect(page.locator("#id_prompt")).to_have_value("Describe {{city}}")
+    # "Reading…" is hidden or shown at once: a fade-in is half-transparent text, below contrast
+    # (axe caught it once mid-fade).
+    opacity, fade = page.evaluate(
+        "(() => { const s = getComputedStyle(document.querySelector('#preview-loading'));"
+        " return [s.opacity, s.transitionDuration]; })()")
+    assert (opacity, fade) == ("1", "0s")
     assert_accessible(page, "the new-batch page on a phone")
     page.click("#create-button")
     page.wait_for_url("**/batches/*/")
