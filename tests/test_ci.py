@@ -56,13 +56,12 @@ def test_the_development_targets_turn_debug_on():
 
 
 def test_make_test_runs_the_others_in_parallel_then_the_serial_tests_alone():
-    pytest_lines = [line for line in make_dry_run("test", "TEST_WORKERS=4").splitlines()
-                    if "bin/pytest" in line]
+    pytest_lines = [line for line in make_dry_run("test").splitlines() if "bin/pytest" in line]
     assert len(pytest_lines) == 2, pytest_lines
     parallel, serial = pytest_lines
-    assert '-n 4 --dist worksteal -m "not serial and not browser"' in parallel
+    assert '-n 4 --dist worksteal -m "not serial and not browser"' in parallel  # the default
     assert '-m "serial or browser"' in serial and " -n " not in serial
-    # One process by default: nothing else changes.
-    serial = [line for line in make_dry_run("test").splitlines()
+    # TEST_WORKERS=1: one process, nothing else changes.
+    single = [line for line in make_dry_run("test", "TEST_WORKERS=1").splitlines()
               if "bin/pytest" in line]
-    assert " -n " not in serial[0] and '-m "not serial and not browser"' in serial[0]
+    assert " -n " not in single[0] and '-m "not serial and not browser"' in single[0]
