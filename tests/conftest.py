@@ -7,6 +7,20 @@ from django.contrib.auth import get_user_model
 from tests.helpers.browser import needs_chromium  # noqa: F401
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's, then: a process a failed test left behind (a qcluster, a server) may
+    still hold a connection to the test database, and PostgreSQL would refuse to drop it."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     # The default hasher is slow by design; tests create many users.
