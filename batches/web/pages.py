@@ -29,6 +29,7 @@ from batches.web.results import (
     changed_rows,
     parse_seen,
     results_page,
+    search_query,
 )
 
 DASHBOARD_PAGE_SIZE = 25
@@ -237,16 +238,18 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
 
 
 def progress_response(request: HttpRequest, batch: Batch, seen: dict[int, str] | None,
-                      view_status: str = "all") -> HttpResponse:
+                      view_status: str = "all", view_query: str = "") -> HttpResponse:
     """The progress fragment, with the results' filter chips and the rows the page shows whose
-    state changed, so the counters, the chips and the rows never disagree."""
+    state changed, so the counters, the chips and the rows never disagree. `view_status` and
+    `view_query` are the page's filter and search, which its chips and downloads keep."""
     context = _progress_context(batch)
     if seen is not None:
         context.update({
-            "live_filters": _filters(context["counts"], ""),
+            "live_filters": _filters(context["counts"], view_query),
             "live_status": view_status,
+            "live_query": view_query,
             "changed_rows": changed_rows(request, batch, seen),
-            "export_links": _export_links(batch, view_status, ""),
+            "export_links": _export_links(batch, view_status, view_query),
             "can_download": context["progress"].processed > 0,
             "current_path": request.GET.get("view_path", ""),
         })
@@ -262,7 +265,10 @@ def progress_response(request: HttpRequest, batch: Batch, seen: dict[int, str] |
 def batch_detail_progress(request: HttpRequest, batch_id: int) -> HttpResponse:
     batch = _get_batch_or_404(request, batch_id)
     seen = parse_seen(request.GET.get("seen", "")) if "seen" in request.GET else None
-    response = progress_response(request, batch, seen, _view_status(request.GET.get("view_status")))
+    # A search the page could not use (too long, NUL) is no search there either.
+    view_query, _ = search_query(request, "view_q")
+    response = progress_response(request, batch, seen, _view_status(request.GET.get("view_status")),
+                                 view_query)
     if batch.is_finished and request.htmx:
         # The final fragment has no hx-trigger; 286 stops the poll as well, and the event tells
         # the results table to show the final outputs.

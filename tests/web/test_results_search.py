@@ -1,6 +1,6 @@
 """The batch page's results search (?q=): rows whose input values or answer match, within the
-status filter, paged with the search kept; the status chips and the downloads keep it too; a bad
-search says why; another user's batch is 404."""
+status filter, paged with the search kept; the status chips and the downloads keep it too, also
+as the progress poll re-renders them; a bad search says why; another user's batch is 404."""
 
 import csv
 import html
@@ -135,6 +135,7 @@ def test_the_status_chips_keep_the_search(client, user, make_batch):
     found = chips(body)
     assert found["succeeded"] == "status=succeeded&amp;q=red+wine"
     assert params(found["all"]) == {"status": ["all"], "q": ["red wine"]}
+    assert 'data-query="red wine"' in body  # what the progress poll sends back as view_q
 
 
 def test_clearing_the_search_drops_it_from_the_chips_and_downloads(client, user, make_batch):
@@ -147,7 +148,7 @@ def test_clearing_the_search_drops_it_from_the_chips_and_downloads(client, user,
     label, links = downloads(body)
     assert label.strip() == "Download failed rows"
     assert links["csv"] == f"/api/batches/{batch.pk}/export/?format=csv&amp;status=failed"
-    assert _indexes(body) == ["3"]
+    assert 'data-query=""' in body and _indexes(body) == ["3"]
 
 
 def test_search_text_with_special_characters_is_encoded_in_links_and_escaped_in_labels(
@@ -162,11 +163,37 @@ def test_search_text_with_special_characters_is_encoded_in_links_and_escaped_in_
     assert "&amp;q=Tom+%26+%22Jerry%22+%231+%3Cscript%3E" in links["csv"]
     assert params(links["csv"]) == {"format": ["csv"], "q": [SPECIAL]}
     assert params(chips(body)["failed"]) == {"status": ["failed"], "q": [SPECIAL]}
+    assert 'data-query="Tom &amp; &quot;Jerry&quot; #1 &lt;script&gt;"' in body
     assert exported_texts(client, links["csv"]) == ["a blue whale"]
 
 
-def test_another_users_batch_is_404_for_a_searched_export(client, other_user, user, make_batch):
+def poll(client, batch, **params):
+    return client.get(reverse("batch_detail_progress", args=[batch.pk]),
+                      {"seen": "0:succeeded", **params}, **HX).content.decode()
+
+
+def test_the_progress_poll_keeps_the_views_search_in_chips_and_downloads(client, user,
+                                                                       make_batch):
+    client.force_login(user)
+    batch = searchable(make_batch)
+    body = poll(client, batch, view_status="failed", view_q=SPECIAL)
+    label, links = downloads(body)
+    assert 'hx-swap-oob="true"' in body.split('id="result-downloads"', 1)[1][:40]
+    assert label.strip() == f"Download failed rows matching “{SPECIAL}”"
+    assert params(links["xlsx"]) == {"format": ["xlsx"], "status": ["failed"], "q": [SPECIAL]}
+    assert params(chips(body)["succeeded"]) == {"status": ["succeeded"], "q": [SPECIAL]}
+    # No search, or one the page refused, is no search in the poll either.
+    for view_q in ("", "x" * 201, "a\x00b"):
+        body = poll(client, batch, view_status="failed", view_q=view_q)
+        assert downloads(body)[0].strip() == "Download failed rows"
+        assert chips(body)["all"] == "status=all"
+
+
+def test_another_users_batch_is_404_for_a_searched_poll_and_export(client, other_user, user,
+                                                                   make_batch):
     batch = searchable(make_batch)
     client.force_login(other_user)
+    progress = reverse("batch_detail_progress", args=[batch.pk])
+    assert client.get(progress, {"seen": "", "view_q": "red"}, **HX).status_code == 404
     export = f"/api/batches/{batch.pk}/export/?format=csv&q=red"
     assert client.get(export).status_code == 404
