@@ -6,8 +6,8 @@ current status, so an export taken while the batch runs has the rows done so far
 their output and the others marked pending or running with an empty output (pass
 `statuses` to keep only some, `search` to keep the rows the results search finds: the same
 `BatchResultQuerySet.search` as the page and the API list). Rows are read in chunks, never all
-at once. The first
-column is the row's number as the user knows it: its line in the file, or its spreadsheet row.
+at once. The first column is the row's number as the user knows it: its line in the file, or
+its spreadsheet row.
 
 CSV is opened by spreadsheet programs, so CSV text cells that begin with a formula trigger
 (`=`, `+`, `-`, `@`, their full-width forms, or whitespace) get a leading `'` (OWASP CSV
