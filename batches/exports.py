@@ -4,8 +4,10 @@
 StreamingHttpResponse. Every row of the batch is exported in index order with its
 current status, so an export taken while the batch runs has the rows done so far with
 their output and the others marked pending or running with an empty output (pass
-`statuses` to keep only some). Rows are read in chunks, never all at once. The first
-column is the row's number as the user knows it: its line in the file, or its spreadsheet row.
+`statuses` to keep only some, `search` to keep the rows the results search finds: the same
+`BatchResultQuerySet.search` as the page and the API list). Rows are read in chunks, never all
+at once. The first column is the row's number as the user knows it: its line in the file, or
+its spreadsheet row.
 
 CSV is opened by spreadsheet programs, so CSV text cells that begin with a formula trigger
 (`=`, `+`, `-`, `@`, their full-width forms, or whitespace) get a leading `'` (OWASP CSV
@@ -74,19 +76,20 @@ class Export:
     filename: str
 
 
-def export_rows(batch: Batch, fmt: str, *, statuses: Sequence[str] | None = None) -> Export:
+def export_rows(batch: Batch, fmt: str, *, statuses: Sequence[str] | None = None,
+                search: str = "") -> Export:
     """The batch's rows as `fmt` ("csv", "jsonl" or "xlsx"), produced lazily as bytes."""
     if fmt not in FORMATS:
         raise UnknownFormat(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
     columns = list(batch.columns)
     fields = batch.output_fields
     if fields:
-        chunks = _columns_chunks(fmt, batch, columns, fields, statuses)
+        chunks = _columns_chunks(fmt, batch, columns, fields, statuses, search)
     else:
         names = RESULT_FIELDS + (("sources",) if batch.tools else ())
         headers = [row_header(columns)] + columns + result_headers(columns, names)
         cells = (_cells(columns, row, text_sources=fmt != "jsonl")
-                 for row in _rows(batch, statuses, names))
+                 for row in _rows(batch, statuses, names, search))
         if fmt == "jsonl":
             chunks = _jsonl_chunks(dict(zip(headers, c, strict=True)) for c in cells)
         else:
@@ -130,10 +133,13 @@ def neutralise(value: str) -> str:
     return value
 
 
-def _rows(batch: Batch, statuses: Sequence[str] | None, fields: Sequence[str]) -> Iterator[tuple]:
+def _rows(batch: Batch, statuses: Sequence[str] | None, fields: Sequence[str],
+          search: str = "") -> Iterator[tuple]:
     rows = batch.results.order_by("index")
     if statuses:
         rows = rows.filter(status__in=list(statuses))
+    if search:
+        rows = rows.search(search)  # scoped to this batch, so it scans only its rows
     return rows.values_list("source_line", "index", "input", *fields).iterator(
         chunk_size=READ_CHUNK)
 
@@ -172,11 +178,11 @@ def _exact(value: object) -> object:
 
 
 def _columns_chunks(fmt: str, batch: Batch, columns: list[str], fields: list,
-                    statuses: Sequence[str] | None) -> Iterator[bytes]:
+                    statuses: Sequence[str] | None, search: str = "") -> Iterator[bytes]:
     """A columns batch: one column per output field (typed cells in XLSX)."""
     grounded = bool(batch.tools)
     result_names = COLUMNS_RESULT_FIELDS + (("sources",) if grounded else ())
-    rows = _rows(batch, statuses, ("data", *result_names))
+    rows = _rows(batch, statuses, ("data", *result_names), search)
     if fmt == "jsonl":
         return _jsonl_chunks(
             {"row": _row_number(line, i), "index": i, "input": values, "data": data,

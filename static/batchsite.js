@@ -40,7 +40,8 @@
   });
 
   // The progress poll sends the rows on screen with their status; the answer carries the rows
-  // that moved on, and the filter counts, with the counters (one poll, one truth).
+  // that moved on, and the filter counts, with the counters (one poll, one truth). The view's
+  // status and search go too, so the chips and downloads it re-renders keep them.
   document.addEventListener("htmx:configRequest", function (event) {
     var elt = event.detail.elt;
     if (!elt || elt.id !== "batch-progress") { return; }
@@ -52,6 +53,7 @@
     });
     event.detail.parameters.seen = seen.join(",");
     event.detail.parameters.view_status = results.getAttribute("data-status") || "all";
+    event.detail.parameters.view_q = results.getAttribute("data-query") || "";
     event.detail.parameters.view_path = results.getAttribute("data-path") || "";
   });
 

@@ -113,6 +113,58 @@ def test_it_can_keep_only_some_statuses(user):
     assert [r["text"] for r in records] == ["0", "3"]
 
 
+def searched_batch(user, **fields):
+    """Rows whose input or answer holds "wine" (0, 2 and 3), prompts rendered as the service
+    renders them (SQLite searches the prompt, PostgreSQL the input values)."""
+    texts = ["red wine", "green tea", "black tea", "a whale"]
+    batch = orm_batch(user, [{"text": t} for t in texts],
+                      statuses=["succeeded", "succeeded", "failed", "failed"],
+                      outputs=['{"note": "dry"}', '{"note": "calm"}', '{"note": "wine"}',
+                               '{"note": "wine oil"}'], **fields)
+    for index, text in enumerate(texts):
+        batch.results.filter(index=index).update(prompt=f"Say: {text}")
+    return batch
+
+
+def test_it_keeps_only_the_rows_a_search_finds_within_the_statuses(user):
+    batch = searched_batch(user)
+    assert [r["text"] for r in read_jsonl(batch, search="wine")] == [
+        "red wine", "black tea", "a whale"]
+    assert [r[1] for r in read_csv(batch, search="wine", statuses=["failed"])[1:]] == [
+        "black tea", "a whale"]
+    assert [r[1] for r in read_xlsx(batch, search="TEA")[1:]] == ["green tea", "black tea"]
+    assert read_jsonl(batch, search="zebra") == []
+
+
+def test_a_columns_batch_export_keeps_only_the_rows_a_search_finds(user):
+    from batches import outputs
+
+    schema = outputs.check_schema({"type": "object", "properties": {"note": {"type": "string"}}})
+    batch = searched_batch(user, response_schema=schema)
+    for index, note in enumerate(["dry", "calm", "wine", "wine oil"]):
+        batch.results.filter(index=index).update(data={"note": note})
+    assert [(r["input"]["text"], r["data"]) for r in read_jsonl(batch, search="wine")] == [
+        ("red wine", {"note": "dry"}), ("black tea", {"note": "wine"}),
+        ("a whale", {"note": "wine oil"})]
+    rows = read_csv(batch, search="wine", statuses=["succeeded"])
+    assert rows[0][:3] == ["row", "text", "note"] and rows[1:] == [
+        ["1", "red wine", "dry", "succeeded", "", "", ""]]
+
+
+def test_an_unsearched_export_reads_its_rows_without_searching(user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    batch = searched_batch(user)
+    with CaptureQueriesContext(connection) as unsearched:
+        read(batch, "csv", search="")
+    with CaptureQueriesContext(connection) as searched:
+        read(batch, "csv", search="wine")
+    plain, found = unsearched.captured_queries[-1]["sql"], searched.captured_queries[-1]["sql"]
+    assert "LIKE" not in plain.upper() and "tsvector" not in plain
+    assert "LIKE" in found.upper() or "tsvector" in found
+
+
 def test_it_renames_result_columns_that_clash_with_input_columns(user):
     batch = orm_batch(user, [{"output": "mine", "status": "s"}], statuses=["succeeded"],
                       outputs=["model"])

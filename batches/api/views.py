@@ -525,7 +525,8 @@ class BatchViewSet(IterationActions, GenericViewSet):
         summary="Download the rows as CSV, JSONL or XLSX",
         description=(
             "Every row in index order with its current status: while the batch runs, rows not "
-            "done yet have an empty output (filter with `status`). Columns: row (the row's line "
+            "done yet have an empty output (filter with `status`). `q` keeps the rows the "
+            "results list's `q` finds (with `status`, both apply). Columns: row (the row's line "
             "in the uploaded file, or its spreadsheet row), the input columns, then output, "
             "status, error, attempts, prompt_tokens, output_tokens, latency_ms, "
             "thoughts_tokens, cost (exact decimal digits) "
@@ -539,6 +540,7 @@ class BatchViewSet(IterationActions, GenericViewSet):
         parameters=[
             OpenApiParameter("format", str, enum=[*exports.FORMATS], default="csv"),
             RESULT_STATUS_PARAM,
+            SEARCH_PARAM,
         ],
         responses={
             (200, "text/csv"): OpenApiTypes.BINARY,
@@ -557,7 +559,8 @@ class BatchViewSet(IterationActions, GenericViewSet):
             raise ValidationError({"format": [
                 f"Unknown format {fmt!r}; use one of {', '.join(exports.FORMATS)}."]})
         wanted = parse_statuses(request, BatchResult.Status.values)
-        export = exports.export_rows(batch, fmt, statuses=wanted or None)
+        text = search_text(request)
+        export = exports.export_rows(batch, fmt, statuses=wanted or None, search=text)
         response = StreamingHttpResponse(export.chunks, content_type=export.content_type)
         response["Content-Disposition"] = content_disposition_header(True, export.filename)
         return response

@@ -6,12 +6,13 @@ and columns in results.py."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -28,6 +29,7 @@ from batches.web.results import (
     changed_rows,
     parse_seen,
     results_page,
+    search_query,
 )
 
 DASHBOARD_PAGE_SIZE = 25
@@ -127,8 +129,27 @@ def _view_status(value: str | None) -> str:
     return value if value in RESULT_FILTERS else "all"
 
 
-def _filters(counts: dict[str, int]) -> list[tuple[str, int]]:
-    return [(f, sum(counts.values()) if f == "all" else counts.get(f, 0)) for f in RESULT_FILTERS]
+class FilterChip(NamedTuple):
+    name: str
+    count: int
+    query: str  # the chip's query string: its status and the view's search, encoded
+
+
+def _query_string(**params: str) -> str:
+    """The non-empty params as a query string; QueryDict encodes the user's search text."""
+    encoded = QueryDict(mutable=True)
+    for name, value in params.items():
+        if value:
+            encoded[name] = value
+    return encoded.urlencode()
+
+
+def _filters(counts: dict[str, int], query: str) -> list[FilterChip]:
+    """The status chips; choosing one keeps the search."""
+    total = sum(counts.values())
+    return [FilterChip(f, total if f == "all" else counts.get(f, 0),
+                       _query_string(status=f, q=query))
+            for f in RESULT_FILTERS]
 
 
 SUMMARY_CACHE_S = 60
@@ -151,27 +172,28 @@ def _field_summaries(batch: Batch, fields: list, counts: dict[str, int]) -> list
     return summaries
 
 
-def _export_links(batch: Batch, status: str) -> list[tuple[str, str]]:
-    """Download links; from a filtered view they export the rows that view shows."""
+def _export_links(batch: Batch, status: str, query: str) -> list[tuple[str, str]]:
+    """Download links; from a filtered or searched view they export the rows that view shows."""
     base = reverse("api:batch-export", kwargs={"pk": batch.pk})
-    query = "" if status == "all" else f"&status={status}"
-    return [(label, f"{base}?format={fmt}{query}") for fmt, label in EXPORT_FORMATS]
+    status = "" if status == "all" else status
+    return [(label, f"{base}?{_query_string(format=fmt, status=status, q=query)}")
+            for fmt, label in EXPORT_FORMATS]
 
 
 def _results_context(request: HttpRequest, batch: Batch, counts: dict[str, int]) -> dict:
     status = _view_status(request.GET.get("status"))
     tally = RowTally(counts)
     fields = batch.output_fields
+    results = results_page(request, batch, counts, status, _page_number(request))
     return {
         "batch": batch,
         "output_fields": fields,
         "summaries": _field_summaries(batch, fields, counts),
-        "results": results_page(request, batch, counts, status, _page_number(request)),
-        "filters": _filters(counts),
+        "results": results,
+        "filters": _filters(counts, results.query),
         "current_path": request.get_full_path(),
         "can_download": tally.processed > 0,
-        "export_links": _export_links(batch, status),
-        "export_status": status,
+        "export_links": _export_links(batch, status, results.query),
     }
 
 
@@ -216,16 +238,18 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
 
 
 def progress_response(request: HttpRequest, batch: Batch, seen: dict[int, str] | None,
-                      view_status: str = "all") -> HttpResponse:
+                      view_status: str = "all", view_query: str = "") -> HttpResponse:
     """The progress fragment, with the results' filter chips and the rows the page shows whose
-    state changed, so the counters, the chips and the rows never disagree."""
+    state changed, so the counters, the chips and the rows never disagree. `view_status` and
+    `view_query` are the page's filter and search, which its chips and downloads keep."""
     context = _progress_context(batch)
     if seen is not None:
         context.update({
-            "live_filters": _filters(context["counts"]),
+            "live_filters": _filters(context["counts"], view_query),
             "live_status": view_status,
+            "live_query": view_query,
             "changed_rows": changed_rows(request, batch, seen),
-            "export_links": _export_links(batch, view_status),
+            "export_links": _export_links(batch, view_status, view_query),
             "can_download": context["progress"].processed > 0,
             "current_path": request.GET.get("view_path", ""),
         })
@@ -241,7 +265,10 @@ def progress_response(request: HttpRequest, batch: Batch, seen: dict[int, str] |
 def batch_detail_progress(request: HttpRequest, batch_id: int) -> HttpResponse:
     batch = _get_batch_or_404(request, batch_id)
     seen = parse_seen(request.GET.get("seen", "")) if "seen" in request.GET else None
-    response = progress_response(request, batch, seen, _view_status(request.GET.get("view_status")))
+    # A search the page could not use (too long, NUL) is no search there either.
+    view_query, _ = search_query(request, "view_q")
+    response = progress_response(request, batch, seen, _view_status(request.GET.get("view_status")),
+                                 view_query)
     if batch.is_finished and request.htmx:
         # The final fragment has no hx-trigger; 286 stops the poll as well, and the event tells
         # the results table to show the final outputs.

@@ -156,9 +156,10 @@ def _base_rows(batch: Batch):
     return batch.results.order_by("index").defer("prompt", "claim_token", "lease_expires_at")
 
 
-def search_query(request: HttpRequest) -> tuple[str, str]:
-    """The page's search text and, when it cannot be used, why."""
-    query = request.GET.get("q", "").strip()
+def search_query(request: HttpRequest, param: str = "q") -> tuple[str, str]:
+    """The page's search text and, when it cannot be used, why. `param` names where it comes
+    from: `q` on the page, `view_q` on the progress poll (the search of the page polling)."""
+    query = request.GET.get(param, "").strip()
     if len(query) > SEARCH_MAX_CHARS:
         return "", f"Search text is limited to {SEARCH_MAX_CHARS} characters."
     if "\x00" in query:

@@ -1,7 +1,11 @@
-"""The batch list's limit/offset and staff-only owner filter, the results' `?q=` search, and the
-400s that name the bad parameter."""
+"""The batch list's limit/offset and staff-only owner filter, the results' `?q=` search (and the
+export's, the same rows), and the 400s that name the bad parameter."""
 
 from __future__ import annotations
+
+import csv
+import io
+import json
 
 import pytest
 from django.db import connection
@@ -125,3 +129,63 @@ def test_a_search_costs_a_fixed_number_of_queries(user, answered, django_assert_
     with django_assert_max_num_queries(5):
         assert api.get(f"/api/batches/{answered.pk}/results/?q=drink").status_code == 200
 
+
+
+# The export takes the same `?q=` ----------------------------------------------------------------
+
+def exported(client, batch, fmt, query) -> list[int]:
+    """The row indexes a `fmt` export with `query` holds (its first column is the row, from 1)."""
+    response = client.get(f"/api/batches/{batch.pk}/export/?format={fmt}&{query}")
+    assert response.status_code == 200, response.content
+    text = b"".join(response.streaming_content).decode("utf-8-sig")
+    if fmt == "jsonl":
+        return [json.loads(line)["row"] - 1 for line in text.splitlines()]
+    return [int(row[0]) - 1 for row in list(csv.reader(io.StringIO(text, newline="")))[1:]]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_an_export_with_q_has_exactly_the_rows_the_search_finds(user, answered, make_batch,
+                                                                 fmt):
+    api = client_for(user)
+    make_batch(rows=[{"text": "red fox again"}])  # another batch's rows never come back
+    expected = {"q=red": [0, 2], "q=whale": [1, 3], "q=whale&status=failed": [3],
+                "q=drink&status=succeeded,failed": [2, 3, 4], "q=drink&status=failed": [3],
+                "q=caf%C3%A9": [4], "q=nothing-like-this": [], "q=%20%20": [0, 1, 2, 3, 4]}
+    for query, rows in expected.items():
+        assert exported(api, answered, fmt, query) == rows, query
+        assert found(api, answered, query) == rows, query  # what the results list shows
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="full text on PostgreSQL only")
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_postgres_export_takes_words_phrases_and_exclusions(user, answered, fmt):
+    api = client_for(user)
+    assert exported(api, answered, fmt, "q=%22blue+whale%22") == [1]
+    assert exported(api, answered, fmt, "q=drink+-whale") == [2, 4]
+    assert exported(api, answered, fmt, "q=fox+or+tea&status=failed") == [3]
+    assert exported(api, answered, fmt, "q=text") == []
+
+
+def test_an_export_with_a_bad_q_is_a_400_naming_q(user, answered):
+    api = client_for(user)
+    for query in (f"q={'x' * 201}", "q=a%00b", f"q={'x' * 201}&status=failed"):
+        response = api.get(f"/api/batches/{answered.pk}/export/?format=csv&{query}")
+        assert response.status_code == 400 and list(response.json()) == ["q"], query
+    assert exported(api, answered, "csv", f"q={'x' * 200}") == []  # the limit itself is fine
+
+
+def test_an_export_with_q_of_another_users_batch_is_404(other_user, answered):
+    bob = client_for(other_user)
+    for fmt in ("csv", "jsonl", "xlsx"):
+        response = bob.get(f"/api/batches/{answered.pk}/export/?format={fmt}&q=red")
+        assert response.status_code == 404
+
+
+def test_the_export_documents_q_like_the_results_list():
+    from drf_spectacular.generators import SchemaGenerator
+
+    paths = SchemaGenerator().get_schema(request=None, public=True)["paths"]
+    export = {p["name"]: p for p in paths["/api/batches/{id}/export/"]["get"]["parameters"]}
+    listed = {p["name"]: p for p in paths["/api/batches/{id}/results/"]["get"]["parameters"]}
+    assert export["q"] == listed["q"]
+    assert export["q"]["schema"]["maxLength"] == 200

@@ -235,3 +235,37 @@ def test_columns_output_from_the_field_editor_fills_one_column_per_field(
     first = batch.results.get(index=0)
     expect(page.locator("#row-0")).to_contain_text(first.data["sentiment"])
     expect(page.locator("#row-0")).to_contain_text("Trail running shoes")  # an input column
+
+
+def test_the_progress_poll_keeps_the_search_in_the_downloads_and_chips(
+    browser_page, live_server, person  # noqa: F811
+):
+    from urllib.parse import parse_qs, urlencode, urlsplit
+
+    from tests.helpers.api import orm_batch
+
+    page, base = browser_page, live_server.url
+    search = 'wine & "dry" #1'
+    said = f"red {search} cheese"
+    # Running with no worker: the progress card polls and nothing else changes.
+    batch = orm_batch(person, [{"text": t} for t in ("a", "b", "c", "d")], status="running",
+                      statuses=["succeeded", "failed", "failed", "pending"],
+                      outputs=[said, said, "water", ""])
+    log_in(page, base, "dana", PASSWORD)
+    page.goto(f"{base}/batches/{batch.pk}/?{urlencode({'status': 'failed', 'q': search})}")
+    page.evaluate("document.getElementById('result-downloads').dataset.before = 'poll'")
+    with page.expect_response(lambda r: "/progress/" in r.url, timeout=10_000) as polled:
+        pass
+    assert parse_qs(urlsplit(polled.value.url).query)["view_q"] == [search]
+    # The poll swapped the downloads in anew; they still export the searched view.
+    page.wait_for_function("!document.getElementById('result-downloads').dataset.before")
+    link = page.locator("#result-downloads >> text=CSV").get_attribute("href")
+    assert parse_qs(urlsplit(link).query) == {"format": ["csv"], "status": ["failed"],
+                                              "q": [search]}
+    chip = page.locator(".filter[data-filter=succeeded]").get_attribute("href")
+    assert parse_qs(urlsplit(chip).query) == {"status": ["succeeded"], "q": [search]}
+    with page.expect_download() as download_info:
+        page.click("#result-downloads >> text=CSV")
+    text = Path(download_info.value.path()).read_text(encoding="utf-8-sig")
+    assert [(r["text"], r["status"]) for r in csv.DictReader(io.StringIO(text))] == [
+        ("b", "failed")]

@@ -1,5 +1,12 @@
 """The batch page's results search (?q=): rows whose input values or answer match, within the
-status filter, paged with the search kept; a bad search says why; another user's batch is 404."""
+status filter, paged with the search kept; the status chips and the downloads keep it too, also
+as the progress poll re-renders them; a bad search says why; another user's batch is 404."""
+
+import csv
+import html
+import io
+import re
+from urllib.parse import parse_qs, urlsplit
 
 from django.urls import reverse
 
@@ -62,3 +69,140 @@ def test_another_users_batch_is_404_with_a_search(client, other_user, user, make
     batch = searchable(make_batch)
     client.force_login(other_user)
     assert client.get(reverse("batch_detail", args=[batch.pk]), {"q": "red"}).status_code == 404
+
+
+# The chips and the downloads keep the search -------------------------------------------------
+
+SPECIAL = 'Tom & "Jerry" #1 <script>'
+
+
+def downloads(body: str) -> tuple[str, dict[str, str]]:
+    """The downloads' label and their links by format, as the browser reads them."""
+    part = body.split('id="result-downloads"', 1)[1].split("</span>", 2)
+    label = html.unescape(part[0].split(">")[-1])
+    hrefs = re.findall(r'href="(/api/batches/\d+/export/\?[^"]*)"', part[1])
+    links = {parse_qs(urlsplit(html.unescape(h)).query)["format"][0]: h for h in hrefs}
+    return label, links
+
+
+def chips(body: str) -> dict[str, str]:
+    """Each status chip's query string (its link and its htmx request agree)."""
+    nav = body.split('id="result-filters"', 1)[1].split("</nav>", 1)[0]
+    found = re.findall(r'<a href="\?([^"]*)"[^>]*data-filter="(\w+)"\s+hx-get="[^"?]*\?([^"]*)"',
+                       nav)
+    assert len(found) == 6
+    for href, _, hx_get in found:
+        assert href == hx_get
+    return {name: href for href, name, _ in found}
+
+
+def params(link: str) -> dict[str, list[str]]:
+    """A link's (or a bare query string's) parameters, as the server reads them."""
+    return parse_qs(html.unescape(link).split("?", 1)[-1], keep_blank_values=True)
+
+
+def searchable_texts(batch) -> list[str]:
+    return [row["text"] for row in batch.results.order_by("index").values_list("input", flat=True)]
+
+
+def exported_texts(client, href: str) -> list[str]:
+    response = client.get(html.unescape(href))
+    assert response.status_code == 200
+    text = b"".join(response.streaming_content).decode("utf-8-sig")
+    return [row[1] for row in list(csv.reader(io.StringIO(text, newline="")))[1:]]
+
+
+def test_the_downloads_of_a_searched_view_export_its_rows_and_say_so(client, user, make_batch):
+    client.force_login(user)
+    batch = searchable(make_batch)
+    body = client.get(reverse("batch_detail", args=[batch.pk]),
+                      {"status": "failed", "q": "whale"}).content.decode()
+    label, links = downloads(body)
+    assert label.strip() == "Download failed rows matching “whale”"
+    assert set(links) == {"csv", "jsonl", "xlsx"}
+    export = f"/api/batches/{batch.pk}/export/"
+    assert links["csv"] == f"{export}?format=csv&amp;status=failed&amp;q=whale"
+    assert exported_texts(client, links["csv"]) == ["green tea"]
+    # Without a status, every status's matching rows.
+    body = client.get(reverse("batch_detail", args=[batch.pk]), {"q": "whale"}, **HX)
+    label, links = downloads(body.content.decode())
+    assert label.strip() == "Download rows matching “whale”"
+    assert params(links["jsonl"]) == {"format": ["jsonl"], "q": ["whale"]}
+    assert exported_texts(client, links["csv"]) == ["a blue whale", "green tea"]
+
+
+def test_the_status_chips_keep_the_search(client, user, make_batch):
+    client.force_login(user)
+    batch = searchable(make_batch)
+    body = client.get(reverse("batch_detail", args=[batch.pk]),
+                      {"status": "failed", "q": "red wine"}, **HX).content.decode()
+    found = chips(body)
+    assert found["succeeded"] == "status=succeeded&amp;q=red+wine"
+    assert params(found["all"]) == {"status": ["all"], "q": ["red wine"]}
+    assert 'data-query="red wine"' in body  # what the progress poll sends back as view_q
+
+
+def test_clearing_the_search_drops_it_from_the_chips_and_downloads(client, user, make_batch):
+    client.force_login(user)
+    batch = searchable(make_batch)
+    # The search box sends an empty q with the view's status.
+    body = client.get(reverse("batch_detail", args=[batch.pk]),
+                      {"status": "failed", "q": "  "}, **HX).content.decode()
+    assert chips(body)["succeeded"] == "status=succeeded"
+    label, links = downloads(body)
+    assert label.strip() == "Download failed rows"
+    assert links["csv"] == f"/api/batches/{batch.pk}/export/?format=csv&amp;status=failed"
+    assert 'data-query=""' in body and _indexes(body) == ["3"]
+
+
+def test_search_text_with_special_characters_is_encoded_in_links_and_escaped_in_labels(
+        client, user, make_batch):
+    client.force_login(user)
+    batch = searchable(make_batch)
+    BatchResult.objects.filter(batch=batch, index=1).update(output=f"said {SPECIAL} twice")
+    body = client.get(reverse("batch_detail", args=[batch.pk]), {"q": SPECIAL}).content.decode()
+    assert "<script>" not in body.split('id="batch-results"', 1)[1].split("</table>", 1)[0]
+    label, links = downloads(body)
+    assert label.strip() == f"Download rows matching “{SPECIAL}”"
+    assert "&amp;q=Tom+%26+%22Jerry%22+%231+%3Cscript%3E" in links["csv"]
+    assert params(links["csv"]) == {"format": ["csv"], "q": [SPECIAL]}
+    assert params(chips(body)["failed"]) == {"status": ["failed"], "q": [SPECIAL]}
+    assert 'data-query="Tom &amp; &quot;Jerry&quot; #1 &lt;script&gt;"' in body
+    # The download has the rows the view shows. (PostgreSQL's parser drops <script> from
+    # a document as an HTML tag but not from the query, so there no row matches it.)
+    shown = [searchable_texts(batch)[int(i)] for i in _indexes(body)]
+    assert exported_texts(client, links["csv"]) == shown
+    plain = client.get(reverse("batch_detail", args=[batch.pk]), {"q": 'Tom & "Jerry" #1'})
+    assert exported_texts(client, downloads(plain.content.decode())[1]["csv"]) == ["a blue whale"]
+
+
+def poll(client, batch, **params):
+    return client.get(reverse("batch_detail_progress", args=[batch.pk]),
+                      {"seen": "0:succeeded", **params}, **HX).content.decode()
+
+
+def test_the_progress_poll_keeps_the_views_search_in_chips_and_downloads(client, user,
+                                                                       make_batch):
+    client.force_login(user)
+    batch = searchable(make_batch)
+    body = poll(client, batch, view_status="failed", view_q=SPECIAL)
+    label, links = downloads(body)
+    assert 'hx-swap-oob="true"' in body.split('id="result-downloads"', 1)[1][:40]
+    assert label.strip() == f"Download failed rows matching “{SPECIAL}”"
+    assert params(links["xlsx"]) == {"format": ["xlsx"], "status": ["failed"], "q": [SPECIAL]}
+    assert params(chips(body)["succeeded"]) == {"status": ["succeeded"], "q": [SPECIAL]}
+    # No search, or one the page refused, is no search in the poll either.
+    for view_q in ("", "x" * 201, "a\x00b"):
+        body = poll(client, batch, view_status="failed", view_q=view_q)
+        assert downloads(body)[0].strip() == "Download failed rows"
+        assert chips(body)["all"] == "status=all"
+
+
+def test_another_users_batch_is_404_for_a_searched_poll_and_export(client, other_user, user,
+                                                                   make_batch):
+    batch = searchable(make_batch)
+    client.force_login(other_user)
+    progress = reverse("batch_detail_progress", args=[batch.pk])
+    assert client.get(progress, {"seen": "", "view_q": "red"}, **HX).status_code == 404
+    export = f"/api/batches/{batch.pk}/export/?format=csv&q=red"
+    assert client.get(export).status_code == 404
