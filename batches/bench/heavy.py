@@ -256,7 +256,13 @@ def many_small_batches(bench: Bench) -> Row:
     batches = list(Batch.objects.filter(pk__in=created))
     end = max((b.finished_at for b in batches if b.finished_at), default=timezone.now())
     span = (end - start).total_seconds()
-    succeeded = sum(b.succeeded_count for b in batches)
+    # Counted live: a batch that ended early (failed, cancelled) has no stored counts.
+    succeeded = BatchResult.objects.filter(batch_id__in=created,
+                                           status=BatchResult.Status.SUCCEEDED).count()
+    # What a lost row looks like, so a failing run says why.
+    unfinished = "".join(
+        f"; batch {b.pk} {b.status} {b.status_counts()} {b.last_error[:200]!r}"
+        for b in batches if b.status != Batch.Status.COMPLETED)
     waits = []
     for user in users:
         mine = [pk for pk, (owner, _) in created.items() if owner == user.pk]
@@ -275,7 +281,7 @@ def many_small_batches(bench: Bench) -> Row:
            f"latency {latency_ms} ms)", total, span, rate,
         f"one batch {ref_rate:,.0f}/s", ratio,
         f"{ratio:.2f} x one batch; created in {created_s:.1f} s; first row waited at most "
-        f"{worst:.1f} s" + ("" if complete else f"; only {succeeded:,} succeeded"),
+        f"{worst:.1f} s" + ("" if complete else f"; only {succeeded:,} succeeded{unfinished}"),
         ">= 0.90 x one batch; first row <= 5 s", complete and ratio >= 0.9 and worst <= 5,
         bench.cluster_rss.window_mb, figure=ratio,
         meets=lambda r: r >= 0.9 and worst <= 5, complete=complete,

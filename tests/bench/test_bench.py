@@ -55,7 +55,7 @@ def test_a_quick_run_prints_one_table_and_loses_no_row(group, make_batch, user):
     written = re.search(r"table written to (\S+\.json)", err.getvalue()).group(1)
     report = json.loads(Path(written).read_text())
     assert [r["number"] for r in report["rows"]] == list(group)
-    assert [r["number"] for r in report["rows"] if not r["complete"]] == [], text
+    assert [r["number"] for r in report["rows"] if not r["complete"]] == [], text + err.getvalue()
     for row in report["rows"]:
         for key in ("seconds", "rate", "ratio", "figure"):
             assert row[key] is None or (isinstance(row[key], (int, float))
