@@ -274,8 +274,9 @@ class Batch(models.Model):
                      api_waiting_since=None)
             if won:
                 Event.objects.record(self, FINAL_EVENTS[final])
-        if won:
-            self.refresh_counts()
+                # In the same commit as the final status: a reader never sees a finished batch
+                # with its stored counts not yet written (0 succeeded).
+                self.refresh_counts()
         return bool(won)
 
 

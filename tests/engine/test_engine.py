@@ -306,6 +306,27 @@ def test_finalising_happens_once_with_the_counts(fake, make_batch, enqueued):
     assert rescued == []
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_stored_counts_commit_with_the_final_status(fake, make_batch, enqueued, monkeypatch):
+    # Written after the commit, a page or the bench polling in between saw a finished batch
+    # with 0 succeeded (once, on a loaded machine).
+    from django.db import connection
+
+    in_transaction = []
+    refresh = Batch.refresh_counts
+
+    def watched(batch):
+        in_transaction.append(connection.in_atomic_block)
+        refresh(batch)
+
+    monkeypatch.setattr(Batch, "refresh_counts", watched)
+    batch = make_batch(rows(3))
+    run_until_done(batch)
+
+    assert batch.status == Batch.Status.COMPLETED and batch.succeeded_count == 3
+    assert in_transaction == [True]
+
+
 @pytest.mark.database
 def test_rescue_returns_a_dead_workers_rows_and_they_complete_once(fake, make_batch, enqueued):
     import uuid
