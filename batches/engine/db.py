@@ -692,7 +692,12 @@ def renew_leases(tokens: set[uuid.UUID], batch_ids: set[int], *, lease_s: float,
     as having a live slice."""
     now = timezone.now()
     if batch_ids:
-        Batch.objects.filter(pk__in=batch_ids).update(slice_heartbeat_at=now)
+        with transaction.atomic():
+            # Locked in id order first, as claims and writes lock several batches: a bare
+            # UPDATE locks them in whatever order it scans them, and could deadlock with them.
+            locked = list(Batch.objects.select_for_update().filter(pk__in=batch_ids)
+                          .order_by("pk").values_list("pk", flat=True))
+            Batch.objects.filter(pk__in=locked).update(slice_heartbeat_at=now)
     if not tokens:
         return 0
     costs.renew(budget_keys, tokens, (now + timedelta(seconds=lease_s)).timestamp())
