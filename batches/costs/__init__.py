@@ -11,6 +11,7 @@ exports, web, api, admin or cli: the engine calls into it, not the other way rou
 
 For the engine (inside its claim and write transactions, on its database thread):
 
+    costs.budgeted([(batch.id, batch.budget, batch.owner_id), ...])  # the others: no reservation
     budget = costs.claim_budget(batch, n=n, token=str(token), expires_at=ts, running=running)
     #  -> ClaimBudget(rows, per_row, keys, pause_message): claim at most `rows` rows; a
     #     pause_message pauses the batch. No budget applies: rows == n, no I/O.
@@ -31,10 +32,12 @@ from batches.costs.budgets import (
     ClaimBudget,
     add_monthly_spend,
     budget_message,
+    budgeted,
     claim_budget,
     month_spent,
     month_start,
     monthly_limit,
+    monthly_limits,
     release,
     renew,
     settle,
@@ -57,9 +60,10 @@ from batches.costs.usage import Spend, answer_cost, calls_cost
 __all__ = [
     "BUDGET_MESSAGE_PREFIXES", "BatchSpend", "ClaimBudget", "Estimate", "MAX_COUNT_CALLS",
     "MonthSpend", "PRICE_UNKNOWN", "Price", "Spend", "add_monthly_spend", "answer_cost",
-    "batch_spend", "budget_message", "calls_cost", "claim_budget", "clear_price_cache",
+    "batch_spend", "budget_message", "budgeted", "calls_cost", "claim_budget", "clear_price_cache",
     "count_tokens",
     "earlier_output_per_row", "estimate", "format_money", "from_nanos", "get_store", "month_spent",
-    "month_start", "monthly_limit", "parse_amount", "parse_thinking", "price_for", "release",
-    "renew", "set_store", "settle", "to_nanos", "trim", "user_month",
+    "month_start", "monthly_limit", "monthly_limits", "parse_amount",
+    "parse_thinking", "price_for", "release", "renew", "set_store", "settle", "to_nanos", "trim",
+    "user_month",
 ]

@@ -68,19 +68,42 @@ _limit_cache: dict[int, tuple[float, Decimal | None]] = {}
 
 def monthly_limit(user_id: int, *, cached: bool = False) -> Decimal | None:
     """The user's limit: their UserBudget row if an operator set one, else the site default."""
+    return monthly_limits([user_id], cached=cached)[user_id]
+
+
+def monthly_limits(user_ids: Iterable[int], *, cached: bool = False) -> dict[int, Decimal | None]:
+    """monthly_limit of several users; those not cached are read in one query."""
     now = time.monotonic()
+    found: dict[int, Decimal | None] = {}
+    missing = set(user_ids)
     if cached:
         with _limit_lock:
-            hit = _limit_cache.get(user_id)
-        if hit and now - hit[0] < LIMIT_CACHE_S:
-            return hit[1]
-    row = UserBudget.objects.filter(user_id=user_id).first()
+            for user_id in list(missing):
+                hit = _limit_cache.get(user_id)
+                if hit and now - hit[0] < LIMIT_CACHE_S:
+                    found[user_id] = hit[1]
+                    missing.discard(user_id)
+    if not missing:
+        return found
+    rows = dict(UserBudget.objects.filter(user_id__in=missing)
+                .values_list("user_id", "monthly_limit"))
     default = getattr(settings, "USER_MONTHLY_BUDGET", None)
-    limit = row.monthly_limit if row is not None else default
-    limit = Decimal(limit) if limit is not None else None
+    for user_id in missing:
+        limit = rows[user_id] if user_id in rows else default
+        found[user_id] = Decimal(limit) if limit is not None else None
     with _limit_lock:
-        _limit_cache[user_id] = (now, limit)
-    return limit
+        _limit_cache.update((user_id, (now, found[user_id])) for user_id in missing)
+    return found
+
+
+def budgeted(batches: Iterable[tuple[int, Decimal | None, int]]) -> set[int]:
+    """Of (batch id, batch budget, owner id), the batches a claim must reserve against a budget
+    for (claim_budget's limits); the others' claims need no reservation and no I/O of costs.
+    The owners' monthly limits are read in at most one query."""
+    batches = list(batches)
+    limits = monthly_limits({owner_id for _, _, owner_id in batches}, cached=True)
+    return {batch_id for batch_id, budget, owner_id in batches
+            if budget is not None or limits[owner_id] is not None}
 
 
 def month_spent(user_id: int, at: datetime | None = None) -> Decimal:

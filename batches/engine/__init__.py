@@ -1,8 +1,9 @@
 """The engine: slices that claim rows with a lease, run them on asyncio through a provider,
 and write results in bulk; the rescue sweep; and the django-q2 entry points (tasks).
 
-Modules, lowest first: reuse (the result cache's hits at claim and fills at write), db (every
-ORM call of a slice: claims, bulk writes, batch counts), recovery (the rescue sweep), slice
+Modules, lowest first: reuse (the result cache's hits at claim and fills at write), pick (the
+first claimable rows of many batches in one statement), db (every ORM call of a slice: claims,
+bulk writes, batch counts), recovery (the rescue sweep), slice
 (the asyncio slice), tasks (django-q2 entry points). It may import models, prompts, providers,
 limits and resultcache; it must never import services, web, api, admin or cli.
 

@@ -18,11 +18,12 @@ from decimal import Decimal
 
 from django.conf import settings as django_settings
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, Min, OuterRef, Q
+from django.db.models import Count, DateTimeField, Exists, F, Min, OuterRef, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from batches import costs, languages, notifications
-from batches.engine import reuse
+from batches.engine import pick, reuse
 from batches.models import Batch, BatchResult, Mode
 from batches.providers import Request, Response
 
@@ -161,6 +162,17 @@ def claimable(qs, now: datetime):
 
 # Claims ---------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class _Room:
+    """A runnable batch that may have a row to claim, as read before any lock."""
+
+    id: int
+    priority: int
+    concurrency: int
+    running: int
+    simple: bool  # claimed with the other simple batches in one transaction (_claim_simple)
+
+
 def claim_rows(limit: int, *, lease_s: float, held: Mapping[int, int] | None = None,
                alone_ok: Collection[int] = (), others: dict[int, int] | None = None,
                ) -> list[ClaimedRow]:
@@ -174,56 +186,174 @@ def claim_rows(limit: int, *, lease_s: float, held: Mapping[int, int] | None = N
     `held`: rows per batch this slice already has in flight. A slice takes at most its share of a
     batch's concurrency (concurrency / BATCH_SLICES_PER_BATCH), so every worker gets part of a
     batch, unless the batch is in `alone_ok` (no other slice has run its rows for a while).
-    `others`, when given, is filled with the rows per batch that other slices are running."""
-    claimed: list[ClaimedRow] = []
+    `others`, when given, is filled with the rows per batch that other slices are running.
+
+    Simple batches (no rule of their own for their rows: see _batches_with_room) are claimed
+    together in one transaction of a fixed number of queries, however many there are; the others
+    one by one through claim_batch_rows, first, on a plan made from unlocked counts."""
     have = defaultdict(int, held or {})
     window = limit + sum(have.values())
-    # The Batch table is small; rows are then taken per batch through (batch, status, index).
-    order = runnable_batches().order_by("priority", "created_at", "id")
-    by_priority: dict[int, list[int]] = defaultdict(list)
-    for batch_id, priority in _batches_with_room(order, have, others):
-        by_priority[priority].append(batch_id)
-    for ids in by_priority.values():  # dicts keep the order: highest priority first
-        fair_share = math.ceil(window / len(ids))
-        exhausted: set[int] = set()  # got less than asked: capped or out of rows for now
-        for share in (fair_share, None):
-            for batch_id in ids:
-                room = limit - len(claimed)
-                if room <= 0:
-                    return claimed
-                want = room if share is None else min(room, share - have[batch_id])
-                if want <= 0 or batch_id in exhausted:
-                    continue
-                rows = claim_batch_rows(batch_id, want, lease_s=lease_s, held=have[batch_id],
-                                        share_cap=batch_id not in alone_ok, others=others)
-                if len(rows) < want:
-                    exhausted.add(batch_id)
-                have[batch_id] += len(rows)
-                claimed += rows
+    batches = _batches_with_room(have, others)
+    claimed: list[ClaimedRow] = []
+    special = {b.id for b in batches if not b.simple}
+    if special:
+        rooms = {b.id: _room(b.concurrency, b.running, have[b.id], b.id not in alone_ok)
+                 for b in batches}
+        for batch_id, n in _share(batches, limit, have, window, rooms).items():
+            if batch_id not in special:
+                continue
+            rows = claim_batch_rows(batch_id, n, lease_s=lease_s, held=have[batch_id],
+                                    share_cap=batch_id not in alone_ok, others=others)
+            have[batch_id] += len(rows)
+            claimed += rows
+    if len(special) < len(batches) and len(claimed) < limit:
+        claimed += _claim_simple(batches, limit - len(claimed), have=have, window=window,
+                                 lease_s=lease_s, alone_ok=alone_ok, others=others)
     return claimed
 
 
-def _batches_with_room(order, have: Mapping[int, int],
-                       others: dict[int, int] | None) -> list[tuple[int, int]]:
-    """(id, priority) of the runnable batches that may have a row to claim: some row pending and
-    fewer rows running than the batch's concurrency, read in two queries. Only a hint (each claim
-    checks again under its lock), but it spares a claim one transaction per batch that is at its
-    cap or has nothing pending: with hundreds of small batches those were most of a claim's cost.
-    A batch left out still has its rows running elsewhere reported in `others`."""
+def _share(batches: list[_Room], limit: int, have: Mapping[int, int], window: int,
+           rooms: Mapping[int, int]) -> dict[int, int]:
+    """Rows to take per batch, in the order they are taken (see claim_rows): by priority; within
+    one, up to an equal share of the window each, then what is left to the oldest. `rooms`: at
+    most how many rows each batch can give."""
+    plan: dict[int, int] = {}
+    left = limit
+    by_priority: dict[int, list[int]] = defaultdict(list)
+    for batch in batches:  # ordered by priority, then age
+        by_priority[batch.priority].append(batch.id)
+    for ids in by_priority.values():
+        fair_share = math.ceil(window / len(ids))
+        exhausted: set[int] = set()  # can give less than asked: capped or out of rows for now
+        for share in (fair_share, None):
+            for batch_id in ids:
+                if left <= 0:
+                    return plan
+                taken = plan.get(batch_id, 0)
+                want = left if share is None else min(left, share - have.get(batch_id, 0) - taken)
+                if want <= 0 or batch_id in exhausted:
+                    continue
+                n = min(want, rooms.get(batch_id, 0) - taken)
+                if n < want:
+                    exhausted.add(batch_id)
+                if n > 0:
+                    plan[batch_id] = taken + n
+                    left -= n
+    return plan
+
+
+def _room(concurrency: int, running: int, held: int, share_cap: bool) -> int:
+    """Rows a slice may add to a batch: up to its concurrency, and (share_cap) to this slice's
+    share of it."""
+    n = concurrency - running
+    if share_cap:
+        share = math.ceil(concurrency / max(1, django_settings.BATCH_SLICES_PER_BATCH))
+        n = min(n, share - held)
+    return n
+
+
+def _batches_with_room(have: Mapping[int, int], others: dict[int, int] | None) -> list[_Room]:
+    """The runnable batches that may have a row to claim, highest priority and oldest first:
+    some row pending and fewer rows running than the batch's concurrency, read in a few queries.
+    Only a hint (each claim checks again under its lock), but it spares a claim the batches at
+    their cap or with nothing pending. A batch left out still has its rows running elsewhere
+    reported in `others`.
+
+    A batch is simple when none of claim_batch_rows' special rules applies to it: not a draft
+    (sample rows only), not in batch mode (online rows only), no conversation column (turn
+    order, histories), no budget to reserve against."""
     now = timezone.now()
-    batches = list(order.annotate(pending=Exists(claimable(
-        BatchResult.objects.filter(batch=OuterRef("pk")), now))).values_list(
-        "id", "priority", "concurrency", "pending"))
-    running = dict(BatchResult.objects.filter(
-        batch_id__in=[b[0] for b in batches], status=RUNNING,
-    ).values_list("batch_id").annotate(n=Count("id")).values_list("batch_id", "n"))
+    # The Batch table is small; rows are then taken per batch through (batch, status, index).
+    batches = list(runnable_batches().order_by("priority", "created_at", "id").annotate(
+        pending=Exists(claimable(BatchResult.objects.filter(batch=OuterRef("pk")), now)),
+    ).values_list("id", "priority", "concurrency", "pending", "status", "mode",
+                  "conversation_column", "budget", "owner_id"))
+    running = _running_counts([b[0] for b in batches])
     with_room = []
-    for batch_id, priority, concurrency, pending in batches:
+    for batch in batches:
+        batch_id, _, concurrency, pending, *_ = batch
         if pending and running.get(batch_id, 0) < concurrency:
-            with_room.append((batch_id, priority))
+            with_room.append(batch)
         elif others is not None:
             others[batch_id] = max(0, running.get(batch_id, 0) - have.get(batch_id, 0))
-    return with_room
+    budgeted = costs.budgeted((b[0], b[7], b[8]) for b in with_room)
+    return [
+        _Room(batch_id, priority, concurrency, running.get(batch_id, 0),
+              simple=(status != DRAFT and mode == Mode.ONLINE and not conversation
+                      and batch_id not in budgeted))
+        for batch_id, priority, concurrency, _, status, mode, conversation, _, _ in with_room
+    ]
+
+
+def _running_counts(batch_ids: Collection[int]) -> dict[int, int]:
+    return dict(BatchResult.objects.filter(batch_id__in=batch_ids, status=RUNNING)
+                .values_list("batch_id").annotate(n=Count("id")).values_list("batch_id", "n"))
+
+
+def _claim_simple(batches: list[_Room], limit: int, *, have: Mapping[int, int], window: int,
+                  lease_s: float, alone_ok: Collection[int], others: dict[int, int] | None,
+                  ) -> list[ClaimedRow]:
+    """Claim from all the simple batches in one transaction: lock them, count their running
+    rows, pick each one's first claimable rows (pick.claimable_ids), share them out as
+    claim_rows does, and claim the chosen rows under one token."""
+    now = timezone.now()
+    with transaction.atomic():
+        locked = _lock_simple([b.id for b in batches if b.simple])
+        if not locked:
+            return []
+        running = _running_counts(locked)
+        rooms = {}
+        for batch_id, batch in locked.items():
+            in_flight = running.get(batch_id, 0)
+            if others is not None:
+                others[batch_id] = max(0, in_flight - have[batch_id])
+            rooms[batch_id] = min(limit, _room(batch.concurrency, in_flight, have[batch_id],
+                                               batch_id not in alone_ok))
+        ids = pick.claimable_ids(rooms, now)
+        plan = _share(batches, limit, have, window,
+                      {batch_id: len(found) for batch_id, found in ids.items()})
+        chosen = [row_id for batch_id, n in plan.items() for row_id in ids[batch_id][:n]]
+        if not chosen:
+            return []
+        token = uuid.uuid4()
+        BatchResult.objects.filter(id__in=chosen, status=PENDING).update(
+            status=RUNNING, claim_token=token, started_at=now,
+            lease_expires_at=now + timedelta(seconds=lease_s))
+        rows = list(
+            BatchResult.objects.filter(id__in=chosen, status=RUNNING, claim_token=token)
+            .values_list("batch_id", "id", "index", "prompt", "conversation_key", "attempts",
+                         "document_ids", "bypass_cache")
+        )
+        _mark_running({row[0] for row in rows}, now)
+    order = {batch_id: i for i, batch_id in enumerate(plan)}
+    rows.sort(key=lambda row: (order[row[0]], row[2]))
+    settings = {batch_id: _settings_of(locked[batch_id]) for batch_id in plan}
+    claimed = [
+        ClaimedRow(id=id_, batch=settings[batch_id], index=index, prompt=prompt,
+                   conversation_key=key, attempts=attempts, token=token,
+                   documents=tuple(docs or ()))
+        for batch_id, id_, index, prompt, key, attempts, docs, _ in rows
+    ]
+    return reuse.with_cached_answers(claimed, bypass={row[1] for row in rows if row[7]})
+
+
+def _lock_simple(batch_ids: list[int]) -> dict[int, Batch]:
+    """Lock the batches still runnable and simple (their settings may have changed since they
+    were read). In id order, as write_outcomes locks them, so two transactions cannot
+    deadlock."""
+    batches = (runnable_batches().select_for_update()
+               .filter(pk__in=batch_ids, mode=Mode.ONLINE, conversation_column="",
+                       budget__isnull=True)
+               .exclude(status=DRAFT).order_by("pk"))
+    return {batch.pk: batch for batch in batches}
+
+
+def _mark_running(batch_ids: Collection[int], now: datetime) -> None:
+    """The batches have a live slice; a pending one is running from now on."""
+    Batch.objects.filter(pk__in=batch_ids).update(slice_heartbeat_at=now)
+    Batch.objects.filter(pk__in=batch_ids, status=Batch.Status.PENDING).update(
+        status=Batch.Status.RUNNING,
+        started_at=Coalesce(F("started_at"), Value(now, output_field=DateTimeField())))
 
 
 def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0,
@@ -239,10 +369,7 @@ def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0
         running = in_flight
         if others is not None:
             others[batch_id] = max(0, running - held)
-        n = min(limit, batch.concurrency - running)
-        if share_cap:
-            share = math.ceil(batch.concurrency / max(1, django_settings.BATCH_SLICES_PER_BATCH))
-            n = min(n, share - held)
+        n = min(limit, _room(batch.concurrency, running, held, share_cap))
         if n <= 0:
             return []
         now = timezone.now()
@@ -565,7 +692,12 @@ def renew_leases(tokens: set[uuid.UUID], batch_ids: set[int], *, lease_s: float,
     as having a live slice."""
     now = timezone.now()
     if batch_ids:
-        Batch.objects.filter(pk__in=batch_ids).update(slice_heartbeat_at=now)
+        with transaction.atomic():
+            # Locked in id order first, as claims and writes lock several batches: a bare
+            # UPDATE locks them in whatever order it scans them, and could deadlock with them.
+            locked = list(Batch.objects.select_for_update().filter(pk__in=batch_ids)
+                          .order_by("pk").values_list("pk", flat=True))
+            Batch.objects.filter(pk__in=locked).update(slice_heartbeat_at=now)
     if not tokens:
         return 0
     costs.renew(budget_keys, tokens, (now + timedelta(seconds=lease_s)).timestamp())

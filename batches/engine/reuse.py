@@ -18,17 +18,18 @@ from batches.models import BatchDocument
 
 
 def with_cached_answers(rows: list[Any], bypass: set[int]) -> list[Any]:
-    """Give each claimed row its cache key, and the answer the owner's cache has for it (rows
-    in `bypass` are re-runs: they get a key, so their new answer replaces the cached one)."""
-    if not rows or not rows[0].batch.use_cache or not resultcache.enabled():
+    """Give each claimed row of a batch that uses the cache its key, and the answer its owner's
+    cache has for it (rows in `bypass` are re-runs: they get a key, so their new answer replaces
+    the cached one). The rows may come from many batches and owners: one lookup for all."""
+    if not resultcache.enabled() or not any(row.batch.use_cache for row in rows):
         return rows
-    owner_id = rows[0].batch.owner_id
-    digests = _document_digests({d for row in rows for d in row.documents})
-    keyed = [replace(row, cache_key=_key(owner_id, row, digests)) for row in rows]
-    hits = resultcache.lookup(owner_id, [r.cache_key for r in keyed
-                                         if r.cache_key and r.id not in bypass])
-    return [replace(r, cached=hits.get(r.cache_key)) if r.cache_key and r.id not in bypass
-            else r for r in keyed]
+    digests = _document_digests({d for row in rows if row.batch.use_cache for d in row.documents})
+    keyed = [replace(row, cache_key=_key(row.batch.owner_id, row, digests))
+             if row.batch.use_cache else row for row in rows]
+    looked_up = [r for r in keyed if r.cache_key and r.id not in bypass]
+    hits = resultcache.lookup_many((r.batch.owner_id, r.cache_key) for r in looked_up)
+    return [replace(r, cached=hits.get((r.batch.owner_id, r.cache_key)))
+            if r.cache_key and r.id not in bypass else r for r in keyed]
 
 
 def _document_digests(ids: set[int]) -> dict[int, list[str]]:

@@ -3,6 +3,7 @@ identical in everything the model sees and everything that shapes its answer.
 
     key = resultcache.cache_key(owner_id, request)      # sha256 over KEY_INPUTS of the Request
     hits = resultcache.lookup(owner_id, keys)           # {key: providers.Response}, unexpired
+    hits = resultcache.lookup_many([(owner_id, key), ...])  # {(owner_id, key): Response}
     resultcache.store([Entry(owner_id, key, model, response), ...])
     resultcache.purge_expired()                         # the rescue sweep calls it
 
@@ -14,7 +15,15 @@ providers; it must never import engine, services, web, api, admin or cli.
 """
 
 from batches.resultcache.key import KEY_INPUTS, KEYED_AS_EXTRA, NOT_IN_KEY, cache_key, key_inputs
-from batches.resultcache.store import Entry, enabled, fresh_after, lookup, purge_expired, store
+from batches.resultcache.store import (
+    Entry,
+    enabled,
+    fresh_after,
+    lookup,
+    lookup_many,
+    purge_expired,
+    store,
+)
 
 __all__ = ["KEYED_AS_EXTRA", "KEY_INPUTS", "NOT_IN_KEY", "Entry", "cache_key", "enabled",
-           "fresh_after", "key_inputs", "lookup", "purge_expired", "store"]
+           "fresh_after", "key_inputs", "lookup", "lookup_many", "purge_expired", "store"]

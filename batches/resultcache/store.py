@@ -34,20 +34,30 @@ def fresh_after(now: datetime | None = None) -> datetime:
 
 def lookup(owner_id: int, keys: Iterable[str]) -> dict[str, Response]:
     """The owner's unexpired answers for these keys."""
-    keys = sorted(set(keys))
-    if not keys or not enabled():
+    found = lookup_many((owner_id, key) for key in keys)
+    return {key: response for (_, key), response in found.items()}
+
+
+def lookup_many(wanted: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Response]:
+    """Unexpired answers for (owner id, key) pairs of any number of owners, in one query per
+    LOOKUP_CHUNK keys."""
+    wanted = set(wanted)
+    if not wanted or not enabled():
         return {}
     since = fresh_after()
-    found: dict[str, Response] = {}
+    owners = sorted({owner_id for owner_id, _ in wanted})
+    keys = sorted({key for _, key in wanted})
+    found: dict[tuple[int, str], Response] = {}
     for start in range(0, len(keys), LOOKUP_CHUNK):
         rows = CachedAnswer.objects.filter(
-            owner_id=owner_id, key__in=keys[start:start + LOOKUP_CHUNK], created_at__gte=since,
-        ).values_list("key", "output", "finish_reason", "prompt_tokens", "output_tokens",
-                      "model_version", "sources")
-        for key, output, finish, p_tokens, o_tokens, version, sources in rows:
-            found[key] = Response(text=output, finish_reason=finish, prompt_tokens=p_tokens,
-                                  output_tokens=o_tokens, model_version=version,
-                                  sources=_sources(sources))
+            owner_id__in=owners, key__in=keys[start:start + LOOKUP_CHUNK], created_at__gte=since,
+        ).values_list("owner_id", "key", "output", "finish_reason", "prompt_tokens",
+                      "output_tokens", "model_version", "sources")
+        for owner_id, key, output, finish, p_tokens, o_tokens, version, sources in rows:
+            if (owner_id, key) in wanted:
+                found[owner_id, key] = Response(
+                    text=output, finish_reason=finish, prompt_tokens=p_tokens,
+                    output_tokens=o_tokens, model_version=version, sources=_sources(sources))
     return found
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.utils import timezone
@@ -11,11 +12,13 @@ from batches import engine, services
 from batches.engine import db as engine_db
 from batches.models import Batch, BatchResult
 from batches.providers import Response
+from tests.helpers import costs as cost_helpers
 from tests.helpers import engine as engine_helpers
 from tests.helpers.engine import BackgroundSlice, outputs, run_until_done, wait_for
 
 fake = engine_helpers.fake
 enqueued = engine_helpers.enqueued
+prices = cost_helpers.prices
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -529,3 +532,89 @@ def test_a_claim_skips_batches_at_their_cap_or_with_nothing_pending_in_a_few_que
     assert len(queries) < 25, [q["sql"][:80] for q in queries]
     # Their rows running elsewhere are still reported (the slice's "alone" bookkeeping).
     assert all(others[b.pk] == 1 for b in capped) and others[drained.pk] == 1
+
+
+def _claim_in_queries(limit: int, **kwargs) -> tuple[list[engine_db.ClaimedRow], int]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        claimed = engine_db.claim_rows(limit, lease_s=30, **kwargs)
+    return claimed, len(queries)
+
+
+def _per_batch(claimed: list[engine_db.ClaimedRow]) -> dict[int, list[int]]:
+    got: dict[int, list[int]] = {}
+    for row in claimed:
+        got.setdefault(row.batch.id, []).append(row.index)
+    return got
+
+
+def test_a_claim_over_many_simple_batches_takes_the_same_few_queries_however_many_there_are(
+        make_batch, enqueued, settings):
+    settings.BATCH_MAX_ACTIVE_PER_USER = 0  # no cap on active batches
+    settings.BATCH_SLICES_PER_BATCH = 1  # one slice may fill a batch's concurrency
+
+    first = [make_batch(rows(3), concurrency=2) for _ in range(20)]
+    claimed_20, queries_20 = _claim_in_queries(500)
+    more = [make_batch(rows(3), concurrency=2) for _ in range(60)]
+    claimed_60, queries_60 = _claim_in_queries(500)
+
+    # Each batch gives its first rows up to its concurrency, once.
+    assert _per_batch(claimed_20) == {b.pk: [0, 1] for b in first}
+    assert _per_batch(claimed_60) == {b.pk: [0, 1] for b in more}
+    # One batch at a time this was some 8 queries per batch (160 and 480). The first claim also
+    # reads the owner's monthly limit, which later claims find cached.
+    assert queries_60 <= queries_20 <= 15
+    assert len({row.token for row in claimed_60}) == 1
+    for batch in more:
+        batch.refresh_from_db()
+        assert batch.status == Batch.Status.RUNNING and batch.started_at
+        assert batch.slice_heartbeat_at
+        assert batch.status_counts()["running"] == 2
+
+
+def test_a_fused_claim_shares_the_window_fairly_then_gives_the_rest_to_the_oldest(
+        make_batch, enqueued, settings):
+    settings.BATCH_MAX_ACTIVE_PER_USER = 0
+    settings.BATCH_SLICES_PER_BATCH = 1
+    short = make_batch(rows(1), concurrency=10)  # the oldest, but one row only
+    big = [make_batch(rows(20), concurrency=10) for _ in range(2)]
+    low = make_batch(rows(5), concurrency=10, priority="low")
+
+    # A window of 12 over three batches of one priority: 4 each; the short batch has one row,
+    # so the oldest batch with rows left takes the rest; the low-priority batch waits.
+    first = _per_batch(engine_db.claim_rows(12, lease_s=30))
+    assert first == {short.pk: [0], big[0].pk: list(range(7)), big[1].pk: [0, 1, 2, 3]}
+
+    # Held rows count against the share: a window of 12 + 11 held over the two batches with
+    # rows left is 12 each, but their concurrency lets them add only 3 and 6; the low-priority
+    # batch gets what is left.
+    held = {big[0].pk: 7, big[1].pk: 4}
+    second = _per_batch(engine_db.claim_rows(12, lease_s=30, held=held))
+    assert second == {big[0].pk: [7, 8, 9], big[1].pk: [4, 5, 6, 7, 8, 9], low.pk: [0, 1, 2]}
+
+
+def test_special_batches_keep_their_rules_beside_a_fused_claim(make_batch, enqueued, settings,
+                                                               prices):
+    from batches.costs import to_nanos
+
+    settings.BATCH_MAX_ACTIVE_PER_USER = 0
+    settings.BATCH_SLICES_PER_BATCH = 1
+    plain = [make_batch(rows(4), concurrency=4) for _ in range(3)]
+    talk = make_batch(conversation_rows(), prompt="{{text}}", conversation_column="conv",
+                      concurrency=8)
+    capped = make_batch(rows(10), concurrency=10, budget=Decimal("0.001"))
+
+    claimed = engine_db.claim_rows(100, lease_s=30)
+
+    got = _per_batch(claimed)
+    assert all(got[b.pk] == [0, 1, 2, 3] for b in plain)
+    # Only the first turn of each conversation (and the rows of none) may run.
+    assert got[talk.pk] == [0, 1, 3, 6]
+    # The budget's rows are reserved for, and no more than it covers are claimed.
+    budgeted = [row for row in claimed if row.batch.id == capped.pk]
+    assert budgeted and all(row.reserved > 0 and row.budget_keys for row in budgeted)
+    assert sum(row.reserved for row in budgeted) <= to_nanos(capped.budget)
+    assert all(row.reserved == 0 and not row.budget_keys
+               for row in claimed if row.batch.id != capped.pk)
