@@ -41,7 +41,7 @@ chromium:
 # The tests run in TEST_WORKERS processes (pytest-xdist): most of their time is spent waiting on
 # real worker processes, servers and the network, not on the CPU. The `serial` tests restart
 # PostgreSQL, which would cut every other test's connection, so they run afterwards, alone.
-# TEST_WORKERS=1 runs everything in one process (about 25 min on PostgreSQL instead of about 12).
+# TEST_WORKERS=1 runs everything in one process (about 25 min on PostgreSQL instead of about 11).
 TEST_WORKERS ?= 4
 XDIST = $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist worksteal)
 # pytest exits 5 when a selection (PYTEST_ARGS) holds no test of that kind.
