@@ -148,13 +148,12 @@ class Slice:
                 break
             if now < deadline:
                 if self._should_claim(now):
-                    # Write first, then refill: finished rows count as running until written,
-                    # against the batch caps. (Refilling first, discounting the unwritten rows,
-                    # cut the slot idle time but let a crash re-send more rows than the batch's
-                    # concurrency; docs/performance.md.)
-                    await self._flush()
-                    last_flush = loop.time()
+                    # Write first, then refill, in one trip to the database thread: finished
+                    # rows count as running until written, against the batch caps. (Refilling
+                    # first, discounting the unwritten rows, cut the slot idle time but let a
+                    # crash re-send more rows than the batch's concurrency; docs/performance.md.)
                     claimed = await self._claim(self.max_inflight - len(self.inflight))
+                    last_flush = loop.time()
                     # Rows answered from the cache never go in flight: claim again at once.
                     if not self.inflight and not claimed:
                         await self._flush()
@@ -216,17 +215,24 @@ class Slice:
                                                                   **kwargs))
 
     async def _claim(self, limit: int) -> int:
+        """Write what has finished, then claim up to `limit` rows. Both run in one call on the
+        database thread: the claim does not wait for the event loop, busy with a wave of
+        answers, to come round between them."""
         loop = asyncio.get_running_loop()
         held = Counter(row.batch.id for row, _ in self.inflight.values())
         now = loop.time()
         alone_ok = {b for b, since in self._alone_since.items() if now - since >= ALONE_GRACE_S}
         others: dict[int, int] = {}
-        try:
-            rows = await self._db(db.claim_rows, limit, lease_s=self.lease_s, held=held,
-                                  alone_ok=alone_ok, others=others)
-        except DatabaseError:
-            log.exception("Claiming rows failed; trying again shortly")
-            rows = []
+        outcomes, events = self.buffer, self.events
+        self.buffer, self.events = [], BatchEvents()
+        written, rows = await self._db(_write_then_claim, outcomes, events, limit,
+                                       lease_s=self.lease_s, held=held, alone_ok=alone_ok,
+                                       others=others)
+        if written:
+            self.report.written += len(outcomes)
+        else:  # kept for the next flush, as _flush does
+            self.buffer[:0] = outcomes
+            self.events.merge(events)
         for batch_id, running_elsewhere in others.items():
             if running_elsewhere:
                 self._alone_since.pop(batch_id, None)
@@ -422,6 +428,28 @@ def _append_slot_idle(path: str, samples: list[float]) -> None:
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         f.write(json.dumps([round(s, 2) for s in samples]) + "\n")
+
+
+def _write_then_claim(outcomes: list[Outcome], events: BatchEvents, limit: int,
+                      **claim: Any) -> tuple[bool, list[ClaimedRow]]:
+    """On the database thread: write the outcomes (if any), then claim; a failure of either is
+    logged and the other still runs. Returns (written, claimed rows)."""
+    from django.db import connection
+
+    written = True
+    if outcomes or events:
+        try:
+            db.write_outcomes(outcomes, events)
+        except DatabaseError:
+            log.exception("Writing %d results failed; will try again", len(outcomes))
+            connection.close()
+            written = False
+    try:
+        return written, db.claim_rows(limit, **claim)
+    except DatabaseError:
+        log.exception("Claiming rows failed; trying again shortly")
+        connection.close()
+        return written, []
 
 
 def _on_db_thread(fn: Callable, *args: Any, **kwargs: Any) -> Any:
