@@ -228,11 +228,7 @@ class Slice:
         written, rows = await self._db(_write_then_claim, outcomes, events, limit,
                                        lease_s=self.lease_s, held=held, alone_ok=alone_ok,
                                        others=others)
-        if written:
-            self.report.written += len(outcomes)
-        else:  # kept for the next flush, as _flush does
-            self.buffer[:0] = outcomes
-            self.events.merge(events)
+        self._after_write(written, outcomes, events)
         for batch_id, running_elsewhere in others.items():
             if running_elsewhere:
                 self._alone_since.pop(batch_id, None)
@@ -260,16 +256,16 @@ class Slice:
             return
         outcomes, events = self.buffer, self.events
         self.buffer, self.events = [], BatchEvents()
-        try:
-            await self._db(db.write_outcomes, outcomes, events)
-        except DatabaseError:
-            # Kept for the next flush; if that never succeeds the leases expire and rescue
-            # hands the rows to another worker.
-            log.exception("Writing %d results failed; will try again", len(outcomes))
-            self.buffer[:0] = outcomes
-            self.events.merge(events)
+        self._after_write(await self._db(_write, outcomes, events), outcomes, events)
+
+    def _after_write(self, written: bool, outcomes: list[Outcome], events: BatchEvents) -> None:
+        if written:
+            self.report.written += len(outcomes)
             return
-        self.report.written += len(outcomes)
+        # Kept for the next flush; if that never succeeds the leases expire and rescue hands
+        # the rows to another worker.
+        self.buffer[:0] = outcomes
+        self.events.merge(events)
 
     async def _renew(self) -> None:
         tokens = {row.token for row, _ in self.inflight.values()}
@@ -436,20 +432,26 @@ def _write_then_claim(outcomes: list[Outcome], events: BatchEvents, limit: int,
     logged and the other still runs. Returns (written, claimed rows)."""
     from django.db import connection
 
-    written = True
-    if outcomes or events:
-        try:
-            db.write_outcomes(outcomes, events)
-        except DatabaseError:
-            log.exception("Writing %d results failed; will try again", len(outcomes))
-            connection.close()
-            written = False
+    written = _write(outcomes, events) if outcomes or events else True
     try:
         return written, db.claim_rows(limit, **claim)
     except DatabaseError:
         log.exception("Claiming rows failed; trying again shortly")
         connection.close()
         return written, []
+
+
+def _write(outcomes: list[Outcome], events: BatchEvents) -> bool:
+    """On the database thread: write the outcomes; False (logged) if the database failed."""
+    from django.db import connection
+
+    try:
+        db.write_outcomes(outcomes, events)
+    except DatabaseError:
+        log.exception("Writing %d results failed; will try again", len(outcomes))
+        connection.close()  # reopened by the next call
+        return False
+    return True
 
 
 def _on_db_thread(fn: Callable, *args: Any, **kwargs: Any) -> Any:
