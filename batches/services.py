@@ -8,7 +8,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from itertools import islice
 from typing import IO, Any
 
 from django.conf import settings
@@ -28,13 +27,13 @@ from batches import (
     outputs,
     preferences,
     prompts,
+    row_insert,
 )
 from batches.engine import tasks
 from batches.models import Batch, BatchResult, Mode, Priority, UserSettings
 from batches.providers import capabilities, catalog
 
 UNSET: Any = object()  # an argument not given, where None means something
-CREATE_CHUNK = 2000
 MAX_CONCURRENCY = 500  # for anyone; others are held to settings.BATCH_MAX_CONCURRENCY
 MAX_RETRIES = 20
 MAX_OUTPUT_TOKENS = 1_048_576  # far above any Gemini model's limit, far below a 32-bit int
@@ -710,17 +709,15 @@ def _create_rows(batch: Batch, rows: Iterable[tuple[dict, int | None, str, str]]
                  start: int = 0, documents_of: Callable[[dict], list[int]] | None = None) -> int:
     """Create the spooled rows; the batch's prompt_chars grows by their rendered prompts
     (budgets guess a row's cost from it before any answer)."""
-    total = chars = 0
-    iterator = iter(rows)
-    while chunk := list(islice(iterator, CREATE_CHUNK)):
-        BatchResult.objects.bulk_create(
-            BatchResult(batch=batch, index=start + total + i, source_line=line, input=row,
-                        prompt=prompt, conversation_key=key,
-                        document_ids=documents_of(row) if documents_of else [])
-            for i, (row, line, prompt, key) in enumerate(chunk)
-        )
-        chars += sum(len(prompt) for _, _, prompt, _ in chunk)
-        total += len(chunk)
+    chars = 0
+
+    def fields() -> Iterator[tuple]:
+        nonlocal chars
+        for index, (row, line, prompt, key) in enumerate(rows, start):
+            chars += len(prompt)
+            yield index, line, row, prompt, key, documents_of(row) if documents_of else []
+
+    total = row_insert.insert_rows(batch, fields())
     Batch.objects.filter(pk=batch.pk).update(prompt_chars=F("prompt_chars") + chars)
     return total
 

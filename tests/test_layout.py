@@ -25,6 +25,7 @@ LAYERS = {
     "outputs": 0, "xlsx_stream": 0, "documents": 0, "languages": 0, "fakes": 0,
     "lib": 0,
     "limits": 1, "costs": 1, "engine": 1, "tasks": 1, "resultcache": 1, "preferences": 1,
+    "row_insert": 1,
     "batchmode": 1,
     "services": 2, "exports": 2, "iterations": 2, "batch_rows": 2, "retention": 2,
     "web": 3, "api": 3, "admin": 3, "cli": 3, "management": 3, "bench": 3, "apps": 3,

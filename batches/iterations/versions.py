@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import re
-from itertools import islice
 from typing import IO
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from batches import documents, services
-from batches.models import Batch, BatchDocument, BatchResult
+from batches import documents, row_insert, services
+from batches.models import Batch, BatchDocument
 
 COPY_CHUNK = 2000
 _VERSION_SUFFIX = re.compile(r"\s+\(v(\d+)\)$")
@@ -71,16 +70,12 @@ def _copy(batch: Batch, owner, name: str, saved: list[str]) -> Batch:
         )
         ids = _copy_documents(batch, version, saved)
         rows = (batch.results.order_by("index")
-                .values_list("index", "input", "prompt", "conversation_key", "source_line",
+                .values_list("index", "source_line", "input", "prompt", "conversation_key",
                              "document_ids")
                 .iterator(chunk_size=COPY_CHUNK))
-        while chunk := list(islice(rows, COPY_CHUNK)):
-            BatchResult.objects.bulk_create(
-                BatchResult(batch=version, index=index, input=input_, prompt=prompt,
-                            conversation_key=key, source_line=line,
-                            document_ids=[ids[d] for d in docs or () if d in ids])
-                for index, input_, prompt, key, line, docs in chunk
-            )
+        row_insert.insert_rows(version, (
+            (index, line, input_, prompt, key, [ids[d] for d in docs or () if d in ids])
+            for index, line, input_, prompt, key, docs in rows))
     version.warnings = []
     return version
 
