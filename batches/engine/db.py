@@ -485,8 +485,11 @@ def _settings_of(batch: Batch, *, batch_mode: bool = False) -> BatchSettings:
 
 # Writes ---------------------------------------------------------------------------------------
 
-def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None) -> set[int]:
-    """Write finished rows in one transaction, then finalise the batches they belong to.
+def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None, *,
+                   busy: Collection[int] = ()) -> set[int]:
+    """Write finished rows in one transaction, then finalise the batches they belong to, except
+    those in `busy`: the caller still has rows of them running, so they cannot be done (this
+    spares the hot path the finalising queries on every write).
 
     Returns the ids of the batches touched."""
     events = events or BatchEvents()
@@ -540,7 +543,7 @@ def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None) -
         _apply_events(events, now)
     # After the commit: a claim that sees the reservation gone sees the spend too.
     costs.settle(settled)
-    finalise(batch_ids)
+    finalise(set(batch_ids).difference(busy))
     return set(batch_ids)
 
 
@@ -668,6 +671,8 @@ def _apply_events(events: BatchEvents, now: datetime) -> None:
 
 
 def finalise(batch_ids) -> None:
+    if not batch_ids:
+        return
     for batch in Batch.objects.filter(pk__in=list(batch_ids)).exclude(
         status__in=Batch.FINAL_STATUSES
     ):

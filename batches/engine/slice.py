@@ -225,7 +225,7 @@ class Slice:
         others: dict[int, int] = {}
         outcomes, events = self.buffer, self.events
         self.buffer, self.events = [], BatchEvents()
-        written, rows = await self._db(_write_then_claim, outcomes, events, limit,
+        written, rows = await self._db(_write_then_claim, outcomes, events, set(held), limit,
                                        lease_s=self.lease_s, held=held, alone_ok=alone_ok,
                                        others=others)
         self._after_write(written, outcomes, events)
@@ -256,7 +256,8 @@ class Slice:
             return
         outcomes, events = self.buffer, self.events
         self.buffer, self.events = [], BatchEvents()
-        self._after_write(await self._db(_write, outcomes, events), outcomes, events)
+        busy = {row.batch.id for row, _ in self.inflight.values()}
+        self._after_write(await self._db(_write, outcomes, events, busy), outcomes, events)
 
     def _after_write(self, written: bool, outcomes: list[Outcome], events: BatchEvents) -> None:
         if written:
@@ -426,13 +427,13 @@ def _append_slot_idle(path: str, samples: list[float]) -> None:
         f.write(json.dumps([round(s, 2) for s in samples]) + "\n")
 
 
-def _write_then_claim(outcomes: list[Outcome], events: BatchEvents, limit: int,
+def _write_then_claim(outcomes: list[Outcome], events: BatchEvents, busy: set[int], limit: int,
                       **claim: Any) -> tuple[bool, list[ClaimedRow]]:
     """On the database thread: write the outcomes (if any), then claim; a failure of either is
     logged and the other still runs. Returns (written, claimed rows)."""
     from django.db import connection
 
-    written = _write(outcomes, events) if outcomes or events else True
+    written = _write(outcomes, events, busy) if outcomes or events else True
     try:
         return written, db.claim_rows(limit, **claim)
     except DatabaseError:
@@ -441,12 +442,13 @@ def _write_then_claim(outcomes: list[Outcome], events: BatchEvents, limit: int,
         return written, []
 
 
-def _write(outcomes: list[Outcome], events: BatchEvents) -> bool:
-    """On the database thread: write the outcomes; False (logged) if the database failed."""
+def _write(outcomes: list[Outcome], events: BatchEvents, busy: set[int]) -> bool:
+    """On the database thread: write the outcomes (`busy`: batches the slice still has rows of
+    in flight); False (logged) if the database failed."""
     from django.db import connection
 
     try:
-        db.write_outcomes(outcomes, events)
+        db.write_outcomes(outcomes, events, busy=busy)
     except DatabaseError:
         log.exception("Writing %d results failed; will try again", len(outcomes))
         connection.close()  # reopened by the next call

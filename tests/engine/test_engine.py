@@ -330,6 +330,32 @@ def test_the_stored_counts_commit_with_the_final_status(fake, make_batch, enqueu
     assert in_transaction == [True]
 
 
+def test_a_write_skips_finalising_batches_the_slice_still_runs_rows_of(fake, make_batch,
+                                                                        enqueued):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    batch = make_batch(rows(2))
+    first, second = engine_db.claim_rows(2, lease_s=30)
+
+    def answer(row):
+        return [engine_db.Outcome(row, engine_db.Kind.SUCCEEDED,
+                                  response=Response("ok", "STOP", 1, 1, "m"))]
+
+    with CaptureQueriesContext(connection) as busy:
+        engine_db.write_outcomes(answer(first), busy={batch.pk})
+    with CaptureQueriesContext(connection) as last:
+        engine_db.write_outcomes(answer(second))
+
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.COMPLETED and batch.succeeded_count == 2
+    # The busy write does not load the batch to finalise it; the last one does.
+    def finalising(queries):
+        return [q for q in queries.captured_queries if '"batches_batch"."name"' in q["sql"]]
+
+    assert finalising(busy) == [] and finalising(last) != []
+
+
 @pytest.mark.database
 def test_rescue_returns_a_dead_workers_rows_and_they_complete_once(fake, make_batch, enqueued):
     import uuid
