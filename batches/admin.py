@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Case, Count, F, IntegerField, OuterRef, QuerySet, Subquery, When
@@ -16,6 +17,7 @@ from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.functional import cached_property
 from django.utils.html import format_html
+from django.utils.translation import gettext
 
 from batches import costs, iterations, retention, services
 from batches.models import (
@@ -65,6 +67,16 @@ def pretty_text(value) -> str:
         return json.dumps(value, indent=2, ensure_ascii=False)
     except RecursionError:
         return value if isinstance(value, str) else "(nested too deeply to show)"
+
+
+class PlainActionCheckbox:
+    """Each row's action checkbox written as markup (the same as Django's): Django renders it
+    through the form widget templates, about a tenth of a 100-row changelist's CPU."""
+
+    def action_checkbox(self, obj) -> str:
+        label = format_html(gettext("Select this object for an action - {}"), str(obj))
+        return format_html('<input type="checkbox" name="{}" value="{}" class="action-select" '
+                           'aria-label="{}">', helpers.ACTION_CHECKBOX_NAME, obj.pk, label)
 
 
 # --- Batches --------------------------------------------------------------------------------
@@ -422,7 +434,7 @@ def known_result_count(params: dict[str, str]) -> int | None:
 
 
 @admin.register(BatchResult)
-class BatchResultAdmin(admin.ModelAdmin):
+class BatchResultAdmin(PlainActionCheckbox, admin.ModelAdmin):
     list_display = ("id", "batch", "index", "status", "attempts", "output_preview",
                     "error_preview", "cost", "finished_at")
     list_display_links = ("id", "index")

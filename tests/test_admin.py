@@ -397,3 +397,19 @@ def test_the_paginator_counts_exactly_up_to_its_limit_then_estimates(user, monke
         assert paginator.count >= 21  # the planner's estimate, never below what was counted
     else:
         assert paginator.count == 30
+
+
+def test_the_results_list_writes_each_rows_checkbox_as_django_would(operator, make_batch):
+    from django.contrib import admin as django_admin
+
+    from batches.admin import BatchResultAdmin
+
+    make_batch([{"text": "a"}, {"text": "b"}])
+    row = BatchResult.objects.select_related("batch").first()
+    model_admin = BatchResultAdmin(BatchResult, django_admin.site)
+
+    assert model_admin.action_checkbox(row) == django_admin.ModelAdmin.action_checkbox(
+        model_admin, row)
+    page = operator.get(reverse("admin:batches_batchresult_changelist"))
+    assert page.status_code == 200
+    assert page.content.decode().count('class="action-select"') == 2
