@@ -8,21 +8,21 @@ out once for the whole insert by the field itself, so a field added later needs 
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import islice
 
 from django.db import connection
-from django.db.models import Field
+from django.db.models import CharField, Field, TextField
 from django.db.models.expressions import BaseExpression
 
 from batches.models import Batch, BatchResult
 
 # What an ingest sets on each row, in this order.
 ROW_FIELDS = ("index", "source_line", "input", "prompt", "conversation_key", "document_ids")
-CHUNK = 5000
+CHUNK = 5000  # rows per executemany on SQLite
+COPY_READ_CHARS = 1 << 18
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -41,17 +41,26 @@ def insert_rows(batch: Batch, rows: Iterable[Sequence]) -> int:
     quote = connection.ops.quote_name
     table = quote(BatchResult._meta.db_table)
     columns = ", ".join(quote(f.column) for f in (*varying, *(f for f, _ in constant)))
-    insert = _copy if connection.vendor == "postgresql" else _execute_many
-    total = 0
-    iterator = iter(rows)
+    counted = _Counted(rows)
     with connection.cursor() as cursor:
-        while chunk := list(islice(iterator, CHUNK)):
-            insert(cursor, table, columns, varying, chunk, constant)
-            total += len(chunk)
-    return total
+        if connection.vendor == "postgresql":
+            _copy(cursor, table, columns, varying, counted, constant)
+        else:
+            _execute_many(cursor, table, columns, varying, counted, constant)
+    return counted.n
 
 
-def _execute_many(cursor, table: str, columns: str, varying: list[Field], chunk: list[Sequence],
+class _Counted:
+    def __init__(self, rows: Iterable[Sequence]) -> None:
+        self._rows, self.n = iter(rows), 0
+
+    def __iter__(self) -> Iterator[Sequence]:
+        for row in self._rows:
+            self.n += 1
+            yield row
+
+
+def _execute_many(cursor, table: str, columns: str, varying: list[Field], rows: Iterable,
                   constant: list[tuple[Field, object]]) -> None:
     """sqlite3 runs one prepared statement per row, in C."""
     prepared = [f.get_db_prep_save(v, connection) for f, v in constant]
@@ -64,24 +73,54 @@ def _execute_many(cursor, table: str, columns: str, varying: list[Field], chunk:
         return row + prepared
 
     placeholders = ", ".join(["%s"] * (len(varying) + len(constant)))
-    cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})",
-                       [values(row) for row in chunk])
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, CHUNK)):
+        cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})",
+                           [values(row) for row in chunk])
 
 
-def _copy(cursor, table: str, columns: str, varying: list[Field], chunk: list[Sequence],
+def _copy(cursor, table: str, columns: str, varying: list[Field], rows: Iterable,
           constant: list[tuple[Field, object]]) -> None:
-    """One COPY in PostgreSQL's text format: tab-separated, \\N for NULL."""
+    """One COPY in PostgreSQL's text format (tab-separated, \\N for NULL), its lines made as
+    the server reads them: it stores one part while this process writes the next."""
     tail = "".join(f"\t{_copy_text(f, v)}" for f, v in constant) + "\n"
-    text = io.StringIO()
-    text.writelines(_copy_lines(varying, chunk, tail))
-    text.seek(0)
+    convert = [_copy_converter(f) for f in varying]
+
+    def lines() -> Iterator[str]:
+        for row in rows:
+            yield "\t".join([c(v) for c, v in zip(convert, row, strict=True)]) + tail
+
     with connection.wrap_database_errors:  # Django's IntegrityError etc., as for execute()
-        cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", text)
+        cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", _Reader(lines()),
+                           size=COPY_READ_CHARS)
 
 
-def _copy_lines(varying: list[Field], chunk: list[Sequence], tail: str) -> Iterator[str]:
-    for row in chunk:
-        yield "\t".join(_copy_text(f, v) for f, v in zip(varying, row, strict=True)) + tail
+class _Reader:
+    """The file psycopg2's copy_expert reads from: each read() returns whole lines, about
+    `size` characters of them, made on demand."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+
+    def read(self, size: int = COPY_READ_CHARS) -> str:
+        part, length = [], 0
+        for line in self._lines:
+            part.append(line)
+            length += len(line)
+            if length >= size:
+                break
+        return "".join(part)
+
+
+def _copy_converter(field: Field) -> Callable[[object], str]:
+    """A per-row value -> its COPY text, chosen once per field."""
+    if field.get_internal_type() == "JSONField":
+        encoder = field.encoder
+        return lambda v: (r"\N" if v is None else
+                          json.dumps(v, cls=encoder, ensure_ascii=False).translate(_COPY_ESCAPES))
+    if isinstance(field, (CharField, TextField)):
+        return lambda v: r"\N" if v is None else str(v).translate(_COPY_ESCAPES)
+    return lambda v: r"\N" if v is None else str(v)
 
 
 def _copy_text(field: Field, value) -> str:
