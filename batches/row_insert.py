@@ -21,7 +21,7 @@ from batches.models import Batch, BatchResult
 
 # What an ingest sets on each row, in this order.
 ROW_FIELDS = ("index", "source_line", "input", "prompt", "conversation_key", "document_ids")
-CHUNK = 5000  # rows per executemany on SQLite
+CHUNK = 5000  # rows per COPY or executemany
 COPY_READ_CHARS = 1 << 18
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -81,18 +81,22 @@ def _execute_many(cursor, table: str, columns: str, varying: list[Field], rows: 
 
 def _copy(cursor, table: str, columns: str, varying: list[Field], rows: Iterable,
           constant: list[tuple[Field, object]]) -> None:
-    """One COPY in PostgreSQL's text format (tab-separated, \\N for NULL), its lines made as
-    the server reads them: it stores one part while this process writes the next."""
+    """A COPY in PostgreSQL's text format (tab-separated, \\N for NULL) per CHUNK rows, its
+    lines made as the server reads them: it stores one part while this process writes the next.
+    Each chunk is taken before its COPY starts: the rows may come from a query on this same
+    connection, which can run nothing else during a COPY."""
     tail = "".join(f"\t{_copy_text(f, v)}" for f, v in constant) + "\n"
     convert = [_copy_converter(f) for f in varying]
 
-    def lines() -> Iterator[str]:
-        for row in rows:
+    def lines(chunk: list[Sequence]) -> Iterator[str]:
+        for row in chunk:
             yield "\t".join([c(v) for c, v in zip(convert, row, strict=True)]) + tail
 
-    with connection.wrap_database_errors:  # Django's IntegrityError etc., as for execute()
-        cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", _Reader(lines()),
-                           size=COPY_READ_CHARS)
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, CHUNK)):
+        with connection.wrap_database_errors:  # Django's IntegrityError etc., as for execute()
+            cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", _Reader(lines(chunk)),
+                               size=COPY_READ_CHARS)
 
 
 class _Reader:

@@ -68,3 +68,17 @@ def test_a_failing_insert_leaves_no_row(batch):
 
 def _csv(text: str) -> io.BytesIO:
     return io.BytesIO(text.encode())
+
+
+def test_rows_read_from_a_query_on_the_same_connection_go_in_several_chunks(batch, monkeypatch):
+    # A new version copies its rows from a server-side cursor on the same connection, which can
+    # run nothing else while a COPY is open.
+    monkeypatch.setattr(row_insert, "CHUNK", 3)
+    row_insert.insert_rows(batch, [(i, i + 2, {"a": str(i)}, f"p{i}", "", []) for i in range(7)])
+    copy = Batch.objects.create(owner=batch.owner, name="copy", prompt_template="{{a}}")
+    source = (batch.results.order_by("index")
+              .values_list("index", "source_line", "input", "prompt", "conversation_key",
+                           "document_ids").iterator(chunk_size=2))
+    with transaction.atomic():
+        assert row_insert.insert_rows(copy, source) == 7
+    assert _stored(copy) == _stored(batch)
