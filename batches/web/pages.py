@@ -30,6 +30,7 @@ from batches.web.results import (
     parse_seen,
     results_page,
     search_query,
+    searched_counts,
 )
 
 DASHBOARD_PAGE_SIZE = 25
@@ -190,7 +191,7 @@ def _results_context(request: HttpRequest, batch: Batch, counts: dict[str, int])
         "output_fields": fields,
         "summaries": _field_summaries(batch, fields, counts),
         "results": results,
-        "filters": _filters(counts, results.query),
+        "filters": _filters(results.counts, results.query),
         "current_path": request.get_full_path(),
         "can_download": tally.processed > 0,
         "export_links": _export_links(batch, status, results.query),
@@ -244,8 +245,10 @@ def progress_response(request: HttpRequest, batch: Batch, seen: dict[int, str] |
     `view_query` are the page's filter and search, which its chips and downloads keep."""
     context = _progress_context(batch)
     if seen is not None:
+        chip_counts = (searched_counts(batch, view_query, fresh=False) if view_query
+                       else context["counts"])
         context.update({
-            "live_filters": _filters(context["counts"], view_query),
+            "live_filters": _filters(chip_counts, view_query),
             "live_status": view_status,
             "live_query": view_query,
             "changed_rows": changed_rows(request, batch, seen),

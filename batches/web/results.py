@@ -7,12 +7,15 @@ extending `answer_columns`, and the table, the cards on a phone and the live upd
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from math import ceil
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.core.cache import cache
+from django.db.models import Count
 from django.http import HttpRequest
 
 from batches import outputs
@@ -25,6 +28,7 @@ DEFAULT_INPUT_COLUMNS = 3
 CELL_CHARS = 200
 LONG_OUTPUT_CHARS = 280
 SEEN_MAX = 2 * RESULTS_PAGE_SIZE
+SEARCH_COUNTS_CACHE_S = 10
 SESSION_COLUMNS_KEY = "results_columns:{batch_id}"
 
 
@@ -75,6 +79,9 @@ class ResultsPage:
     answer_headers: list[str] = field(default_factory=list)
     query: str = ""  # the search (?q=) the rows match
     search_error: str = ""
+    # Rows per status among those the view covers: the batch's, or with a search the matching
+    # ones' (what the status chips count).
+    counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def has_previous(self) -> bool:
@@ -172,14 +179,14 @@ def results_page(request: HttpRequest, batch: Batch, counts: dict[str, int], sta
     query, search_error = search_query(request)
     rows = _base_rows(batch)
     if query:
-        # Searched rows are counted (one query scoped to the batch) and paged by OFFSET.
+        # Searched rows are counted per status (one query scoped to the batch) and paged by
+        # OFFSET.
+        counts = searched_counts(batch, query)
         if status != "all":
             rows = rows.filter(status=status)
         rows = rows.search(query)
-        total = rows.count()
-    else:
-        # The page count comes from the per-status counts: no COUNT(*) over a huge batch.
-        total = sum(counts.values()) if status == "all" else counts.get(status, 0)
+    # The page count comes from the per-status counts: no COUNT(*) over a huge batch.
+    total = sum(counts.values()) if status == "all" else counts.get(status, 0)
     num_pages = max(1, ceil(total / RESULTS_PAGE_SIZE))
     number = min(number, num_pages)
     start = (number - 1) * RESULTS_PAGE_SIZE
@@ -196,7 +203,23 @@ def results_page(request: HttpRequest, batch: Batch, counts: dict[str, int], sta
                        input_columns=columns,
                        hidden_columns=[c for c in batch.columns if c not in columns],
                        answer_headers=[a.header for a in answers], query=query,
-                       search_error=search_error)
+                       search_error=search_error, counts=counts)
+
+
+def searched_counts(batch: Batch, query: str, *, fresh: bool = True) -> dict[str, int]:
+    """Rows per status among the batch's rows that match the search. No index serves it (on a
+    million-row batch it reads every row: docs/search.md), so the progress poll (`fresh=False`)
+    takes them up to SEARCH_COUNTS_CACHE_S old."""
+    # created_at too: SQLite may give a deleted batch's id to a new one (another user's).
+    digest = hashlib.sha256(query.encode()).hexdigest()[:32]
+    key = f"search-counts:{batch.pk}:{batch.created_at.timestamp()}:{digest}"
+    if not fresh and (cached := cache.get(key)) is not None:
+        return cached
+    found = dict(batch.results.order_by().search(query).values_list("status")
+                 .annotate(n=Count("id")).values_list("status", "n"))
+    counts = {status: found.get(status, 0) for status in BatchResult.Status.values}
+    cache.set(key, counts, SEARCH_COUNTS_CACHE_S)
+    return counts
 
 
 def parse_seen(raw: str) -> dict[int, str]:

@@ -142,6 +142,43 @@ def test_the_status_chips_keep_the_search(client, user, make_batch):
     assert 'data-query="red wine"' in body  # what the progress poll sends back as view_q
 
 
+def chip_counts(body: str) -> dict[str, int]:
+    nav = body.split('id="result-filters"', 1)[1].split("</nav>", 1)[0]
+    return {name: int(n) for name, n in
+            re.findall(r'data-filter="(\w+)".*?<span class="count">(\d+)</span>', nav, re.S)}
+
+
+def test_the_status_chips_count_the_rows_matching_the_search(client, user, make_batch):
+    client.force_login(user)
+    batch = searchable(make_batch)
+    url = reverse("batch_detail", args=[batch.pk])
+    whole = {"all": 4, "pending": 0, "running": 0, "succeeded": 3, "failed": 1, "cancelled": 0}
+    assert chip_counts(client.get(url).content.decode()) == whole
+    whale = {**whole, "all": 2, "succeeded": 1, "failed": 1}
+    assert chip_counts(client.get(url, {"q": "whale"}).content.decode()) == whale
+    # Within a status filter the chips still count every status's matches.
+    assert chip_counts(client.get(url, {"q": "whale", "status": "failed"},
+                                  **HX).content.decode()) == whale
+    # The progress poll of a searched view keeps counting the matches; without one, all rows.
+    assert chip_counts(poll(client, batch, view_status="all", view_q="whale")) == whale
+    assert chip_counts(poll(client, batch, view_status="all", view_q="")) == whole
+    nothing = {name: 0 for name in whole}
+    assert chip_counts(client.get(url, {"q": "zebra"}).content.decode()) == nothing
+
+
+def test_the_poll_reuses_a_searchs_counts_for_a_few_seconds_and_the_page_counts_afresh(
+        client, user, make_batch):
+    # On a big batch a search reads every row; the 2-second poll must not repeat that each time.
+    client.force_login(user)
+    batch = searchable(make_batch)
+    url = reverse("batch_detail", args=[batch.pk])
+    before = chip_counts(client.get(url, {"q": "whale"}).content.decode())
+    BatchResult.objects.filter(batch=batch, index=1).update(status="failed")
+    assert chip_counts(poll(client, batch, view_status="all", view_q="whale")) == before
+    after = chip_counts(client.get(url, {"q": "whale"}).content.decode())
+    assert (after["succeeded"], after["failed"]) == (0, 2)
+
+
 def test_clearing_the_search_drops_it_from_the_chips_and_downloads(client, user, make_batch):
     client.force_login(user)
     batch = searchable(make_batch)
