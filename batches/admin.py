@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Case, Count, F, IntegerField, OuterRef, QuerySet, Subquery, When
@@ -16,6 +17,7 @@ from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.functional import cached_property
 from django.utils.html import format_html
+from django.utils.translation import gettext
 
 from batches import costs, iterations, retention, services
 from batches.models import (
@@ -465,6 +467,13 @@ class BatchResultAdmin(admin.ModelAdmin):
                 error_start=Left("error", PREVIEW_CHARS + 1),
             )
         return queryset
+
+    def action_checkbox(self, obj: BatchResult) -> str:
+        """The admin's own checkbox, written out: rendering a form widget's template for each of
+        100 rows took a fifth of the list's CPU time."""
+        label = format_html(gettext("Select this object for an action - {}"), str(obj))
+        return format_html('<input type="checkbox" name="{}" value="{}" class="action-select" '
+                           'aria-label="{}">', ACTION_CHECKBOX_NAME, obj.pk, label)
 
     def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
         known = None
