@@ -29,6 +29,7 @@ LAYERS = {
     "batchmode": 1,
     "services": 2, "exports": 2, "iterations": 2, "batch_rows": 2, "retention": 2,
     "web": 3, "api": 3, "admin": 3, "cli": 3, "management": 3, "bench": 3, "apps": 3,
+    "templatetags": 3,
     # A package may place its modules on several layers; the longest matching name wins.
     "notifications": 1, "notifications.models": 0, "notifications.safety": 0,
     "notifications.signing": 0, "notifications.endpoints": 2, "notifications.payloads": 3,

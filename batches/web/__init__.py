@@ -2,7 +2,7 @@
 results, actions), their forms and urls.
 
 Modules: pages (dashboard, batch page and its polled fragments), new (the new-batch page and
-its preview), actions (POST-only buttons), forms, urls, context_processors. Views are thin:
-they check ownership and call services. It must never import the engine's slice or the
-providers, and nothing below it may import it.
+its preview), actions (POST-only buttons), rows (the HTML of the rows a page repeats), forms,
+urls, context_processors. Views are thin: they check ownership and call services. It must never
+import the engine's slice or the providers, and nothing below it may import it.
 """

@@ -233,6 +233,7 @@ def test_model_output_and_file_content_are_escaped(alice, make_batch):
     batch.results.update(status="failed", output=XSS + " out", error=XSS)
     for response in [alice.get(url("batch_detail", batch.pk)),
                      alice.get(url("batch_detail", batch.pk), **HX),
+                     alice.get(url("batch_detail_progress", batch.pk) + "?seen=0:pending", **HX),
                      alice.get(url("dashboard"))]:
         content = response.content.decode()
         assert XSS not in content

@@ -1,0 +1,1 @@
+"""Template tags: {% load batch_rows %} (batch_rows.py)."""
