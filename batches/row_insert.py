@@ -95,8 +95,9 @@ def _copy(cursor, table: str, columns: str, varying: list[Field], rows: Iterable
     iterator = iter(rows)
     while chunk := list(islice(iterator, CHUNK)):
         with connection.wrap_database_errors:  # Django's IntegrityError etc., as for execute()
+            # The read size goes by position: with DEBUG on, Django's wrapper takes no keywords.
             cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", _Reader(lines(chunk)),
-                               size=COPY_READ_CHARS)
+                               COPY_READ_CHARS)
 
 
 class _Reader:

@@ -82,3 +82,11 @@ def test_rows_read_from_a_query_on_the_same_connection_go_in_several_chunks(batc
     with transaction.atomic():
         assert row_insert.insert_rows(copy, source) == 7
     assert _stored(copy) == _stored(batch)
+
+
+def test_it_inserts_with_debug_on_as_in_development(batch, settings):
+    # DEBUG on (make run, make demo) wraps the cursor in Django's debug wrapper, whose COPY
+    # takes its arguments by position only.
+    settings.DEBUG = True
+    assert row_insert.insert_rows(batch, [(0, 2, {"a": "x"}, "x", "", [])]) == 1
+    assert batch.results.get().input == {"a": "x"}
