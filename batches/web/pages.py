@@ -22,7 +22,8 @@ from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
 from batches import costs, iterations, outputs
 from batches.documents import DOCUMENT_COLUMNS
-from batches.models import Batch, BatchResult, RowTally
+from batches.lib.snapshots import one_snapshot
+from batches.models import Batch, BatchResult, Progress, RowTally
 from batches.web.iterate_panel import panel_context
 from batches.web.results import (
     RESULT_FILTERS,
@@ -198,8 +199,8 @@ def _results_context(request: HttpRequest, batch: Batch, counts: dict[str, int])
     }
 
 
-def _progress_context(batch: Batch) -> dict:
-    progress = batch.progress()
+def _progress_context(batch: Batch, progress: Progress | None = None) -> dict:
+    progress = progress or batch.progress()
     counts = progress.counts
     return {
         "batch": batch,
@@ -243,7 +244,12 @@ def progress_response(request: HttpRequest, batch: Batch, seen: dict[int, str] |
     """The progress fragment, with the results' filter chips and the rows the page shows whose
     state changed, so the counters, the chips and the rows never disagree. `view_status` and
     `view_query` are the page's filter and search, which its chips and downloads keep."""
-    context = _progress_context(batch)
+    # The counters and the changed rows are read from one snapshot, or a row finishing between
+    # the two reads would show as succeeded beside a count that does not have it yet.
+    with one_snapshot():
+        progress = batch.progress()
+        rows = changed_rows(request, batch, seen) if seen is not None else []
+    context = _progress_context(batch, progress)
     if seen is not None:
         chip_counts = (searched_counts(batch, view_query, fresh=False) if view_query
                        else context["counts"])
@@ -251,7 +257,7 @@ def progress_response(request: HttpRequest, batch: Batch, seen: dict[int, str] |
             "live_filters": _filters(chip_counts, view_query),
             "live_status": view_status,
             "live_query": view_query,
-            "changed_rows": changed_rows(request, batch, seen),
+            "changed_rows": rows,
             "export_links": _export_links(batch, view_status, view_query),
             "can_download": context["progress"].processed > 0,
             "current_path": request.GET.get("view_path", ""),
