@@ -41,26 +41,19 @@ def insert_rows(batch: Batch, rows: Iterable[Sequence]) -> int:
     quote = connection.ops.quote_name
     table = quote(BatchResult._meta.db_table)
     columns = ", ".join(quote(f.column) for f in (*varying, *(f for f, _ in constant)))
-    counted = _Counted(rows)
+    insert = _copy if connection.vendor == "postgresql" else _execute_many
+    total = 0
+    iterator = iter(rows)
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            _copy(cursor, table, columns, varying, counted, constant)
-        else:
-            _execute_many(cursor, table, columns, varying, counted, constant)
-    return counted.n
+        # Each chunk is taken before its insert starts: the rows may come from a query on this
+        # same connection, which can run nothing else during a COPY.
+        while chunk := list(islice(iterator, CHUNK)):
+            insert(cursor, table, columns, varying, chunk, constant)
+            total += len(chunk)
+    return total
 
 
-class _Counted:
-    def __init__(self, rows: Iterable[Sequence]) -> None:
-        self._rows, self.n = iter(rows), 0
-
-    def __iter__(self) -> Iterator[Sequence]:
-        for row in self._rows:
-            self.n += 1
-            yield row
-
-
-def _execute_many(cursor, table: str, columns: str, varying: list[Field], rows: Iterable,
+def _execute_many(cursor, table: str, columns: str, varying: list[Field], chunk: list[Sequence],
                   constant: list[tuple[Field, object]]) -> None:
     """sqlite3 runs one prepared statement per row, in C."""
     prepared = [f.get_db_prep_save(v, connection) for f, v in constant]
@@ -73,31 +66,25 @@ def _execute_many(cursor, table: str, columns: str, varying: list[Field], rows: 
         return row + prepared
 
     placeholders = ", ".join(["%s"] * (len(varying) + len(constant)))
-    iterator = iter(rows)
-    while chunk := list(islice(iterator, CHUNK)):
-        cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})",
-                           [values(row) for row in chunk])
+    cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})",
+                       [values(row) for row in chunk])
 
 
-def _copy(cursor, table: str, columns: str, varying: list[Field], rows: Iterable,
+def _copy(cursor, table: str, columns: str, varying: list[Field], chunk: list[Sequence],
           constant: list[tuple[Field, object]]) -> None:
-    """A COPY in PostgreSQL's text format (tab-separated, \\N for NULL) per CHUNK rows, its
-    lines made as the server reads them: it stores one part while this process writes the next.
-    Each chunk is taken before its COPY starts: the rows may come from a query on this same
-    connection, which can run nothing else during a COPY."""
+    """One COPY in PostgreSQL's text format (tab-separated, \\N for NULL), its lines made as
+    the server reads them: it stores one part while this process writes the next."""
     tail = "".join(f"\t{_copy_text(f, v)}" for f, v in constant) + "\n"
     convert = [_copy_converter(f) for f in varying]
 
-    def lines(chunk: list[Sequence]) -> Iterator[str]:
+    def lines() -> Iterator[str]:
         for row in chunk:
             yield "\t".join([c(v) for c, v in zip(convert, row, strict=True)]) + tail
 
-    iterator = iter(rows)
-    while chunk := list(islice(iterator, CHUNK)):
-        with connection.wrap_database_errors:  # Django's IntegrityError etc., as for execute()
-            # The read size goes by position: with DEBUG on, Django's wrapper takes no keywords.
-            cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", _Reader(lines(chunk)),
-                               COPY_READ_CHARS)
+    with connection.wrap_database_errors:  # Django's IntegrityError etc., as for execute()
+        # The read size goes by position: with DEBUG on, Django's wrapper takes no keywords.
+        cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", _Reader(lines()),
+                           COPY_READ_CHARS)
 
 
 class _Reader:
