@@ -43,6 +43,7 @@ from tests.helpers.faults import (
     rows,
     running_prompts,
     sends,
+    sent_beyond_attempts,
     succeeded,
     wait_until,
 )
@@ -264,9 +265,9 @@ def test_an_error_storm_is_ridden_out_within_the_retry_budgets(qclusters, fake_s
     fake_server.configure(latency_ms=20, error_rate=0.4,
                           error_mix={500: 0.375, 503: 0.375, 429: 0.25},
                           retry_delay_s=RETRY_DELAY_S)
-    n = 300
+    n, concurrency = 300, 32
     qclusters.start(fake_server.url, **WORKER_ENV)
-    batch = create(user, n, concurrency=32, max_retries=20)
+    batch = create(user, n, concurrency=concurrency, max_retries=20)
 
     batch = finished_batch(batch.pk, 120, tick=Rescuer(RESCUE_PERIOD_S).tick, logs=qclusters.logs)
 
@@ -278,7 +279,13 @@ def test_an_error_storm_is_ridden_out_within_the_retry_budgets(qclusters, fake_s
     gaps = gaps_after_429(stats["log"])
     early = [(prompt, round(gap, 3)) for prompt, gap in gaps if gap < RETRY_DELAY_S]
     assert gaps and early == []
-    assert stats["total_requests"] <= attempts_spent(batch.pk)
+    # Every failed request spent an attempt. Some 200 of them failed, so a retry that spent
+    # none would show as a gap of that size; a slack of one window covers the few requests an
+    # overloaded machine can legitimately send twice (a lease lost to a stalled worker, a
+    # circuit opened by a run of failures that no recorded success broke): CI saw 2 of 514.
+    unpaid = stats["total_requests"] - attempts_spent(batch.pk)
+    assert unpaid <= concurrency, (unpaid, sent_beyond_attempts(batch.pk, stats["log"]),
+                                   qclusters.logs())
 
 
 def test_a_spent_daily_quota_pauses_the_batch_instead_of_retrying(qclusters, fake_server, user,

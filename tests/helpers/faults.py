@@ -112,6 +112,17 @@ def attempts_spent(batch_id: int) -> int:
     return BatchResult.objects.filter(batch_id=batch_id).aggregate(n=Sum("attempts"))["n"] or 0
 
 
+def sent_beyond_attempts(batch_id: int, log: list[dict]) -> list[tuple[int, int, list[int]]]:
+    """(row index, attempts, statuses the server answered) for each row sent more often than its
+    attempts count: a request that spent no attempt."""
+    sent: dict[str, list[int]] = defaultdict(list)
+    for entry in sorted(log, key=lambda e: e["time"]):
+        sent[entry["prompt"]].append(entry["status"])
+    rows = BatchResult.objects.filter(batch_id=batch_id).values_list("index", "prompt", "attempts")
+    return [(index, attempts, sent[prompt]) for index, prompt, attempts in rows
+            if len(sent[prompt]) > attempts]
+
+
 # Rescue ---------------------------------------------------------------------------------------
 
 class Rescuer:
