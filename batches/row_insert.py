@@ -26,6 +26,10 @@ COPY_READ_CHARS = 1 << 18
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
+class JsonText(str):
+    """A JSONField value given as its JSON text (an ingest's spooled input): stored as it is."""
+
+
 def insert_rows(batch: Batch, rows: Iterable[Sequence]) -> int:
     """Insert one new pending row per (index, source_line, input, prompt, conversation_key,
     document_ids) tuple; returns how many."""
@@ -62,7 +66,9 @@ def _execute_many(cursor, table: str, columns: str, varying: list[Field], chunk:
     def values(row: Sequence) -> list:
         row = list(row)
         for i, field in json_fields:
-            row[i] = field.get_db_prep_save(row[i], connection)
+            value = row[i]
+            row[i] = (str(value) if isinstance(value, JsonText)
+                      else field.get_db_prep_save(value, connection))
         return row + prepared
 
     placeholders = ", ".join(["%s"] * (len(varying) + len(constant)))
@@ -108,8 +114,15 @@ def _copy_converter(field: Field) -> Callable[[object], str]:
     """A per-row value -> its COPY text, chosen once per field."""
     if field.get_internal_type() == "JSONField":
         encoder = field.encoder
-        return lambda v: (r"\N" if v is None else
-                          json.dumps(v, cls=encoder, ensure_ascii=False).translate(_COPY_ESCAPES))
+
+        def json_text(v) -> str:
+            if v is None:
+                return r"\N"
+            text = v if isinstance(v, JsonText) else json.dumps(v, cls=encoder,
+                                                                ensure_ascii=False)
+            return text.translate(_COPY_ESCAPES)
+
+        return json_text
     if isinstance(field, (CharField, TextField)):
         return lambda v: r"\N" if v is None else str(v).translate(_COPY_ESCAPES)
     return lambda v: r"\N" if v is None else str(v)

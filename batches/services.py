@@ -342,7 +342,7 @@ def _create_intake_rows(batch: Batch, intake: documents.Intake, spool: IO[str],
     must be bound to the batch)."""
     try:
         total = _create_rows(batch, _unspool(spool), start=start,
-                             documents_of=intake.document_ids)
+                             documents_of=intake.document_ids if intake.attaches else None)
         intake.check_references()
     except documents.DocumentError as err:
         raise InvalidInput(err.message, field="documents") from err
@@ -690,23 +690,27 @@ def _spool_rows(table, template: prompts.Template, conversation_column: str,
                         f"is {max_chars:,}. Shorten its values or the prompt.", field=source)
                 key = (prompts.format_value(row.get(conversation_column))[:255]
                        if conversation_column else "")
-                spool.write(json.dumps([row, line, prompt, key], ensure_ascii=False,
-                                       default=str))
-                spool.write("\n")
+                # The input on a line of its own, as the JSON text the insert stores unparsed.
+                spool.write(f"{json.dumps([line, prompt, key], ensure_ascii=False)}\n"
+                            f"{json.dumps(row, ensure_ascii=False, default=str)}\n")
         except ingest.IngestError as err:
             raise _ingest_error(err, source) from err
         spool.seek(0)
         yield spool, total
 
 
-def _unspool(spool: IO[str]) -> Iterator[tuple[dict, int | None, str, str]]:
-    for text in spool:
-        row, line, prompt, key = json.loads(text)
-        yield row, line, prompt, key
+def _unspool(spool: IO[str]) -> Iterator[tuple[row_insert.JsonText, int | None, str, str]]:
+    """The spooled rows, each input kept as its JSON text: decoding it only to encode it
+    again for the insert was a third of a large ingest's CPU (docs/performance.md)."""
+    lines = iter(spool)
+    for meta in lines:
+        line, prompt, key = json.loads(meta)
+        yield row_insert.JsonText(next(lines)[:-1]), line, prompt, key
 
 
-def _create_rows(batch: Batch, rows: Iterable[tuple[dict, int | None, str, str]], *,
-                 start: int = 0, documents_of: Callable[[dict], list[int]] | None = None) -> int:
+def _create_rows(batch: Batch, rows: Iterable[tuple[row_insert.JsonText, int | None, str, str]],
+                 *, start: int = 0,
+                 documents_of: Callable[[dict], list[int]] | None = None) -> int:
     """Create the spooled rows; the batch's prompt_chars grows by their rendered prompts
     (budgets guess a row's cost from it before any answer)."""
     chars = 0
@@ -715,7 +719,8 @@ def _create_rows(batch: Batch, rows: Iterable[tuple[dict, int | None, str, str]]
         nonlocal chars
         for index, (row, line, prompt, key) in enumerate(rows, start):
             chars += len(prompt)
-            yield index, line, row, prompt, key, documents_of(row) if documents_of else []
+            documents = documents_of(json.loads(row)) if documents_of else []
+            yield index, line, row, prompt, key, documents
 
     total = row_insert.insert_rows(batch, fields())
     Batch.objects.filter(pk=batch.pk).update(prompt_chars=F("prompt_chars") + chars)

@@ -37,6 +37,11 @@ class Intake:
     def bind(self, batch: Batch) -> None:
         self._ids = self.staging.records(batch) if self.staging.files else {}
 
+    @property
+    def attaches(self) -> bool:
+        """Whether rows may name documents (document_ids is [] for every row otherwise)."""
+        return self.documents_only or bool(self.file_columns)
+
     def document_ids(self, row: dict) -> list[int]:
         if self.documents_only:
             return [self._ids[row["sha256"]]]

@@ -2,6 +2,7 @@
 exactly what the ORM would: every field, every awkward character."""
 
 import io
+import json
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -45,6 +46,25 @@ def test_rows_match_what_the_orm_stores_field_by_field(batch):
     assert fast[0]["input"]["a"] == AWKWARD and fast[0]["prompt"] == AWKWARD
     assert fast[1]["source_line"] is None and fast[1]["document_ids"] == [4, 7]
     assert {r["status"] for r in fast} == {BatchResult.Status.PENDING}
+
+
+def test_an_input_given_as_json_text_is_stored_as_that_json(batch):
+    value = {"a": AWKWARD, "n": 1.5, "nested": {"x": [1, None, True]}}
+    text = json.dumps(value, ensure_ascii=False)
+    row_insert.insert_rows(batch, [(0, 2, row_insert.JsonText(text), "p", "", [])])
+    assert BatchResult.objects.get(batch=batch).input == value
+
+
+def test_an_upload_stores_each_rows_values_as_the_file_has_them(batch):
+    upload = services.batch_create(owner=batch.owner, prompt="Say {{a}}", file=_csv(
+        'a,b\n"tab\there, new\nline, back\\slash, \\N",ünïcödé 🙂\n"""quoted""",\n'),
+        filename="awkward.csv")
+    stored = list(upload.results.order_by("index").values_list("input", "prompt"))
+    assert stored == [
+        ({"a": "tab\there, new\nline, back\\slash, \\N", "b": "ünïcödé 🙂"},
+         "Say tab\there, new\nline, back\\slash, \\N"),
+        ({"a": '"quoted"', "b": ""}, 'Say "quoted"'),
+    ]
 
 
 def test_an_upload_of_many_rows_is_stored_in_order_with_its_lines(batch):
