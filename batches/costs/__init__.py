@@ -18,7 +18,7 @@ For the engine (inside its claim and write transactions, on its database thread)
     costs.trim(budget, str(token), claimed)        # claimed fewer than reserved
     cost = costs.answer_cost(model, response, at)  # Decimal, or None: price unknown
     cost = costs.calls_cost(model, responses, at)  # every call behind an answer (a repair)
-    spend.batch_updates(batch_id)                  # F() additions for the batch's UPDATE
+    spend.batch_totals(batch_id)                   # amounts to add to the batch's totals
     costs.add_monthly_spend(spend.per_owner, now)  # the owners' month
     costs.settle([(keys, token, reserved_nanos, actual_nanos), ...])  # after the commit
     costs.renew(keys, tokens, expires_at)          # with the leases

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import F
-
 from batches.costs.money import to_nanos
 from batches.costs.prices import price_for
 from batches.providers import Response
@@ -63,13 +61,9 @@ class Spend:
         totals["thoughts"] += thoughts
         totals["cached"] += cached
 
-    def batch_updates(self, batch_id: int) -> dict:
-        """What to add to the batch's running totals, for the write's own UPDATE of it."""
-        t = self.per_batch.get(batch_id)
-        if t is None:
-            return {}
-        return {"cost_spent": F("cost_spent") + t["cost"],
-                "costed_rows": F("costed_rows") + t["costed"],
-                "unpriced_rows": F("unpriced_rows") + t["unpriced"],
-                "thoughts_tokens": F("thoughts_tokens") + t["thoughts"],
-                "cached_tokens": F("cached_tokens") + t["cached"]}
+    def batch_totals(self, batch_id: int) -> dict:
+        """What to add to the batch's running totals (Batch field -> amount; zeros if none)."""
+        t = self.per_batch.get(batch_id) or _totals()
+        return {"cost_spent": t["cost"], "costed_rows": t["costed"],
+                "unpriced_rows": t["unpriced"], "thoughts_tokens": t["thoughts"],
+                "cached_tokens": t["cached"]}

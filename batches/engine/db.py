@@ -529,22 +529,37 @@ def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None, *
                     index__gt=outcome.row.index, status=PENDING,
                 ).update(status=BatchResult.Status.FAILED, error=EARLIER_TURN_FAILED,
                          finished_at=now, not_before=None)
-        for batch_id in sorted(set(tokens) | set(spend.per_batch)):
-            prompt_tokens, output_tokens, *saved = tokens.get(batch_id, (0, 0, 0, 0, 0))
-            # Any answer means the API is back for this batch.
-            Batch.objects.filter(pk=batch_id).update(
-                prompt_tokens=F("prompt_tokens") + prompt_tokens,
-                output_tokens=F("output_tokens") + output_tokens,
-                api_waiting_since=None,
-                **spend.batch_updates(batch_id),
-                **reuse.savings_update(*saved),
-            )
+        _add_to_batch_totals(tokens, spend)
         costs.add_monthly_spend(spend.per_owner, now)
         _apply_events(events, now)
     # After the commit: a claim that sees the reservation gone sees the spend too.
     costs.settle(settled)
     finalise(set(batch_ids).difference(busy))
     return set(batch_ids)
+
+
+def _add_to_batch_totals(tokens: dict[int, tuple[int, int, int, int, int]],
+                         spend: costs.Spend) -> None:
+    """Add a write's tokens, cost and cache savings to each batch's running totals, and clear
+    its wait for the API (an answer means the API is back): one statement run per batch, as a
+    write of many small batches' rows touches one batch per row or so."""
+    batch_ids = sorted(set(tokens) | set(spend.per_batch))
+    if not batch_ids:
+        return
+    params, columns = [], None
+    for batch_id in batch_ids:
+        prompt_tokens, output_tokens, *saved = tokens.get(batch_id, (0, 0, 0, 0, 0))
+        add = {"prompt_tokens": prompt_tokens, "output_tokens": output_tokens,
+               **spend.batch_totals(batch_id), **reuse.savings(*saved)}
+        columns = columns or [Batch._meta.get_field(name) for name in add]
+        params.append([f.get_db_prep_save(add[f.name], connection) for f in columns]
+                      + [batch_id])
+    quote = connection.ops.quote_name
+    additions = ", ".join(f"{quote(f.column)} = {quote(f.column)} + %s" for f in columns)
+    waiting = quote(Batch._meta.get_field("api_waiting_since").column)
+    with connection.cursor() as cursor:
+        cursor.executemany(f"UPDATE {quote(Batch._meta.db_table)} SET {additions}, "
+                           f"{waiting} = NULL WHERE {quote(Batch._meta.pk.column)} = %s", params)
 
 
 def _sources(response: Response) -> list[dict] | None:
@@ -671,11 +686,14 @@ def _apply_events(events: BatchEvents, now: datetime) -> None:
 
 
 def finalise(batch_ids) -> None:
+    """Finish the batches of `batch_ids` that have no open row left. Which ones have is one
+    query, not one per batch: a write of many small batches' rows names dozens."""
     if not batch_ids:
         return
+    open_rows = BatchResult.objects.filter(batch_id=OuterRef("pk"), status__in=[PENDING, RUNNING])
     for batch in Batch.objects.filter(pk__in=list(batch_ids)).exclude(
         status__in=Batch.FINAL_STATUSES
-    ):
+    ).exclude(Exists(open_rows)):
         batch.finalise_if_done()
 
 

@@ -11,8 +11,6 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from django.db.models import F
-
 from batches import resultcache
 from batches.models import BatchDocument
 
@@ -63,13 +61,10 @@ def tally(outcomes: Iterable[Any]) -> dict[int, tuple[int, int, int, int, int]]:
     return sums
 
 
-def savings_update(rows: int, prompt_tokens: int, output_tokens: int) -> dict:
-    """Batch fields to add a write's cache savings to (empty when nothing came from it)."""
-    if not rows:
-        return {}
-    return {"cached_count": F("cached_count") + rows,
-            "saved_prompt_tokens": F("saved_prompt_tokens") + prompt_tokens,
-            "saved_output_tokens": F("saved_output_tokens") + output_tokens}
+def savings(rows: int, prompt_tokens: int, output_tokens: int) -> dict:
+    """Batch fields to add a write's cache savings to."""
+    return {"cached_count": rows, "saved_prompt_tokens": prompt_tokens,
+            "saved_output_tokens": output_tokens}
 
 
 def remember(outcomes: Iterable[Any]) -> int:

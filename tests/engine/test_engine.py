@@ -357,6 +357,34 @@ def test_a_write_skips_finalising_batches_the_slice_still_runs_rows_of(fake, mak
 
 
 @pytest.mark.database
+def test_one_write_adds_each_batchs_own_totals_and_finishes_only_the_done_ones(
+        fake, make_batch, enqueued):
+    # A write of many small batches' rows updates them all in one statement run per batch.
+    done, also_done, open_ = make_batch(rows(2)), make_batch(rows(1)), make_batch(rows(2))
+    Batch.objects.filter(pk=done.pk).update(api_waiting_since=timezone.now())
+    claimed = engine_db.claim_rows(10, lease_s=30)
+    assert len(claimed) == 5
+    tokens = {done.pk: (10, 3), also_done.pk: (7, 2), open_.pk: (5, 1)}
+    outcomes = [
+        engine_db.Outcome(row, engine_db.Kind.SUCCEEDED,
+                          response=Response("ok", "STOP", *tokens[row.batch.id], "m"))
+        for row in claimed if not (row.batch.id == open_.pk and row.index == 1)]
+
+    engine_db.write_outcomes(outcomes)
+
+    for batch, (rows_done, status) in {done: (2, "completed"), also_done: (1, "completed"),
+                                       open_: (1, "running")}.items():
+        batch.refresh_from_db()
+        answered = batch.results.filter(status="succeeded")
+        prompt_tokens, output_tokens = tokens[batch.pk]
+        assert (batch.status, answered.count()) == (status, rows_done), batch.name
+        assert (batch.prompt_tokens, batch.output_tokens) == (prompt_tokens * rows_done,
+                                                              output_tokens * rows_done)
+        assert batch.cost_spent == sum((r.cost for r in answered), Decimal(0))
+        assert batch.costed_rows == rows_done and batch.api_waiting_since is None
+
+
+@pytest.mark.database
 def test_rescue_returns_a_dead_workers_rows_and_they_complete_once(fake, make_batch, enqueued):
     import uuid
 
