@@ -303,11 +303,11 @@ def _claim_simple(batches: list[_Room], limit: int, *, have: Mapping[int, int], 
             return []
         running = _running_counts(locked)
         rooms = {}
-        for batch_id, batch in locked.items():
+        for batch_id, concurrency in locked.items():
             in_flight = running.get(batch_id, 0)
             if others is not None:
                 others[batch_id] = max(0, in_flight - have[batch_id])
-            rooms[batch_id] = min(limit, _room(batch.concurrency, in_flight, have[batch_id],
+            rooms[batch_id] = min(limit, _room(concurrency, in_flight, have[batch_id],
                                                batch_id not in alone_ok))
         ids = pick.claimable_ids(rooms, now)
         plan = _share(batches, limit, have, window,
@@ -325,9 +325,11 @@ def _claim_simple(batches: list[_Room], limit: int, *, have: Mapping[int, int], 
                          "document_ids", "bypass_cache")
         )
         _mark_running({row[0] for row in rows}, now)
+        # Only the batches rows came from are read whole (dozens of fields each).
+        settings = {batch.pk: _settings_of(batch)
+                    for batch in Batch.objects.filter(pk__in={row[0] for row in rows})}
     order = {batch_id: i for i, batch_id in enumerate(plan)}
     rows.sort(key=lambda row: (order[row[0]], row[2]))
-    settings = {batch_id: _settings_of(locked[batch_id]) for batch_id in plan}
     claimed = [
         ClaimedRow(id=id_, batch=settings[batch_id], index=index, prompt=prompt,
                    conversation_key=key, attempts=attempts, token=token,
@@ -337,15 +339,14 @@ def _claim_simple(batches: list[_Room], limit: int, *, have: Mapping[int, int], 
     return reuse.with_cached_answers(claimed, bypass={row[1] for row in rows if row[7]})
 
 
-def _lock_simple(batch_ids: list[int]) -> dict[int, Batch]:
+def _lock_simple(batch_ids: list[int]) -> dict[int, int]:
     """Lock the batches still runnable and simple (their settings may have changed since they
-    were read). In id order, as write_outcomes locks them, so two transactions cannot
-    deadlock."""
-    batches = (runnable_batches().select_for_update()
-               .filter(pk__in=batch_ids, mode=Mode.ONLINE, conversation_column="",
-                       budget__isnull=True)
-               .exclude(status=DRAFT).order_by("pk"))
-    return {batch.pk: batch for batch in batches}
+    were read); each one's concurrency. In id order, as write_outcomes locks them, so two
+    transactions cannot deadlock."""
+    return dict(runnable_batches().select_for_update()
+                .filter(pk__in=batch_ids, mode=Mode.ONLINE, conversation_column="",
+                        budget__isnull=True)
+                .exclude(status=DRAFT).order_by("pk").values_list("pk", "concurrency"))
 
 
 def _mark_running(batch_ids: Collection[int], now: datetime) -> None:

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from batches import engine, services
 from batches.engine import db as engine_db
-from batches.models import Batch, BatchResult
+from batches.models import Batch, BatchResult, MonthlySpend
 from batches.providers import Response
 from tests.helpers import costs as cost_helpers
 from tests.helpers import engine as engine_helpers
@@ -358,7 +358,7 @@ def test_a_write_skips_finalising_batches_the_slice_still_runs_rows_of(fake, mak
 
 @pytest.mark.database
 def test_one_write_adds_each_batchs_own_totals_and_finishes_only_the_done_ones(
-        fake, make_batch, enqueued):
+        fake, make_batch, enqueued, prices):
     # A write of many small batches' rows updates them all in one statement run per batch.
     done, also_done, open_ = make_batch(rows(2)), make_batch(rows(1)), make_batch(rows(2))
     Batch.objects.filter(pk=done.pk).update(api_waiting_since=timezone.now())
@@ -382,6 +382,10 @@ def test_one_write_adds_each_batchs_own_totals_and_finishes_only_the_done_ones(
                                                               output_tokens * rows_done)
         assert batch.cost_spent == sum((r.cost for r in answered), Decimal(0))
         assert batch.costed_rows == rows_done and batch.api_waiting_since is None
+        assert batch.cost_spent > 0
+    month = MonthlySpend.objects.get(user=done.owner)
+    assert month.spent == sum(BatchResult.objects.filter(status="succeeded")
+                              .values_list("cost", flat=True), Decimal(0))
 
 
 @pytest.mark.database
