@@ -4,12 +4,15 @@ point (engine, services, admin) moves rows the same way."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import connections, models, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
+
+from batches import status_counts as counters
 
 
 def default_model_name() -> str:
@@ -210,7 +213,12 @@ class Batch(models.Model):
         return outputs.fields_from_schema(self.response_schema)
 
     def status_counts(self) -> dict[str, int]:
-        """Rows per status, counted live (an index-only scan on (batch, status, index))."""
+        """Rows per status, from the counters the database keeps (batches/status_counts.py)."""
+        return status_counts_for([self.pk])[self.pk]
+
+    def live_status_counts(self) -> dict[str, int]:
+        """Rows per status, counted over the rows (an index-only scan on (batch, status, index)):
+        what a batch's final status and stored counts are decided on."""
         counts = {s: 0 for s in BatchResult.Status.values}
         rows = (
             BatchResult.objects.filter(batch=self)
@@ -227,7 +235,7 @@ class Batch(models.Model):
 
     def refresh_counts(self) -> None:
         """Copy the live row counts and token totals onto the batch (cached rows cost nothing)."""
-        counts = self.status_counts()
+        counts = self.live_status_counts()
         tokens = BatchResult.objects.filter(batch=self, cached=False).aggregate(
             p=Sum("prompt_tokens"), o=Sum("output_tokens")
         )
@@ -258,7 +266,7 @@ class Batch(models.Model):
             self.refresh_from_db(fields=["cancel_requested", "status"])
             if self.is_finished or self.is_draft:
                 return False
-            counts = self.status_counts()
+            counts = self.live_status_counts()
             # Rows left cancelled keep the batch cancelled, also after some other rows were
             # retried: "completed with errors" with 0 failed would hide them.
             if self.cancel_requested or counts["cancelled"]:
@@ -277,6 +285,8 @@ class Batch(models.Model):
                 # In the same commit as the final status: a reader never sees a finished batch
                 # with its stored counts not yet written (0 succeeded).
                 self.refresh_counts()
+        if won:
+            counters.compact(self.pk)  # its counters move no more: one row per status
         return bool(won)
 
 
@@ -443,6 +453,15 @@ class BatchResult(models.Model):
     def row_number(self) -> int:
         """The number the user knows the row by: its line in the file, or its 1-based position."""
         return self.source_line or self.index + 1
+
+
+def status_counts_for(batch_ids: Iterable[int]) -> dict[int, dict[str, int]]:
+    """Rows per status of each batch, all five statuses, from the counters the database keeps:
+    a few rows per batch to sum, however many rows it has."""
+    counts = {pk: dict.fromkeys(BatchResult.Status.values, 0) for pk in batch_ids}
+    for batch_id, status, n in counters.sums(counts):
+        counts[batch_id][status] = n
+    return counts
 
 
 class ProviderJob(models.Model):

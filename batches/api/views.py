@@ -5,9 +5,8 @@ from __future__ import annotations
 import copy
 
 from django.conf import settings
-from django.core.cache import caches
 from django.core.paginator import Paginator
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.urls import reverse
 from django.utils.http import content_disposition_header
@@ -41,10 +40,9 @@ from batches.api.listing import (
     search_text,
 )
 from batches.api.parsers import DepthSafeJSONParser
-from batches.models import Batch, BatchResult, Progress, RowTally
+from batches.models import Batch, BatchResult, Progress, RowTally, status_counts_for
 
 MB = 1024 * 1024
-LIVE_COUNTS_SECONDS = 1
 # Room for the form fields that travel with the file in a multipart body.
 MULTIPART_OVERHEAD = MB
 
@@ -133,40 +131,19 @@ def stored_counts(batch: Batch) -> dict[str, int] | None:
             "failed": batch.failed_count, "cancelled": batch.cancelled_count}
 
 
-def _counts_key(batch_id: int) -> str:
-    return f"api:counts:{batch_id}"
-
-
-def row_counts(batches: list[Batch], *, fresh: bool = False) -> dict[int, dict[str, int]]:
-    """Rows per status for each batch: stored for finished batches, counted for the others.
-
-    Counting a 200,000-row batch costs tens of milliseconds, and many clients poll the same
-    batch, so a count is kept in the process's local cache for LIVE_COUNTS_SECONDS."""
+def row_counts(batches: list[Batch]) -> dict[int, dict[str, int]]:
+    """Rows per status for each batch: stored for finished batches, from the counters the
+    database keeps for the others."""
     result = {}
     for batch in batches:
         if (counts := stored_counts(batch)) is not None:
             result[batch.pk] = counts
-    active = [b.pk for b in batches if b.pk not in result]
-    if active and not fresh:
-        cached = caches["local"].get_many([_counts_key(pk) for pk in active])
-        for pk in active:
-            if (counts := cached.get(_counts_key(pk))) is not None:
-                result[pk] = counts
-    missing = [pk for pk in active if pk not in result]
-    if missing:
-        counted = {pk: dict.fromkeys(BatchResult.Status.values, 0) for pk in missing}
-        rows = (BatchResult.objects.filter(batch_id__in=missing).order_by()
-                .values_list("batch_id", "status").annotate(n=Count("id")))
-        for batch_id, status, n in rows:
-            counted[batch_id][status] = n
-        caches["local"].set_many({_counts_key(pk): c for pk, c in counted.items()},
-                                 LIVE_COUNTS_SECONDS)
-        result.update(counted)
+    result.update(status_counts_for([b.pk for b in batches if b.pk not in result]))
     return result
 
 
-def live_figures(batch: Batch, *, fresh: bool = False) -> Progress:
-    counts = row_counts([batch], fresh=fresh)[batch.pk]
+def live_figures(batch: Batch) -> Progress:
+    counts = row_counts([batch])[batch.pk]
     if batch.is_finished and stored_counts(batch) is not None:
         # Nothing moves any more: no rate query either.
         return Progress(batch, counts, 0, {"p": batch.prompt_tokens, "o": batch.output_tokens})
@@ -319,9 +296,9 @@ class BatchViewSet(IterationActions, GenericViewSet):
             return error_response(exc)
         return super().handle_exception(exc)
 
-    def _batch_response(self, batch: Batch, status: int = http.HTTP_200_OK, *,
-                        fresh: bool = True, **kwargs) -> Response:
-        batch.live = live_figures(batch, fresh=fresh)
+    def _batch_response(self, batch: Batch, status: int = http.HTTP_200_OK,
+                        **kwargs) -> Response:
+        batch.live = live_figures(batch)
         return Response(s.BatchSerializer(batch).data, status=status, **kwargs)
 
     def list(self, request):
@@ -385,7 +362,7 @@ class BatchViewSet(IterationActions, GenericViewSet):
         return Response({**estimate.as_dict(), "summary": estimate.lines()})
 
     def retrieve(self, request, pk=None):
-        return self._batch_response(self.get_object(), fresh=False)
+        return self._batch_response(self.get_object())
 
     def partial_update(self, request, pk=None):
         batch = self.get_object()
@@ -454,7 +431,7 @@ class BatchViewSet(IterationActions, GenericViewSet):
         serializer.is_valid(raise_exception=True)
         data = upload_arguments(request, dict(serializer.validated_data))
         added = batch_rows.batch_add_rows(batch=batch, **data)
-        batch.live = live_figures(batch, fresh=True)
+        batch.live = live_figures(batch)
         return Response({"rows_added": added, "batch": s.BatchSerializer(batch).data},
                         status=http.HTTP_201_CREATED)
 

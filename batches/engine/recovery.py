@@ -1,8 +1,9 @@
 """The rescue sweep, run every minute by a django-q2 Schedule (batches.engine.tasks.rescue).
 
 Whatever a lost task or a killed worker left behind is found here from the tables alone: expired
-leases go back to pending, batches with claimable rows and no live slice get slices again, and
-batches with nothing open are finalised.
+leases go back to pending, batches with claimable rows and no live slice get slices again,
+batches with nothing open are finalised, and the status counters of the batches still moving are
+compacted (batches/status_counts.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from batches import resultcache
+from batches import status_counts as counters
 from batches.engine import db
 from batches.models import Batch, BatchResult
 
@@ -42,6 +44,7 @@ def rescue(*, enqueue: Enqueue) -> RescueReport:
     heartbeat_s = max(1.0, settings.BATCH_LEASE_SECONDS / 4)
     stale = now - timedelta(seconds=math.ceil(2 * heartbeat_s))
     for batch in Batch.objects.filter(status__in=Batch.ACTIVE_STATUSES):
+        counters.compact(batch.pk)
         if batch.cancel_requested:
             batch.results.cancel_pending()
         if batch.finalise_if_done():
@@ -66,6 +69,7 @@ def rescue(*, enqueue: Enqueue) -> RescueReport:
 def _rescue_samples(now, stale, enqueue: Enqueue, report: RescueReport) -> None:
     """A draft's sample run left behind gets a slice again; a finished one stops being runnable."""
     for batch in Batch.objects.filter(status=Batch.Status.DRAFT, sampling=True):
+        counters.compact(batch.pk)
         sample = batch.results.filter(sample=True)
         open_rows = BatchResult.objects.filter(batch_id=OuterRef("pk"), sample=True,
                                                status__in=[db.PENDING, db.RUNNING])

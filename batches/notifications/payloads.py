@@ -49,7 +49,7 @@ def build(event: Event) -> dict:
     if batch is None:
         payload["batch"] = None
         return payload
-    batch.live = live_figures(batch, fresh=True)
+    batch.live = live_figures(batch)
     payload["batch"] = json.loads(JSONRenderer().render(BatchSerializer(batch).data))
     payload["links"] = batch_links(batch.pk)
     return payload

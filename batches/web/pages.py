@@ -11,7 +11,6 @@ from typing import NamedTuple
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.paginator import Paginator
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -23,7 +22,7 @@ from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 from batches import costs, iterations, outputs
 from batches.documents import DOCUMENT_COLUMNS
 from batches.lib.snapshots import one_snapshot
-from batches.models import Batch, BatchResult, Progress, RowTally
+from batches.models import Batch, BatchResult, Progress, RowTally, status_counts_for
 from batches.web.iterate_panel import panel_context
 from batches.web.results import (
     RESULT_FILTERS,
@@ -85,19 +84,12 @@ class DashboardRow(RowTally):
 
 
 def _dashboard_rows(batches: list[Batch]) -> list[DashboardRow]:
-    """Live counts for active batches (one grouped query), the stored ones for finished batches."""
-    active_ids = [b.pk for b in batches if b.is_active]
-    live: dict[int, dict[str, int]] = {pk: {} for pk in active_ids}
-    if active_ids:
-        grouped = (
-            BatchResult.objects.filter(batch_id__in=active_ids).order_by()
-            .values_list("batch_id", "status").annotate(n=Count("id"))
-        )
-        for batch_id, status, n in grouped:
-            live[batch_id][status] = n
+    """Counted rows for active batches (their counters, one query), the stored counts for
+    finished batches."""
+    live = status_counts_for([b.pk for b in batches if b.is_active])
     rows = []
     for b in batches:
-        if b.pk in live and live[b.pk]:
+        if b.pk in live:
             rows.append(DashboardRow(b, live[b.pk]))
         else:
             stored = {"succeeded": b.succeeded_count, "failed": b.failed_count,

@@ -92,3 +92,9 @@ class BackgroundSlice:
         if self.error:
             raise self.error
         return self.report
+
+
+def assert_counters_match_rows(batch_id: int) -> None:
+    """The status counters the database keeps say what a live count over the rows says."""
+    batch = Batch.objects.get(pk=batch_id)
+    assert batch.status_counts() == batch.live_status_counts()

@@ -20,6 +20,7 @@ from django.db import connection
 from batches import engine
 from batches.engine import tasks
 from batches.models import Batch, BatchResult
+from tests.helpers.engine import assert_counters_match_rows
 from tests.helpers.services import missing
 
 PROMPT = "Say: {{text}}"
@@ -104,6 +105,8 @@ def assert_every_row_succeeded_with_its_own_output(batch_id: int, n: int) -> Non
     wrong = [(i, status, output) for i, status, output in results
              if (status, output) != ("succeeded", f"ECHO: {prompt_of(i)}")]
     assert wrong == [], wrong[:10]
+    # The triggers' counters, after workers were killed, retried and raced over these rows.
+    assert_counters_match_rows(batch_id)
 
 
 def attempts_spent(batch_id: int) -> int:
@@ -168,10 +171,12 @@ def finished_batch(batch_id: int, timeout: float, *, tick=None, logs=None) -> Ba
         return batch if batch.is_finished else None
 
     try:
-        return wait_until(done, timeout, what=f"batch {batch_id} to finish", tick=tick)
+        batch = wait_until(done, timeout, what=f"batch {batch_id} to finish", tick=tick)
     except AssertionError as exc:
-        counts = read(lambda: Batch.objects.get(pk=batch_id).status_counts())
+        counts = read(lambda: Batch.objects.get(pk=batch_id).live_status_counts())
         raise AssertionError(f"{exc}: {counts}\n{logs() if logs else ''}") from None
+    read(lambda: assert_counters_match_rows(batch_id))
+    return batch
 
 
 # Redis: clusters "on other hosts" ---------------------------------------------------------------
