@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.paginator import Paginator
 from django.db import connections
-from django.db.models import Case, Count, F, IntegerField, OuterRef, QuerySet, Subquery, When
+from django.db.models import Case, F, IntegerField, OuterRef, QuerySet, Subquery, Sum, When
 from django.db.models.functions import Coalesce, Left
 from django.urls import reverse
 from django.utils import timezone
@@ -32,6 +32,7 @@ from batches.models import (
     UserSettings,
 )
 from batches.notifications import admin as notifications_admin  # noqa: F401 (registers)
+from batches.status_counts import BatchStatusCount
 
 PREVIEW_CHARS = 80
 
@@ -82,14 +83,15 @@ class PlainActionCheckbox:
 # --- Batches --------------------------------------------------------------------------------
 
 # Finalising a batch copies its row counts onto it, so those counters are exact; a batch still
-# running (or failed at batch level) is counted live, which only touches its own rows.
+# running (or failed at batch level) is read from the status counters the database keeps
+# (batches/status_counts.py), not counted over its rows.
 COUNTED_STATUSES = (Batch.Status.COMPLETED, Batch.Status.COMPLETED_WITH_ERRORS,
                     Batch.Status.CANCELLED)
 
 
 def _live_count(status: str) -> Coalesce:
-    rows = (BatchResult.objects.filter(batch=OuterRef("pk"), status=status)
-            .order_by().values("batch").annotate(n=Count("pk")).values("n")[:1])
+    rows = (BatchStatusCount.objects.filter(batch=OuterRef("pk"), status=status)
+            .order_by().values("batch").annotate(rows=Sum("n")).values("rows")[:1])
     return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
 
 

@@ -82,6 +82,17 @@ def test_it_shows_the_stored_counters_of_a_finished_batch(operator, make_batch):
     assert "7 / 0 / 2" in operator.get(BATCHES_URL).content.decode()
 
 
+def test_a_running_batchs_counts_come_from_the_status_counters_not_its_rows(operator,
+                                                                            make_batch):
+    # Counting a million-row batch's rows took 150-230 ms per page (docs/performance.md).
+    from batches.status_counts import BatchStatusCount
+
+    batch = make_batch(rows=[{"text": str(i)} for i in range(4)])
+    set_status(batch, [0], "succeeded")
+    BatchStatusCount.objects.filter(batch=batch, status="succeeded").update(n=3)
+    assert "3 / 0 / 4" in operator.get(BATCHES_URL).content.decode()
+
+
 def test_the_batch_list_costs_the_same_queries_for_3_or_30_batches(operator, make_batch,
                                                                    django_assert_max_num_queries,
                                                                    settings):
