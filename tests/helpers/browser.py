@@ -111,6 +111,15 @@ def log_in(page, base_url: str, username: str, password: str) -> None:
 SERIOUS_IMPACTS = ("serious", "critical")
 
 
+def settled(page) -> None:
+    """Wait until htmx has swapped and processed what it last received. htmx 2 binds the
+    hx-* attributes of new content only when it settles (20 ms after the swap, the elements
+    marked htmx-added until then), so a select changed at once would send nothing; a person
+    is never that quick, a test is."""
+    page.wait_for_function(
+        "() => !document.querySelector('.htmx-request, .htmx-added, .htmx-settling')")
+
+
 def serious_violations(page) -> list[str]:
     """axe-core's serious and critical accessibility violations on the page as it is now, one line
     each (rule, impact, the first offending elements)."""

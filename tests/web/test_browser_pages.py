@@ -17,6 +17,7 @@ from tests.helpers.browser import (  # noqa: F401
     log_in,
     needs_chromium,
     person,
+    settled,
     worker,
 )
 from tests.helpers.workers import qclusters, wait_for_batch  # noqa: F401
@@ -76,6 +77,7 @@ def test_the_new_batch_page_keeps_the_file_says_what_blocks_create_and_picks_a_s
     expect(page.locator("#id_sheet")).to_have_value("Notes")
     expect(page.locator("#preview-no-placeholder")).to_contain_text(
         "every row will get the same prompt")
+    settled(page)
     page.select_option("#id_sheet", "Reviews")
     expect(page.locator("#preview-columns")).to_contain_text("review")
     page.fill("#id_prompt", "Rate {{nope}}")
