@@ -293,12 +293,15 @@ def _running_counts(batch_ids: Collection[int]) -> dict[int, int]:
 def _claim_simple(batches: list[_Room], limit: int, *, have: Mapping[int, int], window: int,
                   lease_s: float, alone_ok: Collection[int], others: dict[int, int] | None,
                   ) -> list[ClaimedRow]:
-    """Claim from all the simple batches in one transaction: lock them, count their running
-    rows, pick each one's first claimable rows (pick.claimable_ids), share them out as
-    claim_rows does, and claim the chosen rows under one token."""
+    """Claim from the simple batches in one transaction: lock the ones the unlocked counts say
+    the claim will draw from (_candidates), count their running rows, pick each one's first
+    claimable rows (pick.claimable_ids), share them out as claim_rows does, and claim the chosen
+    rows under one token."""
     now = timezone.now()
+    candidates = _candidates([b for b in batches if b.simple], limit, have=have, window=window,
+                             alone_ok=alone_ok, others=others)
     with transaction.atomic():
-        locked = _lock_simple([b.id for b in batches if b.simple])
+        locked = _lock_simple(candidates)
         if not locked:
             return []
         running = _running_counts(locked)
@@ -337,6 +340,23 @@ def _claim_simple(batches: list[_Room], limit: int, *, have: Mapping[int, int], 
         for batch_id, id_, index, prompt, key, attempts, docs, _ in rows
     ]
     return reuse.with_cached_answers(claimed, bypass={row[1] for row in rows if row[7]})
+
+
+def _candidates(simple: list[_Room], limit: int, *, have: Mapping[int, int], window: int,
+                alone_ok: Collection[int], others: dict[int, int] | None) -> list[int]:
+    """The simple batches a claim of `limit` rows would draw from by the unlocked counts, with
+    room for twice as many rows in case some have fewer pending rows than room or filled up
+    since: 200 small batches at their cap or nearly so must not all be locked, counted and
+    searched to claim a dozen rows. The others' rows running elsewhere go in `others` as
+    read."""
+    rooms = {b.id: _room(b.concurrency, b.running, have.get(b.id, 0), b.id not in alone_ok)
+             for b in simple}
+    chosen = set(_share(simple, 2 * limit, have, window, rooms))
+    if others is not None:
+        for b in simple:
+            if b.id not in chosen:
+                others[b.id] = max(0, b.running - have.get(b.id, 0))
+    return sorted(chosen)
 
 
 def _lock_simple(batch_ids: list[int]) -> dict[int, int]:

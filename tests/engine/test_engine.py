@@ -632,6 +632,41 @@ def test_a_claim_over_many_simple_batches_takes_the_same_few_queries_however_man
         assert batch.status_counts()["running"] == 2
 
 
+def test_a_small_claim_over_many_batches_locks_and_searches_only_the_batches_it_draws_from(
+        make_batch, enqueued, settings, monkeypatch):
+    from batches.engine import pick
+
+    settings.BATCH_MAX_ACTIVE_PER_USER = 0
+    settings.BATCH_SLICES_PER_BATCH = 1
+    small = [make_batch(rows(3), concurrency=2) for _ in range(60)]
+    running_elsewhere = engine_db.claim_rows(1, lease_s=30)  # another slice runs small[0]'s row 0
+    locked, searched = [], []
+
+    def lock(batch_ids):
+        locked.append(list(batch_ids))
+        return lock_simple(batch_ids)
+
+    def search(wanted, now):
+        searched.append(dict(wanted))
+        return claimable_ids(wanted, now)
+
+    lock_simple, claimable_ids = engine_db._lock_simple, pick.claimable_ids
+    monkeypatch.setattr(engine_db, "_lock_simple", lock)
+    monkeypatch.setattr(pick, "claimable_ids", search)
+    others: dict[int, int] = {}
+    claimed = engine_db.claim_rows(3, lease_s=30, others=others)
+
+    # A window of 3 over 60 batches: one row each from the oldest with room.
+    assert running_elsewhere[0].batch.id == small[0].pk
+    assert _per_batch(claimed) == {small[0].pk: [1], small[1].pk: [0], small[2].pk: [0]}
+    # The claim locked and searched the batches for at most twice the rows asked for (slack
+    # for counts gone stale), not all 60.
+    assert len(locked) == 1 and 3 <= len(locked[0]) <= 6
+    assert len(searched) == 1 and set(searched[0]) <= set(locked[0])
+    # The batches it did not lock still report the rows other slices run.
+    assert others[small[0].pk] == 1 and all(others.get(b.pk, 0) == 0 for b in small[1:])
+
+
 def test_a_fused_claim_shares_the_window_fairly_then_gives_the_rest_to_the_oldest(
         make_batch, enqueued, settings):
     settings.BATCH_MAX_ACTIVE_PER_USER = 0
