@@ -292,6 +292,34 @@ def test_aclose_releases_the_loops_connections_and_keeps_the_provider_usable(pro
     assert generate(provider).text == "ECHO: hello"
 
 
+def test_concurrent_requests_spread_over_small_pools_that_aclose_releases(provider,
+                                                                          fake_gemini):
+    # httpcore looks at every connection of a pool on each request: many small pools keep
+    # that cheap (batches.providers.gemini.POOLS).
+    from batches.providers.gemini import POOLS
+
+    fake_gemini.configure(latency_ms=100)
+    concurrency = 4 * POOLS
+
+    async def waves_then_close() -> list[str]:
+        texts = []
+        for wave in range(3):
+            requests = [Request(model=MODEL, prompt=f"row {wave}.{i}")
+                        for i in range(concurrency)]
+            texts += [r.text for r in await asyncio.gather(*map(provider.generate, requests))]
+        # Each pool keeps its own connections for the next wave: no more than one per request
+        # in flight was opened, however the requests took turns over the pools.
+        assert fake_gemini.snapshot()["open_connections"] == concurrency
+        await provider.aclose()
+        await asyncio.sleep(0.05)
+        assert fake_gemini.snapshot()["open_connections"] == 0
+        return texts
+
+    texts = asyncio.run(waves_then_close())
+    assert texts == [f"ECHO: row {w}.{i}" for w in range(3) for i in range(concurrency)]
+    assert fake_gemini.stats.by_status == {200: 3 * concurrency}
+
+
 def test_a_connection_dropped_mid_request_is_retryable(provider, fake_gemini):
     fake_gemini.configure(latency_ms=1000)
     threading.Timer(0.2, fake_gemini.stop).start()
