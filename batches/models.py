@@ -464,6 +464,29 @@ def status_counts_for(batch_ids: Iterable[int]) -> dict[int, dict[str, int]]:
     return counts
 
 
+def stored_counts(batch: Batch) -> dict[str, int] | None:
+    """The counts written on a finished batch, when they add up; None when they must be counted."""
+    done = batch.succeeded_count + batch.failed_count + batch.cancelled_count
+    if not batch.is_finished or done != batch.total_rows:
+        return None
+    return {"pending": 0, "running": 0, "succeeded": batch.succeeded_count,
+            "failed": batch.failed_count, "cancelled": batch.cancelled_count}
+
+
+def row_counts(batches: Iterable[Batch]) -> dict[int, dict[str, int]]:
+    """Rows per status for each batch, what every page and the API show: stored for finished
+    batches, from the counters the database keeps for the others (one query)."""
+    result = {}
+    rest = []
+    for batch in batches:
+        if (counts := stored_counts(batch)) is not None:
+            result[batch.pk] = counts
+        else:
+            rest.append(batch.pk)
+    result.update(status_counts_for(rest))
+    return result
+
+
 class ProviderJob(models.Model):
     """One Gemini Batch Mode job holding some of a batch's rows (batches.batchmode).
 

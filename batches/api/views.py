@@ -40,7 +40,7 @@ from batches.api.listing import (
     search_text,
 )
 from batches.api.parsers import DepthSafeJSONParser
-from batches.models import Batch, BatchResult, Progress, RowTally, status_counts_for
+from batches.models import Batch, BatchResult, Progress, RowTally, row_counts, stored_counts
 
 MB = 1024 * 1024
 # Room for the form fields that travel with the file in a multipart body.
@@ -120,26 +120,6 @@ def parse_output_fields(request, batch: Batch) -> list[str] | None:
         raise ValidationError({"fields": [
             f"Unknown output field {unknown[0]!r}; the batch's fields are {known}."]})
     return wanted
-
-
-def stored_counts(batch: Batch) -> dict[str, int] | None:
-    """The counts written on a finished batch, when they add up; None when they must be counted."""
-    done = batch.succeeded_count + batch.failed_count + batch.cancelled_count
-    if not batch.is_finished or done != batch.total_rows:
-        return None
-    return {"pending": 0, "running": 0, "succeeded": batch.succeeded_count,
-            "failed": batch.failed_count, "cancelled": batch.cancelled_count}
-
-
-def row_counts(batches: list[Batch]) -> dict[int, dict[str, int]]:
-    """Rows per status for each batch: stored for finished batches, from the counters the
-    database keeps for the others."""
-    result = {}
-    for batch in batches:
-        if (counts := stored_counts(batch)) is not None:
-            result[batch.pk] = counts
-    result.update(status_counts_for([b.pk for b in batches if b.pk not in result]))
-    return result
 
 
 def live_figures(batch: Batch) -> Progress:

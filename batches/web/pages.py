@@ -22,7 +22,7 @@ from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 from batches import costs, iterations, outputs
 from batches.documents import DOCUMENT_COLUMNS
 from batches.lib.snapshots import one_snapshot
-from batches.models import Batch, BatchResult, Progress, RowTally, status_counts_for
+from batches.models import Batch, BatchResult, Progress, RowTally, row_counts
 from batches.web.iterate_panel import panel_context
 from batches.web.results import (
     RESULT_FILTERS,
@@ -84,19 +84,8 @@ class DashboardRow(RowTally):
 
 
 def _dashboard_rows(batches: list[Batch]) -> list[DashboardRow]:
-    """Counted rows for active batches (their counters, one query), the stored counts for
-    finished batches."""
-    live = status_counts_for([b.pk for b in batches if b.is_active])
-    rows = []
-    for b in batches:
-        if b.pk in live:
-            rows.append(DashboardRow(b, live[b.pk]))
-        else:
-            stored = {"succeeded": b.succeeded_count, "failed": b.failed_count,
-                      "cancelled": b.cancelled_count}
-            stored["pending"] = max(0, b.total_rows - sum(stored.values()))
-            rows.append(DashboardRow(b, stored))
-    return rows
+    counts = row_counts(batches)
+    return [DashboardRow(b, counts[b.pk]) for b in batches]
 
 
 @login_required
