@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import itertools
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -52,9 +51,10 @@ FILE_READY_POLLS = 30
 FILE_READY_POLL_S = 1.0
 # httpcore's pool looks at every one of its connections on each request and each response (an
 # idle one with a socket probe through anyio), so its CPU per request grows with the pool: at
-# concurrency 200 that was 28 % of a worker's CPU. Requests take turns over this many clients,
-# each with a pool of its own.
-POOLS = 8
+# concurrency 200 that was 28 % of a worker's CPU. Requests are spread over this many clients,
+# each with a pool of its own, a request to the one with the fewest in flight: so at
+# concurrency C the first min(C, POOLS) pools hold about C connections in all.
+POOLS = 32
 
 
 class GeminiProvider:
@@ -82,14 +82,19 @@ class GeminiProvider:
         # closed loops), so these clients survive repeated asyncio.run() calls in one process.
         self._clients = tuple(genai.Client(api_key=api_key, http_options=http_options)
                               for _ in range(POOLS))
-        self._turns = itertools.cycle(self._clients)
+        self._in_flight = [0] * len(self._clients)
         self._client = self._clients[0]  # files, token counts and batch jobs
 
     async def generate(self, request: Request) -> Response:
         config = _config(request)
-        client = next(self._turns)
-        reply = await self._call(lambda: client.aio.models.generate_content(
-            model=request.model, contents=_contents(request), config=config))
+        turn = min(range(len(self._clients)), key=self._in_flight.__getitem__)
+        client = self._clients[turn]
+        self._in_flight[turn] += 1
+        try:
+            reply = await self._call(lambda: client.aio.models.generate_content(
+                model=request.model, contents=_contents(request), config=config))
+        finally:
+            self._in_flight[turn] -= 1
         return _response(reply, request.model)
 
     async def upload_file(self, data: bytes, *, mime_type: str,

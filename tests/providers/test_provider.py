@@ -308,7 +308,7 @@ def test_concurrent_requests_spread_over_small_pools_that_aclose_releases(provid
                         for i in range(concurrency)]
             texts += [r.text for r in await asyncio.gather(*map(provider.generate, requests))]
         # Each pool keeps its own connections for the next wave: no more than one per request
-        # in flight was opened, however the requests took turns over the pools.
+        # in flight was opened, however the requests were spread over the pools.
         assert fake_gemini.snapshot()["open_connections"] == concurrency
         await provider.aclose()
         await asyncio.sleep(0.05)
@@ -318,6 +318,16 @@ def test_concurrent_requests_spread_over_small_pools_that_aclose_releases(provid
     texts = asyncio.run(waves_then_close())
     assert texts == [f"ECHO: row {w}.{i}" for w in range(3) for i in range(concurrency)]
     assert fake_gemini.stats.by_status == {200: 3 * concurrency}
+
+    async def two_at_a_time() -> None:
+        for wave in range(5):
+            await asyncio.gather(*(provider.generate(Request(model=MODEL, prompt=f"{wave}.{i}"))
+                                   for i in range(2)))
+        # A low concurrency does not open a connection in every pool.
+        assert fake_gemini.snapshot()["open_connections"] == 2
+        await provider.aclose()
+
+    asyncio.run(two_at_a_time())
 
 
 def test_a_connection_dropped_mid_request_is_retryable(provider, fake_gemini):
