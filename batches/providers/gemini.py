@@ -23,7 +23,14 @@ from batches.providers.base import (
     Source,
     UploadedFile,
 )
-from batches.providers.http import ProviderCache, public_url, scrub, status_error
+from batches.providers.http import (
+    Pools,
+    ProviderCache,
+    public_url,
+    scrub,
+    ssl_context,
+    status_error,
+)
 from batches.providers.http import retry_after_header as _retry_after_header
 
 try:  # google-genai uses httpx2 by default but takes httpx when that is what is installed
@@ -49,12 +56,6 @@ DEFAULT_TIMEOUT_S = 120.0
 _FILE_GONE = "permission to access the File"
 FILE_READY_POLLS = 30
 FILE_READY_POLL_S = 1.0
-# httpcore's pool looks at every one of its connections on each request and each response (an
-# idle one with a socket probe through anyio), so its CPU per request grows with the pool: at
-# concurrency 200 that was 28 % of a worker's CPU. Requests are spread over this many clients,
-# each with a pool of its own, a request to the one with the fewest in flight: so at
-# concurrency C the first min(C, POOLS) pools hold about C connections in all.
-POOLS = 32
 
 
 class GeminiProvider:
@@ -76,25 +77,21 @@ class GeminiProvider:
             # requests at a time) and keep 20 idle (so at concurrency 100, 3.7x as many
             # connections were opened). The engine's own concurrency is the bound.
             async_client_args={"limits": httpx2.Limits(
-                max_connections=None, max_keepalive_connections=512)},
+                max_connections=None, max_keepalive_connections=512),
+                "verify": ssl_context(), "ssl": ssl_context()},  # "ssl": its websockets
+            client_args={"verify": ssl_context()},
         )
         # google-genai 3.4 keeps one httpx connection pool per event loop (and drops those of
         # closed loops), so these clients survive repeated asyncio.run() calls in one process.
-        self._clients = tuple(genai.Client(api_key=api_key, http_options=http_options)
-                              for _ in range(POOLS))
-        self._in_flight = [0] * len(self._clients)
-        self._client = self._clients[0]  # files, token counts and batch jobs
+        self._pools = Pools(lambda: genai.Client(api_key=api_key, http_options=http_options))
+        with self._pools.client() as client:
+            self._client = client  # files, token counts and batch jobs
 
     async def generate(self, request: Request) -> Response:
         config = _config(request)
-        turn = min(range(len(self._clients)), key=self._in_flight.__getitem__)
-        client = self._clients[turn]
-        self._in_flight[turn] += 1
-        try:
+        with self._pools.client() as client:
             reply = await self._call(lambda: client.aio.models.generate_content(
                 model=request.model, contents=_contents(request), config=config))
-        finally:
-            self._in_flight[turn] -= 1
         return _response(reply, request.model)
 
     async def upload_file(self, data: bytes, *, mime_type: str,
@@ -159,7 +156,7 @@ class GeminiProvider:
         request from another loop) and the garbage collector runs. The provider stays usable.
         """
         loop = asyncio.get_running_loop()
-        for client in self._clients:
+        for client in list(self._pools.clients):
             # google-genai 3.4 internals, read defensively: its per-loop pools have no public
             # close.
             outer = getattr(client._api_client, "_async_httpx_client", None)

@@ -3,8 +3,8 @@ the official `openai` SDK's async client, with its errors mapped to ours.
 
 The SDK retries on its own; `max_retries=0` leaves retries (with the server's `Retry-After` and
 the engine's backoff) to the engine alone. httpx connection pools belong to the event loop that
-opened them, and a worker runs one `asyncio.run()` per slice, so the process keeps one client
-per event loop, dropped with its loop.
+opened them, and a worker runs one `asyncio.run()` per slice, so the process keeps its clients
+(a few small pools, `http.Pools`) per event loop, dropped with its loop.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ from batches.providers.base import (
     UploadedFile,
 )
 from batches.providers.http import (
+    Pools,
     ProviderCache,
     public_url,
     retry_after_header,
     scrub,
+    ssl_context,
     status_error,
 )
 
@@ -57,28 +59,29 @@ class OpenAICompatProvider:
         self.base_url = base_url or None
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] \
-            = weakref.WeakKeyDictionary()
+        self._clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, Pools[openai.AsyncOpenAI]] = weakref.WeakKeyDictionary()
 
-    def _client(self) -> openai.AsyncOpenAI:
+    def _pools(self) -> Pools[openai.AsyncOpenAI]:
         loop = asyncio.get_running_loop()
         with self._lock:
-            client = self._clients.get(loop)
-            if client is None:
-                client = openai.AsyncOpenAI(
+            pools = self._clients.get(loop)
+            if pools is None:
+                pools = self._clients[loop] = Pools(lambda: openai.AsyncOpenAI(
                     api_key=self._api_key, base_url=self.base_url, timeout=self.timeout_s,
                     max_retries=0,  # the engine owns retries
-                )
-                self._clients[loop] = client
-            return client
+                    http_client=openai.DefaultAsyncHttpxClient(verify=ssl_context()),
+                ))
+            return pools
 
     async def generate(self, request: Request) -> Response:
         if request.documents:
             raise PermanentError("Documents cannot be sent to an OpenAI-compatible model.")
         options = request_options(request)
         try:
-            async with asyncio.timeout(self.timeout_s):
-                reply = await self._client().chat.completions.create(**options)
+            with self._pools().client() as client:
+                async with asyncio.timeout(self.timeout_s):
+                    reply = await client.chat.completions.create(**options)
         # `from None` throughout: the SDK's exceptions carry the request, key header included.
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
@@ -105,10 +108,10 @@ class OpenAICompatProvider:
         raise PermanentError("an OpenAI-compatible endpoint has no token counting")
 
     async def aclose(self) -> None:
-        """Close the running loop's client; the provider stays usable."""
+        """Close the running loop's clients; the provider stays usable."""
         with self._lock:
-            client = self._clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
+            pools = self._clients.pop(asyncio.get_running_loop(), None)
+        for client in pools.clients if pools is not None else ():
             await client.close()
 
     def _status_error(self, exc: openai.APIStatusError) -> Exception:

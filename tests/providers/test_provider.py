@@ -295,8 +295,8 @@ def test_aclose_releases_the_loops_connections_and_keeps_the_provider_usable(pro
 def test_concurrent_requests_spread_over_small_pools_that_aclose_releases(provider,
                                                                           fake_gemini):
     # httpcore looks at every connection of a pool on each request: many small pools keep
-    # that cheap (batches.providers.gemini.POOLS).
-    from batches.providers.gemini import POOLS
+    # that cheap (batches.providers.http.Pools).
+    from batches.providers.http import POOLS
 
     fake_gemini.configure(latency_ms=100)
     concurrency = 4 * POOLS
