@@ -749,11 +749,15 @@ class Progress(RowTally):
     """Live figures for a batch: the tally, plus rate, ETA and tokens."""
 
     RATE_WINDOW = timedelta(seconds=60)
+    # At most this many of the rows finished in the window are read: at hundreds of rows a
+    # second, counting a whole minute's rows took the progress poll 90-130 ms on PostgreSQL.
+    RATE_SAMPLE = 2000
 
-    def __init__(self, batch: Batch, counts: dict[str, int], recent: int, tokens: dict):
+    def __init__(self, batch: Batch, counts: dict[str, int], recent: int, tokens: dict,
+                 sample_s: float | None = None):
         super().__init__(counts)
         self.batch = batch
-        self.rows_per_minute = self._rate(batch, recent)
+        self.rows_per_minute = self._rate(batch, recent, sample_s)
         remaining = self.remaining
         if batch.is_finished or remaining == 0:
             self.eta_seconds = 0 if remaining == 0 else None
@@ -768,17 +772,25 @@ class Progress(RowTally):
     def for_batch(cls, batch: Batch, counts: dict[str, int] | None = None) -> Progress:
         """`counts` may be passed when the caller already has them (the API caches them)."""
         counts = counts if counts is not None else batch.status_counts()
-        since = timezone.now() - cls.RATE_WINDOW
-        finished = BatchResult.objects.filter(
-            batch=batch, finished_at__gte=since,
-            status__in=[BatchResult.Status.SUCCEEDED, BatchResult.Status.FAILED])
-        recent = finished.count()
+        now = timezone.now()
+        sample_s = None
+        recent = 0
+        if not batch.is_finished:
+            # The newest finished rows, through the (batch, finished_at) index.
+            times = list(BatchResult.objects.filter(
+                batch=batch, finished_at__gte=now - cls.RATE_WINDOW,
+                status__in=[BatchResult.Status.SUCCEEDED, BatchResult.Status.FAILED],
+            ).order_by("-finished_at").values_list("finished_at", flat=True)[:cls.RATE_SAMPLE])
+            recent = len(times)
+            if recent == cls.RATE_SAMPLE:
+                sample_s = (now - times[-1]).total_seconds()
         # The engine adds each write's tokens to the batch, so no SUM over the rows is needed.
         tokens = {"p": batch.prompt_tokens, "o": batch.output_tokens}
-        return cls(batch, counts, recent, tokens)
+        return cls(batch, counts, recent, tokens, sample_s)
 
-    def _rate(self, batch: Batch, recent: int) -> float:
-        """Rows per minute over the last minute, or over the batch's life if shorter."""
+    def _rate(self, batch: Batch, recent: int, sample_s: float | None) -> float:
+        """Rows per minute over the last minute (or over the batch's life if shorter); when more
+        than RATE_SAMPLE rows finished in it, over the time the last RATE_SAMPLE took."""
         if not batch.started_at:
             return 0.0
         end = batch.finished_at or timezone.now()
@@ -787,7 +799,9 @@ class Progress(RowTally):
             ran = self.processed
             return round(ran / elapsed * 60, 1) if elapsed > 0 else float(ran)
         window = min(elapsed, self.RATE_WINDOW.total_seconds())
-        return round(recent / window * 60, 1) if window > 1 else 0.0
+        if sample_s is not None:
+            window = min(window, max(sample_s, 1.0))
+        return round(recent / window * 60, 1) if window >= 1 else 0.0
 
     @property
     def tokens(self) -> int:

@@ -213,3 +213,4 @@ def test_the_counting_triggers_exist_after_all_migrations(db):
             cursor.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
             assert "status_count_one_row" in {name for (name,) in cursor.fetchall()}
     assert TRIGGERS <= found
+
