@@ -776,14 +776,16 @@ class Progress(RowTally):
         sample_s = None
         recent = 0
         if not batch.is_finished:
-            # The newest finished rows, through the (batch, finished_at) index.
-            times = list(BatchResult.objects.filter(
+            # The newest finished rows, through the (batch, finished_at) index alone: with the
+            # status in the query, PostgreSQL's planner (its statistics taken while the rows
+            # were pending) read all the batch's succeeded rows instead, 0.6-1.1 s at 600,000.
+            newest = list(BatchResult.objects.filter(
                 batch=batch, finished_at__gte=now - cls.RATE_WINDOW,
-                status__in=[BatchResult.Status.SUCCEEDED, BatchResult.Status.FAILED],
-            ).order_by("-finished_at").values_list("finished_at", flat=True)[:cls.RATE_SAMPLE])
-            recent = len(times)
-            if recent == cls.RATE_SAMPLE:
-                sample_s = (now - times[-1]).total_seconds()
+            ).order_by("-finished_at").values_list("finished_at", "status")[:cls.RATE_SAMPLE])
+            ran = (BatchResult.Status.SUCCEEDED, BatchResult.Status.FAILED)  # not cancelled
+            recent = sum(status in ran for _, status in newest)
+            if len(newest) == cls.RATE_SAMPLE:
+                sample_s = (now - newest[-1][0]).total_seconds()
         # The engine adds each write's tokens to the batch, so no SUM over the rows is needed.
         tokens = {"p": batch.prompt_tokens, "o": batch.output_tokens}
         return cls(batch, counts, recent, tokens, sample_s)
