@@ -196,7 +196,13 @@ def _watch(bench: Bench, web: WebServer, batch: Batch, n: int,
             close_old_connections()
             batch.refresh_from_db()
             counts = batch.status_counts()  # the batch's own counters are written at the end
-            samples.append((time.monotonic(), counts["succeeded"] + counts["failed"]))
+            done_rows = counts["succeeded"] + counts["failed"]
+            if not samples and done_rows and batch.started_at:
+                # Rows ran before the first sample (while the upload's response was on its
+                # way): the count was 0 when the first was claimed.
+                ago = time.time() - batch.started_at.timestamp()
+                samples.append((time.monotonic() - ago, 0))
+            samples.append((time.monotonic(), done_rows))
             if batch.is_finished:
                 break
             time.sleep(1.0)
