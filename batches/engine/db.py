@@ -100,6 +100,9 @@ class Outcome:
     error: str = ""
     response: Response | None = None
     latency_ms: int | None = None
+    # When the answer came back; an answer from before the batch began to wait for the API
+    # does not end the wait.
+    answered_at: datetime | None = None
     not_before: datetime | None = None
     data: object = None  # the validated answer of a columns batch (engine.answers)
     extra_attempts: int = 0  # a repair request spent one more attempt
@@ -550,7 +553,12 @@ def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None, *
                     index__gt=outcome.row.index, status=PENDING,
                 ).update(status=BatchResult.Status.FAILED, error=EARLIER_TURN_FAILED,
                          finished_at=now, not_before=None)
-        _add_to_batch_totals(tokens, spend)
+        answered: dict[int, datetime] = {}
+        for o in outcomes:
+            if o.response is not None:  # the API answered, even if the answer failed
+                when = o.answered_at or now
+                answered[o.row.batch.id] = max(when, answered.get(o.row.batch.id, when))
+        _add_to_batch_totals(tokens, spend, answered)
         costs.add_monthly_spend(spend.per_owner, now)
         _apply_events(events, now)
     # After the commit: a claim that sees the reservation gone sees the spend too.
@@ -560,27 +568,33 @@ def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None, *
 
 
 def _add_to_batch_totals(tokens: dict[int, tuple[int, int, int, int, int]],
-                         spend: costs.Spend) -> None:
+                         spend: costs.Spend, answered: Mapping[int, datetime]) -> None:
     """Add a write's tokens, cost and cache savings to each batch's running totals, and clear
-    its wait for the API (an answer means the API is back): one statement run per batch, as a
-    write of many small batches' rows touches one batch per row or so."""
+    its wait for the API if an answer came after the wait began (the API is back; `answered`:
+    each batch's newest answer): one statement run per batch, as a write of many small
+    batches' rows touches one batch per row or so."""
     batch_ids = sorted(set(tokens) | set(spend.per_batch))
     if not batch_ids:
         return
     params, columns = [], None
+    waiting_field = Batch._meta.get_field("api_waiting_since")
+    far_past = timezone.now() - timedelta(days=36500)
     for batch_id in batch_ids:
         prompt_tokens, output_tokens, *saved = tokens.get(batch_id, (0, 0, 0, 0, 0))
         add = {"prompt_tokens": prompt_tokens, "output_tokens": output_tokens,
                **spend.batch_totals(batch_id), **reuse.savings(*saved)}
         columns = columns or [Batch._meta.get_field(name) for name in add]
+        newest = waiting_field.get_db_prep_value(answered.get(batch_id, far_past), connection)
         params.append([f.get_db_prep_save(add[f.name], connection) for f in columns]
-                      + [batch_id])
+                      + [newest, batch_id])
     quote = connection.ops.quote_name
     additions = ", ".join(f"{quote(f.column)} = {quote(f.column)} + %s" for f in columns)
-    waiting = quote(Batch._meta.get_field("api_waiting_since").column)
+    waiting = quote(waiting_field.column)
     with connection.cursor() as cursor:
-        cursor.executemany(f"UPDATE {quote(Batch._meta.db_table)} SET {additions}, "
-                           f"{waiting} = NULL WHERE {quote(Batch._meta.pk.column)} = %s", params)
+        cursor.executemany(
+            f"UPDATE {quote(Batch._meta.db_table)} SET {additions}, {waiting} = CASE WHEN "
+            f"{waiting} <= %s THEN NULL ELSE {waiting} END "
+            f"WHERE {quote(Batch._meta.pk.column)} = %s", params)
 
 
 def _sources(response: Response) -> list[dict] | None:

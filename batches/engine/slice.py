@@ -303,6 +303,7 @@ class Slice:
             outcome = Outcome(row, Kind.FAILED, error=f"{type(exc).__name__}: {exc}")
         finished = time.monotonic()
         outcome.latency_ms = round((finished - started) * 1000)
+        outcome.answered_at = timezone.now()
         self.buffer.append(outcome)
         del self.inflight[row.id]
         self._freed_at.append(finished)

@@ -388,6 +388,31 @@ def test_one_write_adds_each_batchs_own_totals_and_finishes_only_the_done_ones(
                               .values_list("cost", flat=True), Decimal(0))
 
 
+def test_only_an_answer_that_came_after_the_wait_began_ends_a_batchs_wait_for_the_api(
+        fake, make_batch, enqueued):
+    # Two workers: one records the wait (its requests fail), the other then writes an answer
+    # that came back before the API went down. The wait stands until an answer after it.
+    from datetime import timedelta
+
+    batch = make_batch(rows(2))
+    claimed = engine_db.claim_rows(10, lease_s=30)
+    waiting_since = timezone.now()
+    Batch.objects.filter(pk=batch.pk).update(api_waiting_since=waiting_since)
+
+    def answer(row, at):
+        return engine_db.Outcome(row, engine_db.Kind.SUCCEEDED,
+                                 response=Response("ok", "STOP", 3, 1, "m"), answered_at=at)
+
+    engine_db.write_outcomes([answer(claimed[0], waiting_since - timedelta(seconds=1))],
+                             busy={batch.pk})
+    batch.refresh_from_db()
+    assert batch.api_waiting_since == waiting_since and batch.prompt_tokens == 3
+
+    engine_db.write_outcomes([answer(claimed[1], waiting_since + timedelta(seconds=1))])
+    batch.refresh_from_db()
+    assert batch.api_waiting_since is None and batch.prompt_tokens == 6
+
+
 @pytest.mark.database
 def test_rescue_returns_a_dead_workers_rows_and_they_complete_once(fake, make_batch, enqueued):
     import uuid

@@ -49,5 +49,6 @@ def test_the_poll_takes_its_counts_and_rows_in_one_snapshot(client, user, make_b
     start = next(i for i, s in enumerate(sql) if "REPEATABLE READ" in s)
     end = next(i for i, s in enumerate(sql) if i > start and s.startswith("COMMIT"))
     inside = sql[start:end]
-    assert any("COUNT(" in s for s in inside)  # the counters
+    assert any("batches_batchstatuscount" in s for s in inside)  # the counters
+    assert any('"finished_at" >=' in s for s in inside)  # the rate's newest rows
     assert any('"batches_batchresult"."index" IN' in s for s in inside)  # the changed rows
