@@ -578,13 +578,13 @@ def _add_to_batch_totals(tokens: dict[int, tuple[int, int, int, int, int]],
         return
     params, columns = [], None
     waiting_field = Batch._meta.get_field("api_waiting_since")
-    far_past = timezone.now() - timedelta(days=36500)
     for batch_id in batch_ids:
         prompt_tokens, output_tokens, *saved = tokens.get(batch_id, (0, 0, 0, 0, 0))
         add = {"prompt_tokens": prompt_tokens, "output_tokens": output_tokens,
                **spend.batch_totals(batch_id), **reuse.savings(*saved)}
         columns = columns or [Batch._meta.get_field(name) for name in add]
-        newest = waiting_field.get_db_prep_value(answered.get(batch_id, far_past), connection)
+        # None (no answer in this write): `waiting <= NULL` is not true, so the wait stands.
+        newest = waiting_field.get_db_prep_value(answered.get(batch_id), connection)
         params.append([f.get_db_prep_save(add[f.name], connection) for f in columns]
                       + [newest, batch_id])
     quote = connection.ops.quote_name
