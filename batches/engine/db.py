@@ -18,12 +18,11 @@ from decimal import Decimal
 
 from django.conf import settings as django_settings
 from django.db import connection, transaction
-from django.db.models import Count, DateTimeField, Exists, F, Min, OuterRef, Q, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Exists, F, Min, OuterRef, Q
 from django.utils import timezone
 
 from batches import costs, languages, notifications
-from batches.engine import pick, reuse
+from batches.engine import pick, reuse, sql
 from batches.models import Batch, BatchResult, Mode
 from batches.providers import Request, Response
 
@@ -265,32 +264,22 @@ def _batches_with_room(have: Mapping[int, int], others: dict[int, int] | None) -
     A batch is simple when none of claim_batch_rows' special rules applies to it: not a draft
     (sample rows only), not in batch mode (online rows only), no conversation column (turn
     order, histories), no budget to reserve against."""
-    now = timezone.now()
-    # The Batch table is small; rows are then taken per batch through (batch, status, index).
-    batches = list(runnable_batches().order_by("priority", "created_at", "id").annotate(
-        pending=Exists(claimable(BatchResult.objects.filter(batch=OuterRef("pk")), now)),
-    ).values_list("id", "priority", "concurrency", "pending", "status", "mode",
-                  "conversation_column", "budget", "owner_id"))
-    running = _running_counts([b[0] for b in batches])
+    batches = sql.runnable_with_counts(timezone.now())
     with_room = []
     for batch in batches:
-        batch_id, _, concurrency, pending, *_ = batch
-        if pending and running.get(batch_id, 0) < concurrency:
+        batch_id, _, concurrency, *_, pending, running = batch
+        if pending and running < concurrency:
             with_room.append(batch)
         elif others is not None:
-            others[batch_id] = max(0, running.get(batch_id, 0) - have.get(batch_id, 0))
-    budgeted = costs.budgeted((b[0], b[7], b[8]) for b in with_room)
+            others[batch_id] = max(0, running - have.get(batch_id, 0))
+    budgeted = costs.budgeted((b[0], b[6], b[7]) for b in with_room)
     return [
-        _Room(batch_id, priority, concurrency, running.get(batch_id, 0),
+        _Room(batch_id, priority, concurrency, running,
               simple=(status != DRAFT and mode == Mode.ONLINE and not conversation
                       and batch_id not in budgeted))
-        for batch_id, priority, concurrency, _, status, mode, conversation, _, _ in with_room
+        for batch_id, priority, concurrency, status, mode, conversation, *_, running
+        in with_room
     ]
-
-
-def _running_counts(batch_ids: Collection[int]) -> dict[int, int]:
-    return dict(BatchResult.objects.filter(batch_id__in=batch_ids, status=RUNNING)
-                .values_list("batch_id").annotate(n=Count("id")).values_list("batch_id", "n"))
 
 
 def _claim_simple(batches: list[_Room], limit: int, *, have: Mapping[int, int], window: int,
@@ -307,7 +296,7 @@ def _claim_simple(batches: list[_Room], limit: int, *, have: Mapping[int, int], 
         locked = _lock_simple(candidates)
         if not locked:
             return []
-        running = _running_counts(locked)
+        running = sql.running_counts(locked)
         rooms = {}
         for batch_id, concurrency in locked.items():
             in_flight = running.get(batch_id, 0)
@@ -322,15 +311,8 @@ def _claim_simple(batches: list[_Room], limit: int, *, have: Mapping[int, int], 
         if not chosen:
             return []
         token = uuid.uuid4()
-        BatchResult.objects.filter(id__in=chosen, status=PENDING).update(
-            status=RUNNING, claim_token=token, started_at=now,
-            lease_expires_at=now + timedelta(seconds=lease_s))
-        rows = list(
-            BatchResult.objects.filter(id__in=chosen, status=RUNNING, claim_token=token)
-            .values_list("batch_id", "id", "index", "prompt", "conversation_key", "attempts",
-                         "document_ids", "bypass_cache")
-        )
-        _mark_running({row[0] for row in rows}, now)
+        rows = sql.take(chosen, token, now, now + timedelta(seconds=lease_s))
+        sql.mark_running({row[0] for row in rows}, now)
         # Only the batches rows came from are read whole (dozens of fields each).
         settings = {batch.pk: _settings_of(batch)
                     for batch in Batch.objects.filter(pk__in={row[0] for row in rows})}
@@ -366,18 +348,7 @@ def _lock_simple(batch_ids: list[int]) -> dict[int, int]:
     """Lock the batches still runnable and simple (their settings may have changed since they
     were read); each one's concurrency. In id order, as write_outcomes locks them, so two
     transactions cannot deadlock."""
-    return dict(runnable_batches().select_for_update()
-                .filter(pk__in=batch_ids, mode=Mode.ONLINE, conversation_column="",
-                        budget__isnull=True)
-                .exclude(status=DRAFT).order_by("pk").values_list("pk", "concurrency"))
-
-
-def _mark_running(batch_ids: Collection[int], now: datetime) -> None:
-    """The batches have a live slice; a pending one is running from now on."""
-    Batch.objects.filter(pk__in=batch_ids).update(slice_heartbeat_at=now)
-    Batch.objects.filter(pk__in=batch_ids, status=Batch.Status.PENDING).update(
-        status=Batch.Status.RUNNING,
-        started_at=Coalesce(F("started_at"), Value(now, output_field=DateTimeField())))
+    return sql.lock_simple(batch_ids)
 
 
 def claim_batch_rows(batch_id: int, limit: int, *, lease_s: float, held: int = 0,
@@ -525,10 +496,7 @@ def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None, *
     with transaction.atomic():
         # Locked in id order (claims lock one batch at a time), so two flushes cannot deadlock,
         # and a cancel either commits before this reads its flag or waits for this commit.
-        cancelled = dict(
-            Batch.objects.select_for_update().filter(pk__in=batch_ids).order_by("pk")
-            .values_list("pk", "cancel_requested")
-        )
+        cancelled = sql.lock_for_write(batch_ids)
         successes = [o for o in outcomes if o.kind is Kind.SUCCEEDED]
         tokens, spend = _write_successes(successes, now)
         settled = [(o.row.budget_keys, str(o.row.token), o.row.reserved,
@@ -760,10 +728,8 @@ def finalise(batch_ids) -> None:
     query, not one per batch: a write of many small batches' rows names dozens."""
     if not batch_ids:
         return
-    open_rows = BatchResult.objects.filter(batch_id=OuterRef("pk"), status__in=[PENDING, RUNNING])
-    for batch in Batch.objects.filter(pk__in=list(batch_ids)).exclude(
-        status__in=Batch.FINAL_STATUSES
-    ).exclude(Exists(open_rows)):
+    done = sql.without_open_rows(sorted(batch_ids), Batch.FINAL_STATUSES)
+    for batch in Batch.objects.filter(pk__in=done):
         batch.finalise_if_done()
 
 
