@@ -313,9 +313,9 @@ def _claim_simple(batches: list[_Room], limit: int, *, have: Mapping[int, int], 
         token = uuid.uuid4()
         rows = sql.take(chosen, token, now, now + timedelta(seconds=lease_s))
         sql.mark_running({row[0] for row in rows}, now)
-        # Only the batches rows came from are read whole (dozens of fields each).
-        settings = {batch.pk: _settings_of(batch)
-                    for batch in Batch.objects.filter(pk__in={row[0] for row in rows})}
+        # Only the batches rows came from, and only the fields their settings need.
+        settings = {batch.pk: _settings_of(batch) for batch in Batch.objects.filter(
+            pk__in={row[0] for row in rows}).only(*SETTINGS_FIELDS)}
     order = {batch_id: i for i, batch_id in enumerate(plan)}
     rows.sort(key=lambda row: (order[row[0]], row[2]))
     claimed = [
@@ -463,6 +463,13 @@ def _histories(batch: Batch, rows: list[tuple]) -> dict[int, tuple[tuple[str, st
     return {
         id_: tuple((p, o) for i, p, o in turns[key] if i < index) for id_, index, key in keyed
     }
+
+
+# The fields _settings_of reads: a claim loads only these (a Batch has dozens).
+SETTINGS_FIELDS = ("model_name", "system_instruction", "language", "temperature",
+                   "max_output_tokens", "response_schema", "max_retries", "rpm_limit",
+                   "tpm_limit", "thinking", "owner_id", "use_cache", "google_search",
+                   "url_context")
 
 
 def _settings_of(batch: Batch, *, batch_mode: bool = False) -> BatchSettings:
