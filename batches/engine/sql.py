@@ -53,20 +53,27 @@ def _prep(model, name: str, value):
 def runnable_with_counts(now: datetime) -> list[tuple]:
     """Every runnable batch (a draft only while it samples; not paused, not being cancelled),
     highest priority and oldest first: (id, priority, concurrency, status, mode,
-    conversation_column, budget, owner_id, has a claimable row, rows running)."""
+    conversation_column, budget, owner_id, has a claimable row, rows running). Whether a batch
+    has a claimable row is looked up only when it has room (fewer rows running than its
+    concurrency; False at its cap): many small batches sit at their cap, and the lookup reads
+    rows where the count reads only the index."""
+    # MATERIALIZED: counted once per batch, not flattened into both uses of `running`.
     sql = _sql(
-        "SELECT b.id, b.priority, b.concurrency, b.status, b.mode, b.conversation_column,"
+        "WITH counted AS MATERIALIZED (SELECT b.id, b.priority, b.concurrency, b.status,"
+        "  b.mode, b.conversation_column, b.budget, b.owner_id, b.created_at,"
+        "  (SELECT COUNT(*) FROM {result} r"
+        "  WHERE r.batch_id = b.id AND r.status = %s) AS running FROM {batch} b"
+        "  WHERE (b.status IN (%s, %s) OR (b.status = %s AND b.sampling = %s))"
+        "  AND b.paused = %s AND b.cancel_requested = %s)"
+        " SELECT b.id, b.priority, b.concurrency, b.status, b.mode, b.conversation_column,"
         " b.budget, b.owner_id,"
-        " EXISTS (SELECT 1 FROM {result} r WHERE r.batch_id = b.id AND r.status = %s"
-        "  AND (r.not_before IS NULL OR r.not_before <= %s)),"
-        " (SELECT COUNT(*) FROM {result} r WHERE r.batch_id = b.id AND r.status = %s)"
-        " FROM {batch} b"
-        " WHERE (b.status IN (%s, %s) OR (b.status = %s AND b.sampling = %s))"
-        " AND b.paused = %s AND b.cancel_requested = %s"
-        " ORDER BY b.priority, b.created_at, b.id")
+        " CASE WHEN b.running < b.concurrency THEN EXISTS (SELECT 1 FROM {result} r"
+        "  WHERE r.batch_id = b.id AND r.status = %s"
+        "  AND (r.not_before IS NULL OR r.not_before <= %s)) ELSE %s END,"
+        " b.running FROM counted b ORDER BY b.priority, b.created_at, b.id")
     return [row[:8] + (bool(row[8]), row[9]) for row in _fetch(sql, [
-        RESULT_PENDING, _prep(BatchResult, "not_before", now), RESULT_RUNNING, *ACTIVE,
-        Batch.Status.DRAFT, True, False, False])]
+        RESULT_RUNNING, *ACTIVE, Batch.Status.DRAFT, True, False, False,
+        RESULT_PENDING, _prep(BatchResult, "not_before", now), False])]
 
 
 def running_counts(batch_ids: Collection[int]) -> dict[int, int]:

@@ -28,6 +28,8 @@ def test_runnable_batches_come_by_priority_then_age_with_their_claimable_and_run
         make_batch, enqueued, settings):
     settings.BATCH_MAX_ACTIVE_PER_USER = 0
     old, new, urgent = (make_batch(rows(3)) for _ in range(3))
+    full = make_batch(rows(3), concurrency=1)
+    BatchResult.objects.filter(batch=full, index=0).update(status=RUNNING)
     Batch.objects.filter(pk=urgent.pk).update(priority=Priority.HIGH)
     BatchResult.objects.filter(batch=old, index=0).update(status=RUNNING)
     later = timezone.now() + timedelta(hours=1)
@@ -41,11 +43,12 @@ def test_runnable_batches_come_by_priority_then_age_with_their_claimable_and_run
 
     found = sql.runnable_with_counts(timezone.now())
 
-    assert [row[0] for row in found] == [urgent.pk, old.pk, new.pk, sampling.pk]
+    assert [row[0] for row in found] == [urgent.pk, old.pk, new.pk, full.pk, sampling.pk]
     by_id = {row[0]: row for row in found}
     assert by_id[old.pk][8:] == (True, 1)
     assert by_id[new.pk][8:] == (False, 0)
     assert by_id[urgent.pk][8:] == (True, 0)
+    assert by_id[full.pk][8:] == (False, 1)  # at its cap: its pending rows are not looked for
     # Once their time has come, the new batch's rows are claimable.
     assert {row[0]: row[8] for row in sql.runnable_with_counts(later)}[new.pk] is True
 
