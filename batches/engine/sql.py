@@ -4,8 +4,8 @@ A slice claims and writes dozens of times a second. Building each of these state
 the ORM cost 0.6-1.8 ms of the worker's CPU (clone, filter, compile), several times what the
 database took to run them; a claim made eight of them. Here each is a fixed string: only its
 quoted table names (worked out once) and the length of its `IN (...)` list are filled in per
-call. The ORM stays for everything that is not on that path. Called on the slice's database thread, inside the caller's
-transaction where it has one.
+call. The ORM stays for everything that is not on that path. Called on the slice's database
+thread, inside the caller's transaction where it has one.
 """
 
 from __future__ import annotations
