@@ -14,6 +14,7 @@ from datetime import datetime
 
 from django.db import connection
 
+from batches.engine import sql
 from batches.models import BatchResult
 
 PENDING = BatchResult.Status.PENDING
@@ -44,13 +45,11 @@ def claimable_ids(wanted: Mapping[int, int], now: datetime) -> dict[int, list[in
 
 def _names() -> tuple[str, str]:
     """The results table and its `index` column, quoted."""
-    qn = connection.ops.quote_name
-    return qn(BatchResult._meta.db_table), qn("index")
+    return sql.names()["result"], sql.names()["index"]
 
 
 def _prep_now(now: datetime):
-    field = BatchResult._meta.get_field("not_before")
-    return field.get_db_prep_value(now, connection)
+    return sql.prep(BatchResult, "not_before", now)
 
 
 def _postgresql(wanted: dict[int, int], now: datetime) -> list[tuple[int, int, int]]:

@@ -24,6 +24,12 @@ RESULT_RUNNING = BatchResult.Status.RUNNING
 ACTIVE = (Batch.Status.PENDING, Batch.Status.RUNNING)
 
 
+def names() -> dict[str, str]:
+    """The quoted table names ("batch", "result"), the quoted "index" column and the row lock
+    clause ("for_update", empty where the database has none)."""
+    return _names(connection.vendor)
+
+
 @functools.cache
 def _names(vendor: str) -> dict[str, str]:
     quote = connection.ops.quote_name
@@ -33,7 +39,7 @@ def _names(vendor: str) -> dict[str, str]:
 
 
 def _sql(template: str) -> str:
-    return template.format(**_names(connection.vendor))
+    return template.format(**names())
 
 
 def _in(ids: Collection[int]) -> str:
@@ -46,7 +52,7 @@ def _fetch(sql: str, params: Iterable[Any]) -> list[tuple]:
         return cursor.fetchall()
 
 
-def _prep(model, name: str, value):
+def prep(model, name: str, value):
     return model._meta.get_field(name).get_db_prep_value(value, connection)
 
 
@@ -73,7 +79,7 @@ def runnable_with_counts(now: datetime) -> list[tuple]:
         " b.running FROM counted b ORDER BY b.priority, b.created_at, b.id")
     return [row[:8] + (bool(row[8]), row[9]) for row in _fetch(sql, [
         RESULT_RUNNING, *ACTIVE, Batch.Status.DRAFT, True, False, False,
-        RESULT_PENDING, _prep(BatchResult, "not_before", now), False])]
+        RESULT_PENDING, prep(BatchResult, "not_before", now), False])]
 
 
 def running_counts(batch_ids: Collection[int]) -> dict[int, int]:
@@ -105,9 +111,9 @@ def take(row_ids: Collection[int], token, now: datetime, lease_until: datetime) 
                f" lease_expires_at = %s WHERE id IN ({_in(row_ids)}) AND status = %s"
                " RETURNING batch_id, id, {index}, prompt, conversation_key, attempts,"
                " document_ids, bypass_cache")
-    rows = _fetch(sql, [RESULT_RUNNING, _prep(BatchResult, "claim_token", token),
-                        _prep(BatchResult, "started_at", now),
-                        _prep(BatchResult, "lease_expires_at", lease_until),
+    rows = _fetch(sql, [RESULT_RUNNING, prep(BatchResult, "claim_token", token),
+                        prep(BatchResult, "started_at", now),
+                        prep(BatchResult, "lease_expires_at", lease_until),
                         *row_ids, RESULT_PENDING])
     documents = BatchResult._meta.get_field("document_ids")
     return [(batch_id, id_, index, prompt, key, attempts,
@@ -125,7 +131,7 @@ def mark_running(batch_ids: Collection[int], now: datetime) -> None:
                "  ELSE started_at END,"
                " status = CASE WHEN status = %s THEN %s ELSE status END"
                f" WHERE id IN ({_in(batch_ids)})")
-    when = _prep(Batch, "slice_heartbeat_at", now)
+    when = prep(Batch, "slice_heartbeat_at", now)
     with connection.cursor() as cursor:
         cursor.execute(sql, [when, Batch.Status.PENDING, when, Batch.Status.PENDING,
                              Batch.Status.RUNNING, *batch_ids])
