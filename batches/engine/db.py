@@ -546,12 +546,11 @@ def _add_to_batch_totals(tokens: dict[int, tuple[int, int, int, int, int]],
                          spend: costs.Spend, answered: Mapping[int, datetime]) -> None:
     """Add a write's tokens, cost and cache savings to each batch's running totals, and clear
     its wait for the API if an answer came after the wait began (the API is back; `answered`:
-    each batch's newest answer): one statement run per batch, as a write of many small
-    batches' rows touches one batch per row or so."""
+    each batch's newest answer): one statement for all of them (sql.add_to_batches)."""
     batch_ids = sorted(set(tokens) | set(spend.per_batch))
     if not batch_ids:
         return
-    params, columns = [], None
+    rows, columns = [], None
     waiting_field = Batch._meta.get_field("api_waiting_since")
     for batch_id in batch_ids:
         prompt_tokens, output_tokens, *saved = tokens.get(batch_id, (0, 0, 0, 0, 0))
@@ -560,16 +559,9 @@ def _add_to_batch_totals(tokens: dict[int, tuple[int, int, int, int, int]],
         columns = columns or [Batch._meta.get_field(name) for name in add]
         # None (no answer in this write): `waiting <= NULL` is not true, so the wait stands.
         newest = waiting_field.get_db_prep_value(answered.get(batch_id), connection)
-        params.append([f.get_db_prep_save(add[f.name], connection) for f in columns]
-                      + [newest, batch_id])
-    quote = connection.ops.quote_name
-    additions = ", ".join(f"{quote(f.column)} = {quote(f.column)} + %s" for f in columns)
-    waiting = quote(waiting_field.column)
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {quote(Batch._meta.db_table)} SET {additions}, {waiting} = CASE WHEN "
-            f"{waiting} <= %s THEN NULL ELSE {waiting} END "
-            f"WHERE {quote(Batch._meta.pk.column)} = %s", params)
+        rows.append((batch_id, newest,
+                     *(f.get_db_prep_save(add[f.name], connection) for f in columns)))
+    sql.add_to_batches([f.name for f in columns], rows)
 
 
 def _sources(response: Response) -> list[dict] | None:

@@ -154,3 +154,32 @@ def without_open_rows(batch_ids: Collection[int], final: Collection[str]) -> lis
                f" AND b.status NOT IN ({_in(final)}) AND NOT EXISTS (SELECT 1 FROM {{result}} r"
                " WHERE r.batch_id = b.id AND r.status IN (%s, %s))")
     return [row[0] for row in _fetch(sql, [*batch_ids, *final, RESULT_PENDING, RESULT_RUNNING])]
+
+
+def add_to_batches(fields: Collection[str], rows: Collection[tuple]) -> None:
+    """Add a write's amounts to its batches' running totals, and end each one's wait for the API
+    if an answer came after the wait began, in one statement however many batches the write
+    touched (a write of many small batches' rows touches about one batch per row; a statement
+    per batch cost a tenth of a worker's CPU in the many-small-batches benchmark).
+
+    `fields`: the Batch fields to add to; `rows`: (batch id, newest answer prepared for the
+    database or None, then one amount per field, prepared)."""
+    if not rows:
+        return
+    postgresql = connection.vendor == "postgresql"
+    quote = connection.ops.quote_name
+    # psycopg2 sends a column of NULLs as text: cast each to the column's type there.
+    columns = [Batch._meta.get_field(name) for name in fields]
+    casts = [f"::{f.cast_db_type(connection)}" if postgresql else "" for f in columns]
+    waiting = quote("api_waiting_since")
+    answered = "v.answered::timestamptz" if postgresql else "v.answered"
+    additions = ", ".join(f"{quote(f.column)} = {quote(f.column)} + v.c{i}{casts[i]}"
+                          for i, f in enumerate(columns))
+    values = ", ".join([f"({', '.join(['%s'] * (len(columns) + 2))})"] * len(rows))
+    sql = _sql(
+        f"WITH v (id, answered, {', '.join(f'c{i}' for i in range(len(columns)))})"
+        f" AS (VALUES {values})"
+        f" UPDATE {{batch}} SET {additions}, {waiting} = CASE WHEN {waiting} <= {answered}"
+        f" THEN NULL ELSE {waiting} END FROM v WHERE {{batch}}.id = v.id")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for row in rows for value in row])

@@ -119,3 +119,39 @@ def test_the_write_lock_reports_cancels_and_the_done_batches_are_found(make_batc
     assert sql.lock_for_write(ids) == {done.pk: False, open_.pk: False, finished.pk: False,
                                        cancelling.pk: True}
     assert sql.without_open_rows(ids, Batch.FINAL_STATUSES) == [done.pk]
+
+
+def test_a_writes_totals_are_added_to_every_batch_in_one_statement(make_batch, enqueued, settings,
+                                                                   django_assert_num_queries):
+    from decimal import Decimal
+
+    settings.BATCH_MAX_ACTIVE_PER_USER = 0
+    answered, waiting, untouched = (make_batch(rows(1)) for _ in range(3))
+    now = timezone.now()
+    Batch.objects.filter(pk__in=[answered.pk, waiting.pk]).update(
+        api_waiting_since=now - timedelta(minutes=1), prompt_tokens=10,
+        cost_spent=Decimal("0.5"))
+    fields = ["prompt_tokens", "output_tokens", "cost_spent"]
+
+    def prepared(batch_id, newest, *amounts):
+        return (batch_id, sql.prep(Batch, "api_waiting_since", newest),
+                *(Batch._meta.get_field(name).get_db_prep_save(amount, sql.connection)
+                  for name, amount in zip(fields, amounts, strict=True)))
+
+    with django_assert_num_queries(1):
+        sql.add_to_batches(fields, [
+            prepared(answered.pk, now, 5, 7, Decimal("0.25")),
+            # No answer in this write (a failure only): the wait for the API stands.
+            prepared(waiting.pk, None, 1, 0, Decimal("0.000001")),
+        ])
+
+    got = {b.pk: b for b in Batch.objects.filter(pk__in=[answered.pk, waiting.pk, untouched.pk])}
+    assert (got[answered.pk].prompt_tokens, got[answered.pk].output_tokens,
+            got[answered.pk].cost_spent) == (15, 7, Decimal("0.75"))
+    assert got[answered.pk].api_waiting_since is None  # an answer came after the wait began
+    assert (got[waiting.pk].prompt_tokens, got[waiting.pk].cost_spent) == (11, Decimal("0.500001"))
+    assert got[waiting.pk].api_waiting_since is not None
+    assert (got[untouched.pk].prompt_tokens, got[untouched.pk].cost_spent) == (0, Decimal(0))
+    # An answer from before the wait began does not end it.
+    sql.add_to_batches(fields, [prepared(waiting.pk, now - timedelta(hours=1), 0, 0, 0)])
+    assert Batch.objects.get(pk=waiting.pk).api_waiting_since is not None
