@@ -14,7 +14,12 @@ from django.test import override_settings
 
 from batches.bench import heavy, pages
 from batches.bench.core import ALL_SCENARIOS, SCENARIO_NAMES, Bench, Options
-from batches.bench.data import bench_user, delete_bench_batches, refuse_if_others_active
+from batches.bench.data import (
+    bench_user,
+    delete_bench_batches,
+    drop_queued_slices,
+    refuse_if_others_active,
+)
 from batches.bench.procs import Cluster, FakeServer, RssSampler
 from batches.bench.report import Row, combine
 
@@ -28,6 +33,8 @@ def run(bench: Bench) -> list[Row]:
     bench.user = bench_user(staff=True)  # runs batches above the per-user concurrency cap
     refuse_if_others_active()
     delete_bench_batches()
+    if dropped := drop_queued_slices():
+        bench.log(f"dropped {dropped} engine slices an earlier run left queued")
     runs: dict[int, list[Row]] = defaultdict(list)
     with ExitStack() as stack:
         # The bench creates batches as fast as a script can; the per-user creation rate

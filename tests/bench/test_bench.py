@@ -138,3 +138,20 @@ def test_a_scenario_that_raises_is_a_failed_row_and_the_run_goes_on():
     assert row.measured.startswith("ERROR RuntimeError: The batch mode child failed: Traceback")
     assert "10. failed" in logged[0]
     assert "| FAIL " in table([row])
+
+
+@pytest.mark.django_db
+def test_queued_engine_slices_are_dropped_and_other_tasks_kept():
+    from django_q.models import OrmQ
+    from django_q.tasks import async_task
+
+    from batches.bench.data import drop_queued_slices
+    from batches.engine import tasks
+
+    tasks.enqueue_slice(1)
+    tasks.enqueue_slice(2)
+    async_task("batches.engine.tasks.rescue")
+
+    assert drop_queued_slices() == 2
+    assert [task.func() for task in OrmQ.objects.all()] == ["batches.engine.tasks.rescue"]
+    assert drop_queued_slices() == 0
