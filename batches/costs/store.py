@@ -38,6 +38,10 @@ Transaction = Callable[[dict[str, Ledger], float], Any]
 
 
 class Store(Protocol):
+    # True when the ledgers live in the application's database, so that a change to them can
+    # commit in the same transaction as the rows it accounts for.
+    in_database: bool
+
     def transact(self, keys: list[str], fn: Transaction) -> Any: ...
 
     def read(self, keys: list[str]) -> dict[str, Ledger]: ...
@@ -46,6 +50,8 @@ class Store(Protocol):
 class DatabaseStore:
     """PostgreSQL locks the rows (SELECT ... FOR UPDATE, in key order so two transactions
     cannot deadlock); SQLite's IMMEDIATE transactions take the write lock at BEGIN."""
+
+    in_database = True
 
     def transact(self, keys: list[str], fn: Transaction) -> Any:
         from django.db import transaction
@@ -86,6 +92,8 @@ class DatabaseStore:
 
 class RedisStore:
     """One hash per key ({spent, holds as JSON}), updated in WATCH/MULTI/EXEC transactions."""
+
+    in_database = False
 
     def __init__(self, url: str, prefix: str = "batchsite:budget:",
                  ttl: int = 100 * 86400) -> None:

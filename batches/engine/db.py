@@ -536,8 +536,17 @@ def write_outcomes(outcomes: list[Outcome], events: BatchEvents | None = None, *
         _add_to_batch_totals(tokens, spend, answered)
         costs.add_monthly_spend(spend.per_owner, now)
         _apply_events(events, now)
-    # After the commit: a claim that sees the reservation gone sees the spend too.
-    costs.settle(settled)
+        settle_now = costs.get_store().in_database
+        if settle_now:
+            # Committed with the write: a worker killed right after the commit would otherwise
+            # leave this spend out of the ledger for good (claims still hold to the budget
+            # through the batch's totals, but the ledger would not add up). Locked after the
+            # batches, as claims lock their batch, then the ledger.
+            costs.settle(settled)
+    if not settle_now:
+        # Redis: after the commit, so that a claim that sees the reservation gone sees the
+        # spend too.
+        costs.settle(settled)
     finalise(set(batch_ids).difference(busy))
     return set(batch_ids)
 

@@ -143,3 +143,42 @@ def test_a_reservation_of_a_dead_worker_expires_with_its_lease(fake, make_batch,
 
     assert batch.status == Batch.Status.COMPLETED
     assert batch.cost_spent == 10 * ROW_COST
+
+
+def test_a_worker_killed_right_after_its_write_commits_leaves_the_spend_in_the_ledger(
+        make_batch, enqueued, monkeypatch):
+    """The write's spend and the ledger's settle commit together (database ledger): a worker
+    that dies after the commit cannot leave answers paid for in the batch but not in the
+    ledger, whose reservation would expire with the lease and free the budget again."""
+    from contextlib import contextmanager
+
+    from django.db import transaction
+
+    from batches.engine import db
+    from batches.providers import Response
+
+    class Killed(Exception):
+        pass
+
+    @contextmanager
+    def dies_after_commit():
+        with transaction.atomic():
+            yield
+        raise Killed  # SIGKILL between the commit and whatever came after it
+
+    batch = make_batch(rows(4), budget=4 * ROW_COST)
+    claimed = db.claim_batch_rows(batch.pk, 2, lease_s=30)  # before any answer: one probe row
+    assert claimed and BudgetLedger.objects.get(key=f"batch:{batch.pk}").holds
+    monkeypatch.setattr(db, "transaction", type("T", (), {"atomic": dies_after_commit}))
+    answers = [db.Outcome(row, db.Kind.SUCCEEDED, latency_ms=5,
+                          response=Response(f"ECHO: {row.prompt}", "STOP", 3, 4, "m"))
+               for row in claimed]
+
+    with pytest.raises(Killed):
+        db.write_outcomes(answers)
+
+    batch.refresh_from_db()
+    assert batch.cost_spent == len(claimed) * ROW_COST
+    ledger = BudgetLedger.objects.get(key=f"batch:{batch.pk}")
+    assert ledger.spent_nanos == costs.to_nanos(batch.cost_spent)
+    assert ledger.holds == {}
