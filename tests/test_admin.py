@@ -473,3 +473,23 @@ def test_the_results_list_does_not_go_through_djangos_cell_by_cell_path(operator
 
     assert page.status_code == 200
     assert page.content.decode().count('class="action-select"') == 2
+
+
+def test_a_cell_whose_object_is_gone_shows_the_empty_value_as_djangos_does(operator, make_batch,
+                                                                           monkeypatch):
+    from batches.admin import BatchResultAdmin
+
+    batch = make_batch([{"text": "a"}, {"text": "b"}])
+    gone = batch.results.get(index=1).pk
+
+    def error_preview(self, obj):
+        if obj.pk == gone:
+            raise BatchResult.DoesNotExist
+        return obj.error
+
+    monkeypatch.setattr(BatchResultAdmin, "error_preview", error_preview)
+    fast = _changelist(operator, "")
+    monkeypatch.setattr(BatchResultAdmin, "change_list_template", "admin/change_list.html")
+
+    assert fast == _changelist(operator, "")
+    assert '<td class="field-error_preview">-</td>' in fast

@@ -87,11 +87,10 @@ def _columns(cl, sample) -> list[Callable[[Any], SafeString]] | None:
 
 def _column(cl, name: str, index: int, f, attr, link: bool, tag: str,
             link_template: str | None) -> Callable[[Any], SafeString]:
-    empty = cl.model_admin.get_empty_value_display()
-    empty = getattr(attr, "empty_value_display", empty)
-    classes = [f"field-{_coerce_field_name(name, index)}"]
-    if name == "action_checkbox":
-        classes = ["action-checkbox"]
+    admin_empty = cl.model_admin.get_empty_value_display()
+    empty = getattr(attr, "empty_value_display", admin_empty)
+    base_classes = [f"field-{_coerce_field_name(name, index)}"]
+    classes = ["action-checkbox"] if name == "action_checkbox" else list(base_classes)
     plain = f is None or f.auto_created
     if not plain and isinstance(f, (models.DateField, models.TimeField, models.ForeignKey)):
         classes.append("nowrap")
@@ -99,21 +98,25 @@ def _column(cl, name: str, index: int, f, attr, link: bool, tag: str,
     boolean = getattr(attr, "boolean", False)
     pk_name = cl.lookup_opts.pk.attname
 
-    def cell(obj) -> SafeString:
+    def shown(obj) -> tuple[Any, list[str]]:
         value = attr(obj) if f is None else getattr(obj, name)
         if isinstance(value, str) and value.strip() == "":
             value = ""
-        cell_classes = classes
         if plain:
-            shown = display_for_value(value, empty, boolean)
             if isinstance(value, (datetime.date, datetime.time)):
-                cell_classes = [*classes, "nowrap"]
-        elif related:
+                return display_for_value(value, empty, boolean), [*classes, "nowrap"]
+            return display_for_value(value, empty, boolean), classes
+        if related:
             related_obj = getattr(obj, f.name)
-            shown = empty if related_obj is None else related_obj
-        else:
-            shown = display_for_field(value, f, empty, avoid_link=link)
-        text = conditional_escape(shown)
+            return (empty if related_obj is None else related_obj), classes
+        return display_for_field(value, f, empty, avoid_link=link), classes
+
+    def cell(obj) -> SafeString:
+        try:
+            value, cell_classes = shown(obj)
+        except ObjectDoesNotExist:  # as items_for_result: the admin's empty value, plain class
+            value, cell_classes = admin_empty, base_classes
+        text = conditional_escape(value)
         if link:
             url = link_template.replace(_PK, str(getattr(obj, pk_name)), 1)
             text = f'<a href="{conditional_escape(url)}">{text}</a>'
