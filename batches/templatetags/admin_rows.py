@@ -53,8 +53,8 @@ def fast_result_list(cl) -> dict[str, Any]:
 
 def _rows(cl) -> Iterator[ResultList]:
     objects = list(cl.result_list)
-    columns = _columns(cl, objects[0]) if objects else []
-    if columns is None or cl.formset or cl.is_popup:
+    columns = None if cl.formset or cl.is_popup or not objects else _columns(cl, objects[0])
+    if columns is None:
         yield from results(cl)
         return
     for obj in objects:
